@@ -1,0 +1,158 @@
+"""The ``model-assigner`` command line.
+
+Every failure a user can cause ends in one line on stderr and exit status 2,
+never a traceback: the CLI is often run from scripts that only show stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.batch import optimize_task_assignments
+from core.config import EngineConfig
+from core.explain import explain
+from core.loader import ConfigError, load_engine_config
+from core.quota import Ledger, roll_over
+from core.selection import select_model
+from core.types import STRATEGIES, Decision
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def parse_now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"--now: not an ISO 8601 date-time: {text!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def load_config(folder: str | None) -> EngineConfig:
+    try:
+        return load_engine_config(folder) if folder else load_engine_config()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def decision_json(decision: Decision) -> dict[str, Any]:
+    b, t = decision.breakdown, decision.tokens
+    return {
+        "id": decision.task_id,
+        "model": decision.model,
+        "value_score": decision.value_score,
+        "value_density": decision.value_density,
+        "band": decision.band,
+        "priority_weight": b.priority_weight,
+        "complexity": b.complexity,
+        "domain": b.domain,
+        "risk": b.risk,
+        "time_bonus": b.time_bonus,
+        "input_tokens": t.input_tokens,
+        "output_tokens": t.output_tokens,
+        "cost_usd": round(decision.cost_usd, 6),
+        "paid_by": decision.paid_by,
+        "api_spend_usd": round(decision.payment.cost_usd, 6) if decision.payment else 0.0,
+        "strategy": decision.strategy,
+        "reason": decision.reason,
+        "passed_over": [p.model_dump() for p in decision.passed_over],
+        "unblock_hint": decision.unblock_hint,
+        "breakdown": b.model_dump(),
+    }
+
+
+def print_human(decisions: list[Decision], ledger: Ledger) -> None:
+    header = f"{'task':<20} {'model':<15} {'value':>6} {'tokens':>9} {'cost':>9}  paid by"
+    print(header)
+    print("-" * len(header))
+    for d in decisions:
+        print(
+            f"{d.task_id[:20]:<20} {d.model or 'deferred':<15} {d.value_score:>6.1f} "
+            f"{d.tokens.total:>9,} {'$' + format(d.cost_usd, ',.2f'):>9}  {d.paid_by or '-'}"
+        )
+    for d in decisions:
+        print(f"\n== {d.task_id}")
+        for line in explain(d):
+            print(f"   {line}")
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    from bot.taskfile import TaskFileError, load_tasks
+
+    now = parse_now(args.now)
+    config = load_config(args.config)
+    strategy = args.strategy or config.scoring.quota_strategy
+    try:
+        tasks = load_tasks(Path(args.file))
+    except TaskFileError as exc:
+        raise CliError(str(exc)) from None
+    ledger = Ledger(
+        [sub.model_copy() for sub in config.quotas.subscriptions],
+        config.quotas.api_budget.model_copy(),
+    )
+    roll_over(ledger, now)
+    if len(tasks) == 1:
+        decision = select_model(
+            tasks[0], ledger, config.models, config.scoring, now, quota_strategy=strategy
+        )
+        decisions = [decision]
+    else:
+        plan = optimize_task_assignments(
+            tasks, ledger, config.models, config.scoring, now, strategy
+        )
+        decisions, ledger = plan.decisions, plan.ledger
+    if args.json:
+        json.dump([decision_json(d) for d in decisions], sys.stdout, indent=2)
+        print()
+    else:
+        print_human(decisions, ledger)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="model-assigner",
+        description="Decide which LLM should work on each issue, within quotas and budget.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    assign = sub.add_parser("assign", help="assign models to the tasks in a YAML or JSON file")
+    assign.add_argument("file", help="one task or a list of tasks, with the seed's field names")
+    assign.add_argument("--strategy", choices=STRATEGIES, help="default: quota_strategy in config")
+    assign.add_argument("--now", help="the clock, ISO 8601 (default: the current UTC time)")
+    assign.add_argument("--json", action="store_true", help="print a JSON array")
+    assign.add_argument("--config", help="config folder (default: the bundled config/)")
+    assign.set_defaults(handler=cmd_assign)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except CliError as exc:
+        print(f"model-assigner: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `model-assigner ... | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

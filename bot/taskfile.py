@@ -1,0 +1,63 @@
+"""Reading the CLI's task files (YAML or JSON, one task or a list)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from core.types import Task
+
+
+class TaskFileError(ValueError):
+    """A task file the CLI cannot use; ``str()`` is the one-line message."""
+
+
+def _problem(task_id: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(task)"
+    message = str(first["msg"])
+    if first["type"] == "missing":
+        message = "missing"
+    more = len(error.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"task {task_id}: {field}: {message}{tail}"
+
+
+def parse_tasks(data: Any, source: str) -> list[Task]:
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise TaskFileError(f"{source}: no tasks")
+    tasks = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise TaskFileError(f"{source}: task #{index + 1}: expected a mapping of fields")
+        task_id = repr(item["id"]) if "id" in item else f"#{index + 1}"
+        try:
+            tasks.append(Task.model_validate(item))
+        except ValidationError as exc:
+            raise TaskFileError(f"{source}: {_problem(task_id, exc)}") from None
+    seen: set[str] = set()
+    for task in tasks:
+        if task.id in seen:
+            raise TaskFileError(f"{source}: task {task.id!r}: id: appears more than once")
+        seen.add(task.id)
+    return tasks
+
+
+def load_tasks(path: Path) -> list[Task]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TaskFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise TaskFileError(f"{path}: not UTF-8 text") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0]
+        raise TaskFileError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'} ({first})") from None
+    return parse_tasks(data, str(path))

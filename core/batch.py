@@ -1,0 +1,143 @@
+"""Phase 4 of the seed: assign a whole batch under one quota strategy.
+
+Each strategy walks the tasks in the seed's order and charges as it goes, on a
+copy of the ledger, so the caller's quota state changes only if it adopts the
+plan's ledger. Every strategy only ever assigns what select_model (or the
+cheaper fallbacks here) found payable, so no plan exceeds a quota or the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.assessment import Assessment, assess
+from core.catalog import filter_models, get_cheapest_capable_model, price_key
+from core.config import ScoringConfig
+from core.quota import Ledger, has_room, payment_for, update_quota_tracking
+from core.scoring import depended_on_ids
+from core.selection import (
+    band_for,
+    defer_low_value,
+    defer_unaffordable,
+    make_decision,
+    preferred_order_for,
+    select_model,
+)
+from core.types import STRATEGIES, Decision, Model, Task
+
+
+@dataclass
+class BatchPlan:
+    """Decisions in the order the tasks were given, and the ledger after them."""
+
+    decisions: list[Decision]
+    ledger: Ledger
+
+
+def try_subscription_models(
+    assessment: Assessment, ledger: Ledger, models: list[Model], config: ScoringConfig
+) -> Model | None:
+    """A model of the task's band that a subscription can pay for: preferred
+    order first, then the band's other models from the cheapest. The band still
+    applies so that "free" subscription tokens never put a trivial task on a
+    premium model (the seed leaves this helper undefined)."""
+    band = band_for(assessment.value, config) or config.low_value_band
+    total = assessment.total_tokens
+    available = [sub for sub in ledger.subscriptions if has_room(sub, total)]
+    candidates = filter_models(models, band.tiers)
+    order = preferred_order_for(band, available, assessment.domain, assessment.value, models, config)
+    ranked = [m for name in order for m in candidates if m.name == name]
+    ranked += sorted((m for m in candidates if m not in ranked), key=price_key)
+    for model in ranked:
+        sub = ledger.subscription_for(model.family)
+        if sub is not None and has_room(sub, total):
+            return model
+    return None
+
+
+def _commit(ledger: Ledger, decision: Decision) -> None:
+    if decision.payment is not None:
+        update_quota_tracking(ledger, decision.payment)
+
+
+def optimize_task_assignments(
+    tasks: Sequence[Task],
+    ledger: Ledger,
+    models: list[Model],
+    config: ScoringConfig,
+    now: datetime,
+    strategy: str = "maximize_subscription_usage",
+) -> BatchPlan:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    ids = [task.id for task in tasks]
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"task id {duplicate!r} appears more than once")
+
+    ledger = ledger.copy()
+    depended_on = depended_on_ids(tasks)
+    scored = [assess(task, config, now, depended_on) for task in tasks]
+    decisions: dict[str, Decision] = {}
+    thresholds = config.batch_thresholds
+
+    def select(a: Assessment) -> Decision:
+        return select_model(a.task, ledger, models, config, now, "maximize_value", assessment=a)
+
+    if strategy == "maximize_subscription_usage":
+        # Fill subscription quotas with the highest-value tasks that fit, then the
+        # API; low-value tasks are deferred by select_model('maximize_value').
+        for a in sorted(scored, key=lambda a: a.value, reverse=True):
+            decision = select(a).model_copy(update={"strategy": strategy})
+            _commit(ledger, decision)
+            decisions[a.task.id] = decision
+
+    elif strategy == "minimize_cost":
+        # Subscriptions for everything that fits, smallest first to pack them;
+        # cheapest capable API model for the overflow; defer the rest.
+        for a in sorted(scored, key=lambda a: a.total_tokens):
+            decisions[a.task.id] = _minimize_cost_one(a, ledger, models, config, strategy)
+            _commit(ledger, decisions[a.task.id])
+
+    else:  # maximize_value
+        for a in sorted(scored, key=lambda a: a.value, reverse=True):
+            if a.value >= thresholds.maximize_value_always:
+                decision = select(a)
+            elif a.value >= thresholds.maximize_value_if_affordable:
+                # The seed re-checks can_use_model here; select_model already
+                # assigns only what can be paid for.
+                decision = select(a)
+            else:
+                decision = defer_low_value(a, config, strategy)
+            decision = decision.model_copy(update={"strategy": strategy})
+            _commit(ledger, decision)
+            decisions[a.task.id] = decision
+
+    return BatchPlan(decisions=[decisions[task_id] for task_id in ids], ledger=ledger)
+
+
+def _minimize_cost_one(
+    a: Assessment, ledger: Ledger, models: list[Model], config: ScoringConfig, strategy: str
+) -> Decision:
+    tokens = a.tokens
+    band = band_for(a.value, config) or config.low_value_band
+    model = try_subscription_models(a, ledger, models, config)
+    if model is not None:
+        payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
+        reason = f"{model.name} fits the {model.family} subscription (value {a.value:.1f})"
+        return make_decision(a, model, payment, band.name, strategy, reason)
+    if a.value < config.batch_thresholds.minimize_cost_api_overflow:
+        return defer_low_value(a, config, strategy)
+    model = get_cheapest_capable_model(
+        models, a.domain, config.capability_floor, ledger, tokens.input_tokens, tokens.output_tokens
+    )
+    if model is None:
+        return defer_unaffordable(a, band, ledger, strategy, [])
+    payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
+    reason = (
+        f"no subscription has room; {model.name} is the cheapest model rated "
+        f">= {config.capability_floor:g} for {a.domain} that the API budget can pay for"
+    )
+    return make_decision(a, model, payment, band.name, strategy, reason)

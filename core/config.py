@@ -1,0 +1,200 @@
+"""The engine's settings: every number the seed uses, as a validated schema.
+
+The seed hard-codes its thresholds inside functions; here they are data, so a
+repository can tune them and a reader can find each one by name. Validation is
+strict (unknown keys are errors) because a misspelt key that silently falls back
+to a default is the worst kind of configuration bug.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
+
+from core.types import ApiBudget, Complexity, Model, Priority, Strategy, Subscription, Tier
+
+COMPLEXITY_LEVELS: tuple[Complexity, ...] = ("simple", "moderate", "complex", "highly_complex")
+TIERS: tuple[Tier, ...] = ("premium", "mid-premium", "mid-range", "budget")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeBonuses(_Strict):
+    immediate: NonNegativeFloat
+    urgent: NonNegativeFloat
+    week: NonNegativeFloat
+    month: NonNegativeFloat
+    flexible: NonNegativeFloat = 0
+
+
+class TimeHours(_Strict):
+    immediate: NonNegativeFloat
+    urgent: NonNegativeFloat
+    week: NonNegativeFloat
+    month: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Self:
+        if not self.immediate <= self.urgent <= self.week <= self.month:
+            raise ValueError("hours must ascend: immediate <= urgent <= week <= month")
+        return self
+
+
+class ComplexityRule(_Strict):
+    files_at_least: int = Field(ge=0)
+    loc_above: int = Field(ge=0)
+
+
+class RiskIndicators(_Strict):
+    labels: list[str] = Field(default_factory=list)
+    path_hints: list[str] = Field(default_factory=list)
+    description_keywords: list[str] = Field(default_factory=list)
+
+
+class TokenFactor(_Strict):
+    input: NonNegativeFloat = 1.0
+    output: NonNegativeFloat = 1.0
+
+
+class WorkspaceSizeFactor(_Strict):
+    files_above: int = Field(ge=0)
+    input: NonNegativeFloat = 1.0
+    output: NonNegativeFloat = 1.0
+
+
+class ValueBand(_Strict):
+    name: str
+    min_value: float = Field(ge=0)
+    tiers: list[Tier] = Field(min_length=1)
+    preferred: list[str]
+    quota_family: str | None = None
+    preferred_without_quota: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _quota_pair(self) -> Self:
+        if (self.quota_family is None) != (self.preferred_without_quota is None):
+            raise ValueError("quota_family and preferred_without_quota go together")
+        return self
+
+
+class DomainOverride(_Strict):
+    domain: str
+    min_value: float = Field(ge=0)
+    prefer_family: str
+
+
+class BatchThresholds(_Strict):
+    """The value cut-offs of the seed's Phase 4 strategies."""
+
+    maximize_value_always: float = Field(default=75, ge=0)
+    maximize_value_if_affordable: float = Field(default=40, ge=0)
+    minimize_cost_api_overflow: float = Field(default=40, ge=0)
+
+
+class ScoringConfig(_Strict):
+    """config/scoring.yaml."""
+
+    priority_weights: dict[Priority, NonNegativeFloat]
+    complexity_multipliers: dict[Complexity, NonNegativeFloat]
+    domain_modifiers: dict[str, NonNegativeFloat]
+    risk_modifiers: dict[str, NonNegativeFloat]
+    time_sensitivity_bonuses: TimeBonuses
+    quota_strategy: Strategy = "maximize_subscription_usage"
+
+    default_priority_weight: NonNegativeFloat = 20
+    time_sensitivity_hours: TimeHours
+    blocking_time_bonus: NonNegativeFloat = 12
+    score_min: float = 0
+    score_max: float = 100
+
+    complexity_rules: dict[Complexity, ComplexityRule]
+    complexity_fallback: Complexity = "simple"
+    complex_keywords: list[str] = Field(default_factory=list)
+
+    domain_labels: dict[str, list[str]]
+    domain_path_hints: dict[str, list[str]] = Field(default_factory=dict)
+    default_domain: str = "backend"
+
+    risk_indicators: dict[str, RiskIndicators]
+    default_risk: str = "development"
+
+    token_estimates: dict[Complexity, tuple[int, int]]
+    domain_token_factors: dict[str, TokenFactor] = Field(default_factory=dict)
+    workspace_size_factors: list[WorkspaceSizeFactor] = Field(default_factory=list)
+
+    value_bands: list[ValueBand] = Field(min_length=1)
+    low_value_band: ValueBand
+    domain_overrides: list[DomainOverride] = Field(default_factory=list)
+    allow_downgrade: bool = True
+    capability_floor: float = Field(default=0.7, ge=0)
+    batch_thresholds: BatchThresholds = BatchThresholds()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for level in COMPLEXITY_LEVELS:
+            if level not in self.complexity_multipliers:
+                raise ValueError(f"complexity_multipliers: missing {level!r}")
+            if level not in self.token_estimates:
+                raise ValueError(f"token_estimates: missing {level!r}")
+        if self.complexity_fallback in self.complexity_rules:
+            raise ValueError(
+                f"complexity_fallback: {self.complexity_fallback!r} also has a rule"
+            )
+        mins = [band.min_value for band in self.value_bands]
+        if mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
+            raise ValueError("value_bands: min_value must strictly descend")
+        if self.score_min > self.score_max:
+            raise ValueError("score_min: above score_max")
+        for tokens in self.token_estimates.values():
+            if min(tokens) < 0:
+                raise ValueError("token_estimates: negative token count")
+        return self
+
+    def bands(self) -> list[ValueBand]:
+        """The bands from the top, the low-value band last."""
+        return [*self.value_bands, self.low_value_band]
+
+
+class SubscriptionsConfig(_Strict):
+    """config/subscriptions.yaml."""
+
+    subscriptions: list[Subscription] = Field(default_factory=list)
+    api_budget: ApiBudget
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        families = [sub.model_family for sub in self.subscriptions]
+        if len(set(families)) != len(families):
+            raise ValueError("subscriptions: one subscription per model_family")
+        return self
+
+
+class CatalogConfig(_Strict):
+    """config/models.yaml."""
+
+    models: list[Model] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        names = [model.name for model in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("models: model names must be unique")
+        return self
+
+
+class EngineConfig(_Strict):
+    """All three files together, checked against each other."""
+
+    scoring: ScoringConfig
+    catalog: CatalogConfig
+    quotas: SubscriptionsConfig
+
+    @property
+    def models(self) -> list[Model]:
+        return self.catalog.models
+
+    def model_named(self, name: str) -> Model | None:
+        return next((m for m in self.catalog.models if m.name == name), None)

@@ -1,0 +1,126 @@
+"""Reading the YAML settings into validated config, with errors a person can act on.
+
+A config error names the file, the key and the problem in one line, because the
+operator reading it is usually looking at a crash-looping container, not at a
+traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from core.config import CatalogConfig, EngineConfig, ScoringConfig, SubscriptionsConfig
+
+SCORING_FILE = "scoring.yaml"
+MODELS_FILE = "models.yaml"
+SUBSCRIPTIONS_FILE = "subscriptions.yaml"
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """An invalid settings file; ``str()`` is the whole one-line message."""
+
+
+def describe_validation_error(source: str, error: ValidationError) -> str:
+    """``source: key: problem; key: problem`` from a pydantic error."""
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not key and ": " in message:
+            key, message = message.split(": ", 1)
+        problems.append(f"{key or '(top level)'}: {message}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Safe YAML only: tags such as ``!!python/object`` are refused, not run."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: {where}not valid YAML ({problem})") from None
+
+
+def read_yaml_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return parse_yaml(text, str(path))
+
+
+def validate(schema: type[T], data: Any, source: str) -> T:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: (top level): expected a mapping of settings")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(source, exc)) from None
+
+
+def check_references(scoring: ScoringConfig, catalog: CatalogConfig, source: str) -> None:
+    """Every model a band prefers must exist: a typo there would silently make
+    the band fall back to its cheapest model."""
+    names = {model.name for model in catalog.models}
+    for index, band in enumerate(scoring.value_bands):
+        for field in ("preferred", "preferred_without_quota"):
+            for position, name in enumerate(getattr(band, field) or []):
+                if name not in names:
+                    raise ConfigError(
+                        f"{source}: value_bands.{index}.{field}.{position}: "
+                        f"model {name!r} is not in the catalog ({MODELS_FILE})"
+                    )
+    for position, name in enumerate(scoring.low_value_band.preferred):
+        if name not in names:
+            raise ConfigError(
+                f"{source}: low_value_band.preferred.{position}: "
+                f"model {name!r} is not in the catalog ({MODELS_FILE})"
+            )
+
+
+def load_engine_config(config_dir: Path | str = DEFAULT_CONFIG_DIR) -> EngineConfig:
+    folder = Path(config_dir)
+    scoring_path = folder / SCORING_FILE
+    scoring = validate(ScoringConfig, read_yaml_file(scoring_path), str(scoring_path))
+    models_path = folder / MODELS_FILE
+    catalog = validate(CatalogConfig, read_yaml_file(models_path), str(models_path))
+    subs_path = folder / SUBSCRIPTIONS_FILE
+    quotas = validate(SubscriptionsConfig, read_yaml_file(subs_path), str(subs_path))
+    check_references(scoring, catalog, str(scoring_path))
+    return EngineConfig(scoring=scoring, catalog=catalog, quotas=quotas)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else (lists included) is replaced,
+    so an override of a keyword list says the whole list."""
+    merged = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def override_scoring(
+    base: ScoringConfig, override: Mapping[str, Any], catalog: CatalogConfig, source: str
+) -> ScoringConfig:
+    """A repository's partial scoring settings on top of the defaults."""
+    data = deep_merge(base.model_dump(mode="python"), override)
+    scoring = validate(ScoringConfig, data, source)
+    check_references(scoring, catalog, source)
+    return scoring

@@ -1,0 +1,193 @@
+"""Phase 1 of the seed: the task value score (0-100) and its signals.
+
+Each function returns the seed's answer together with the signal that decided
+it, because the bot's comment has to say *why* an issue scored what it did.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Iterable
+from datetime import datetime
+
+from core.config import ScoringConfig
+from core.text import find_keyword, find_path_hint, first_label
+from core.types import Complexity, ScoreBreakdown, Task
+
+# Float noise must not move a task across a band boundary (75 * 1.2 is
+# 89.99999999999999 in binary floating point, and the band starts at 90).
+SCORE_DECIMALS = 9
+
+_FILES_MENTION = re.compile(r"(?<![\w.])(\d[\d,_]*)\s+(?:[a-z-]+\s+)?files?\b")
+_LOC_MENTION = re.compile(r"(?<![\w.])(\d[\d,_]*)\s*(?:loc\b|lines?\b)")
+_PATH_MENTION = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.([a-z0-9]{1,10}))(?![\w/])")
+FILE_EXTENSIONS = frozenset(
+    "py pyi js jsx ts tsx mjs cjs go rs java kt kts scala rb php c h cc cpp hpp cs swift m mm "
+    "sh bash zsh ps1 sql html htm css scss sass less vue svelte json yaml yml toml ini cfg conf "
+    "xml md rst txt tf hcl proto graphql gradle cmake mk dockerfile lua r jl ex exs erl hs ml "
+    "dart ipynb".split()
+)
+
+
+def _to_int(digits: str) -> int:
+    return int(digits.replace(",", "").replace("_", ""))
+
+
+def estimate_files_from_description(description: str) -> int:
+    """An explicit "N files" wins; else the number of distinct file paths named.
+
+    The seed calls this without defining it. We only count what the text says,
+    so an issue that names no files stays at 0 (simple) instead of a guess."""
+    text = description.lower()
+    mention = _FILES_MENTION.search(text)
+    if mention:
+        return _to_int(mention.group(1))
+    paths = {
+        match.group(1)
+        for match in _PATH_MENTION.finditer(text)
+        if "/" in match.group(1) or match.group(2) in FILE_EXTENSIONS
+    }
+    return len(paths)
+
+
+def estimate_loc_from_description(description: str) -> int:
+    """An explicit "N lines" or "N LOC", else 0 (see estimate_files_from_description)."""
+    mention = _LOC_MENTION.search(description.lower())
+    return _to_int(mention.group(1)) if mention else 0
+
+
+def depended_on_ids(known_tasks: Iterable[Task]) -> frozenset[str]:
+    """Ids that some known task depends on, computed once per batch so that
+    is_blocking_tasks stays O(1) instead of scanning every other task."""
+    return frozenset(dep for other in known_tasks for dep in other.dependencies if dep != other.id)
+
+
+def is_blocking_tasks(task: Task, depended_on: Container[str] = frozenset()) -> bool:
+    """A task blocks when it says it does (``blocks``) or another known task
+    depends on it (``depended_on`` from depended_on_ids)."""
+    return bool(task.blocks) or task.id in depended_on
+
+
+def estimate_complexity(task: Task, config: ScoringConfig) -> tuple[Complexity, str]:
+    file_count, files_from = task.estimated_files, "estimated_files"
+    if file_count == 0:
+        file_count, files_from = estimate_files_from_description(task.description), "description"
+    loc, loc_from = task.estimated_loc, "estimated_loc"
+    if loc == 0:
+        loc, loc_from = estimate_loc_from_description(task.description), "description"
+
+    # The seed computes len(task.dependencies) here and never uses it; so do we not.
+    keyword = find_keyword(task.description.lower(), config.complex_keywords)
+
+    for level, rule in config.complexity_rules.items():
+        if level == "highly_complex" and keyword:
+            return level, f"keyword {keyword!r} in the description"
+        if file_count >= rule.files_at_least:
+            return level, f"{file_count} files ({files_from}) >= {rule.files_at_least}"
+        if loc > rule.loc_above:
+            return level, f"{loc} LOC ({loc_from}) > {rule.loc_above}"
+    return config.complexity_fallback, f"{file_count} files, {loc} LOC: below every threshold"
+
+
+def time_sensitivity(
+    task: Task, config: ScoringConfig, now: datetime, blocking: bool
+) -> tuple[float, str]:
+    bonuses, hours = config.time_sensitivity_bonuses, config.time_sensitivity_hours
+    time_bonus, reason = bonuses.flexible, "no deadline"
+    if task.deadline:
+        hours_until_deadline = (task.deadline - now).total_seconds() / 3600
+        due = f"due in {hours_until_deadline:.1f} h"
+        if hours_until_deadline <= hours.immediate:
+            time_bonus, reason = bonuses.immediate, f"{due} (<= {hours.immediate:g} h: immediate)"
+        elif hours_until_deadline <= hours.urgent:
+            time_bonus, reason = bonuses.urgent, f"{due} (<= {hours.urgent:g} h: urgent)"
+        elif hours_until_deadline <= hours.week:
+            time_bonus, reason = bonuses.week, f"{due} (<= {hours.week:g} h: this week)"
+        elif hours_until_deadline <= hours.month:
+            time_bonus, reason = bonuses.month, f"{due} (<= {hours.month:g} h: this month)"
+        else:
+            reason = f"{due} (flexible)"
+
+    if blocking and config.blocking_time_bonus > time_bonus:
+        time_bonus, reason = config.blocking_time_bonus, f"blocks other tasks ({reason})"
+    return time_bonus, reason
+
+
+def classify_domain(task: Task, config: ScoringConfig) -> tuple[str, str]:
+    label_set = {label.lower() for label in task.labels}
+    for domain, labels in config.domain_labels.items():
+        label = first_label(label_set, labels)
+        if label:
+            return domain, f"label {label!r}"
+    for domain, hints in config.domain_path_hints.items():
+        hint = find_path_hint(task.workspace_path, hints)
+        if hint:
+            return domain, f"workspace path word {hint!r}"
+    return config.default_domain, "default"
+
+
+def assess_risk(task: Task, config: ScoringConfig) -> tuple[str, str]:
+    desc_lower = task.description.lower()
+    label_set = {label.lower() for label in task.labels}
+    for level, indicators in config.risk_indicators.items():
+        label = first_label(label_set, indicators.labels)
+        if label:
+            return level, f"label {label!r}"
+        hint = find_path_hint(task.workspace_path, indicators.path_hints)
+        if hint:
+            return level, f"workspace path word {hint!r}"
+        keyword = find_keyword(desc_lower, indicators.description_keywords)
+        if keyword:
+            return level, f"{keyword!r} in the description"
+    return config.default_risk, "default"
+
+
+def clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
+
+
+def calculate_task_value(
+    task: Task, config: ScoringConfig, now: datetime, depended_on: Container[str] = frozenset()
+) -> ScoreBreakdown:
+    # 1. Base priority weight
+    if task.priority is None:
+        base_score = config.default_priority_weight
+    else:
+        base_score = config.priority_weights.get(task.priority, config.default_priority_weight)
+
+    # 2. Complexity multiplier
+    complexity, complexity_signal = estimate_complexity(task, config)
+    complexity_multiplier = config.complexity_multipliers[complexity]
+
+    # 3. Time sensitivity bonus, raised for tasks that block others
+    time_bonus, time_reason = time_sensitivity(
+        task, config, now, is_blocking_tasks(task, depended_on)
+    )
+
+    # 4. Domain modifier
+    domain, domain_reason = classify_domain(task, config)
+    domain_mod = config.domain_modifiers.get(domain, 1.0)
+
+    # 5. Risk adjustment
+    risk_level, risk_reason = assess_risk(task, config)
+    risk_mod = config.risk_modifiers.get(risk_level, 1.0)
+
+    score = (base_score * complexity_multiplier + time_bonus) * domain_mod * risk_mod
+    score = round(score, SCORE_DECIMALS)
+    return ScoreBreakdown(
+        priority=task.priority,
+        priority_weight=base_score,
+        complexity=complexity,
+        complexity_multiplier=complexity_multiplier,
+        complexity_signal=complexity_signal,
+        time_bonus=time_bonus,
+        time_reason=time_reason,
+        domain=domain,
+        domain_modifier=domain_mod,
+        domain_reason=domain_reason,
+        risk=risk_level,
+        risk_modifier=risk_mod,
+        risk_reason=risk_reason,
+        raw_score=score,
+        value_score=clamp(score, config.score_min, config.score_max),
+    )

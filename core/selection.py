@@ -1,0 +1,303 @@
+"""Phase 3 of the seed: pick the model for one task.
+
+The branch order is the seed's: value band -> tier filter -> preferred order
+(with the claude-quota branch and the domain override) -> the first preferred
+model that quota or budget can pay for -> fallback. The fallback differs on
+purpose: the seed returns the cheapest candidate even when nothing can pay for
+it, while its flow chart says "Downgrade or Defer". We never assign what the
+quota and the budget cannot pay for: cheapest affordable candidate, then the
+lower bands' tiers, then defer (see README, Design decisions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from datetime import datetime
+
+from core.assessment import Assessment, assess
+from core.catalog import filter_models, find_model, price_key
+from core.config import ScoringConfig, ValueBand
+from core.quota import (
+    INF,
+    Ledger,
+    calculate_cost,
+    get_remaining_monthly_budget,
+    has_quota,
+    has_room,
+    payment_for,
+    remaining_daily,
+    remaining_monthly,
+)
+from core.types import Decision, Model, PassedOver, Payment, Subscription, Task
+
+
+def band_for(value_score: float, config: ScoringConfig) -> ValueBand | None:
+    """The first band whose floor the value reaches; None below the last."""
+    for band in config.value_bands:
+        if value_score >= band.min_value:
+            return band
+    return None
+
+
+def bands_below(band: ValueBand, config: ScoringConfig) -> list[ValueBand]:
+    ordered = config.bands()
+    names = [b.name for b in ordered]
+    return ordered[names.index(band.name) + 1 :] if band.name in names else []
+
+
+def preferred_order_for(
+    band: ValueBand,
+    available_subscriptions: list[Subscription],
+    domain: str,
+    value_score: float,
+    models: list[Model],
+    config: ScoringConfig,
+) -> list[str]:
+    preferred_order = list(band.preferred)
+    # "Check if we have subscription quota for Sonnet"
+    if band.quota_family is not None and not has_quota(available_subscriptions, band.quota_family):
+        preferred_order = list(band.preferred_without_quota or [])
+    # Domain-specific overrides ("Claude excels at K8s YAML")
+    for override in config.domain_overrides:
+        if domain == override.domain and value_score >= override.min_value:
+            family = {m.name for m in models if m.family == override.prefer_family}
+            preferred_order = [m for m in preferred_order if m in family] + [
+                m for m in preferred_order if m not in family
+            ]
+    return preferred_order
+
+
+def why_unaffordable(model: Model, ledger: Ledger, input_tokens: int, output_tokens: int) -> str:
+    total = input_tokens + output_tokens
+    sub = ledger.subscription_for(model.family)
+    if sub is None:
+        quota = f"no {model.family} subscription"
+    else:
+        left = min(remaining_daily(sub), remaining_monthly(sub))
+        quota = f"{model.family} quota has {max(0, int(left)):,} tokens left, {total:,} needed"
+    cost = calculate_cost(model, input_tokens, output_tokens)
+    budget = get_remaining_monthly_budget(ledger.budget)
+    return f"{quota}; API cost ${cost:,.2f} is over the ${max(0.0, budget):,.2f} budget left"
+
+
+def quota_summary(ledger: Ledger) -> str:
+    parts = []
+    for sub in ledger.subscriptions:
+        left = min(remaining_daily(sub), remaining_monthly(sub))
+        shown = "unlimited" if left == INF else f"{max(0, int(left)):,} tokens"
+        parts.append(f"{sub.model_family} quota {shown} left")
+    budget = get_remaining_monthly_budget(ledger.budget)
+    parts.append(f"API budget ${max(0.0, budget):,.2f} left")
+    return ", ".join(parts)
+
+
+def make_decision(
+    assessment: Assessment,
+    model: Model | None,
+    payment: Payment | None,
+    band: str,
+    strategy: str,
+    reason: str,
+    passed_over: list[PassedOver] | None = None,
+    unblock_hint: str | None = None,
+) -> Decision:
+    tokens = assessment.tokens
+    cost = calculate_cost(model, tokens.input_tokens, tokens.output_tokens) if model else 0.0
+    return Decision(
+        task_id=assessment.task.id,
+        model=model.name if model else None,
+        value_score=assessment.value,
+        value_density=assessment.value_density,
+        breakdown=assessment.breakdown,
+        tokens=tokens,
+        cost_usd=cost,
+        band=band,
+        strategy=strategy,
+        payment=payment,
+        passed_over=passed_over or [],
+        reason=reason,
+        unblock_hint=unblock_hint,
+    )
+
+
+def defer_low_value(assessment: Assessment, config: ScoringConfig, strategy: str) -> Decision:
+    floor = config.value_bands[-1].min_value
+    return make_decision(
+        assessment,
+        None,
+        None,
+        config.low_value_band.name,
+        strategy,
+        reason=(
+            f"value {assessment.value:.1f} is below {floor:g}: low-value work is deferred "
+            "rather than spending tokens on it"
+        ),
+        unblock_hint=(
+            f"a value of {floor:g} or more would assign it: a higher priority label, "
+            "a nearer milestone due date, or other issues depending on this one"
+        ),
+    )
+
+
+def defer_unaffordable(
+    assessment: Assessment,
+    band: ValueBand,
+    ledger: Ledger,
+    strategy: str,
+    passed_over: list[PassedOver],
+) -> Decision:
+    return make_decision(
+        assessment,
+        None,
+        None,
+        band.name,
+        strategy,
+        reason=(
+            f"no model of tiers {', '.join(band.tiers)} or below can be paid for "
+            f"{assessment.total_tokens:,} tokens: {quota_summary(ledger)}"
+        ),
+        passed_over=passed_over,
+        unblock_hint=(
+            "more subscription quota, a larger API budget, or the next quota reset "
+            f"(subscription {', '.join(s.reset_date.date().isoformat() for s in ledger.subscriptions) or 'none'}, "
+            f"API budget {ledger.budget.reset_date.date().isoformat()}) would assign it"
+        ),
+    )
+
+
+def _first_affordable(
+    names: list[str],
+    candidates: list[Model],
+    models: list[Model],
+    band: ValueBand,
+    assessment: Assessment,
+    ledger: Ledger,
+    passed_over: list[PassedOver] | None,
+) -> tuple[Model, Payment] | None:
+    tokens = assessment.tokens
+    for model_name in names:
+        model = find_model(models, model_name)
+        if model is None:
+            if passed_over is not None:
+                passed_over.append(PassedOver(model=model_name, reason="not in the catalog"))
+            continue
+        if model not in candidates:
+            if passed_over is not None:
+                passed_over.append(
+                    PassedOver(
+                        model=model_name,
+                        reason=f"tier {model.tier} is not among the {band.name} band's tiers "
+                        f"({', '.join(band.tiers)})",
+                    )
+                )
+            continue
+        payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
+        if payment is not None:
+            return model, payment
+        if passed_over is not None:
+            passed_over.append(
+                PassedOver(
+                    model=model_name,
+                    reason=why_unaffordable(model, ledger, tokens.input_tokens, tokens.output_tokens),
+                )
+            )
+    return None
+
+
+def _cheapest_affordable(
+    candidates: list[Model], assessment: Assessment, ledger: Ledger, skip: set[str]
+) -> tuple[Model, Payment] | None:
+    tokens = assessment.tokens
+    for model in sorted(candidates, key=price_key):
+        if model.name in skip:
+            continue
+        payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
+        if payment is not None:
+            return model, payment
+    return None
+
+
+def select_model(
+    task: Task,
+    ledger: Ledger,
+    models: list[Model],
+    config: ScoringConfig,
+    now: datetime,
+    quota_strategy: str = "maximize_value",
+    *,
+    assessment: Assessment | None = None,
+    depended_on: Container[str] = frozenset(),
+) -> Decision:
+    """Choose a model for ``task`` without charging anything; the caller charges
+    ``decision.payment`` with update_quota_tracking when it commits."""
+    if assessment is None:
+        assessment = assess(task, config, now, depended_on)
+    value_score = assessment.value
+    total_tokens = assessment.total_tokens
+    domain = assessment.domain
+
+    available_subscriptions = [sub for sub in ledger.subscriptions if has_room(sub, total_tokens)]
+
+    band = band_for(value_score, config)
+    if band is None:
+        # Low value: defer, or use the cheapest
+        if quota_strategy == "maximize_value":
+            return defer_low_value(assessment, config, quota_strategy)
+        band = config.low_value_band
+
+    candidates = filter_models(models, band.tiers)
+    preferred_order = preferred_order_for(
+        band, available_subscriptions, domain, value_score, models, config
+    )
+
+    passed_over: list[PassedOver] = []
+    found = _first_affordable(
+        preferred_order, candidates, models, band, assessment, ledger, passed_over
+    )
+    if found:
+        model, payment = found
+        position = preferred_order.index(model.name) + 1
+        reason = (
+            f"value {value_score:.1f} is in the {band.name} band (>= {band.min_value:g}); "
+            f"{model.name} is preference #{position} there and "
+            + ("the subscription pays" if payment.kind == "subscription" else "the API budget pays")
+        )
+        return make_decision(assessment, model, payment, band.name, quota_strategy, reason, passed_over)
+
+    # Fallback to the cheapest candidate that can be paid for
+    found = _cheapest_affordable(candidates, assessment, ledger, skip=set(preferred_order))
+    if found:
+        model, payment = found
+        reason = (
+            f"value {value_score:.1f} is in the {band.name} band; no preferred model could be "
+            f"paid for, so the cheapest payable model of tiers {', '.join(band.tiers)}"
+        )
+        return make_decision(assessment, model, payment, band.name, quota_strategy, reason, passed_over)
+
+    # Downgrade to a cheaper allowed tier, else defer
+    if config.allow_downgrade:
+        tried = {m.name for m in candidates}
+        for lower in bands_below(band, config):
+            lower_candidates = [m for m in filter_models(models, lower.tiers) if m.name not in tried]
+            found = _first_affordable(
+                [n for n in lower.preferred if n not in tried],
+                lower_candidates,
+                models,
+                lower,
+                assessment,
+                ledger,
+                None,
+            ) or _cheapest_affordable(lower_candidates, assessment, ledger, skip=set())
+            if found:
+                model, payment = found
+                reason = (
+                    f"value {value_score:.1f} is in the {band.name} band, but nothing of tiers "
+                    f"{', '.join(band.tiers)} could be paid for: downgraded to {model.name} "
+                    f"({model.tier})"
+                )
+                return make_decision(
+                    assessment, model, payment, band.name, quota_strategy, reason, passed_over
+                )
+            tried |= {m.name for m in lower_candidates}
+
+    return defer_unaffordable(assessment, band, ledger, quota_strategy, passed_over)

@@ -1,0 +1,68 @@
+"""Phase 2 of the seed: how many input and output tokens a task will take."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from core.config import ScoringConfig
+from core.types import Complexity, Task, TokenEstimate
+
+
+@lru_cache(maxsize=256)
+def count_workspace_files(workspace_path: str) -> int:
+    """Files under a local folder, ``.git`` skipped; 0 when it is not a folder.
+
+    The seed calls this without defining it. A caller that knows the size some
+    other way (the GitHub App counts the repository's git tree) sets
+    ``Task.workspace_files`` instead. Cached because a batch names the same
+    folder many times and a walk of a large tree costs far more than a decision.
+    """
+    if not workspace_path or not os.path.isdir(workspace_path):
+        return 0
+    total = 0
+    for _root, dirs, files in os.walk(workspace_path):
+        dirs[:] = [name for name in dirs if name != ".git"]
+        total += len(files)
+    return total
+
+
+def workspace_size(task: Task) -> int:
+    if task.workspace_files is not None:
+        return task.workspace_files
+    return count_workspace_files(task.workspace_path) if task.workspace_path else 0
+
+
+def estimate_token_usage(
+    task: Task, config: ScoringConfig, complexity: Complexity, domain: str
+) -> TokenEstimate:
+    """The seed's estimate; complexity and domain come from Phase 1 so a batch
+    classifies each task once."""
+    base_input, base_output = config.token_estimates[complexity]
+    input_est, output_est = float(base_input), float(base_output)
+    adjustments = [f"{complexity}: {base_input:,} in / {base_output:,} out"]
+
+    factor = config.domain_token_factors.get(domain)
+    if factor is not None:
+        input_est *= factor.input
+        output_est *= factor.output
+        adjustments.append(f"{domain}: input x{factor.input:g}, output x{factor.output:g}")
+
+    workspace_files = workspace_size(task)
+    for rule in config.workspace_size_factors:
+        if workspace_files > rule.files_above:
+            input_est *= rule.input
+            output_est *= rule.output
+            adjustments.append(
+                f"workspace of {workspace_files:,} files (> {rule.files_above:,}): "
+                f"input x{rule.input:g}" + (f", output x{rule.output:g}" if rule.output != 1 else "")
+            )
+            break
+
+    return TokenEstimate(
+        # int() as in the seed, after rounding away float noise (7500 * 1.15).
+        input_tokens=int(round(input_est, 6)),
+        output_tokens=int(round(output_est, 6)),
+        workspace_files=workspace_files,
+        adjustments=adjustments,
+    )

@@ -1,0 +1,202 @@
+"""The seed's data structures, plus what the seed needs but never defines.
+
+The seed's fields keep their names (``tokens_used_today``, ``cost_per_mtok_input``
+...) so that its pseudocode, our code and the JSON we emit all read alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Priority = Literal["P0", "P1", "P2", "P3", "P4"]
+Tier = Literal["premium", "mid-premium", "mid-range", "budget"]
+Complexity = Literal["simple", "moderate", "complex", "highly_complex"]
+Strategy = Literal["maximize_subscription_usage", "minimize_cost", "maximize_value"]
+
+STRATEGIES: tuple[Strategy, ...] = ("maximize_subscription_usage", "minimize_cost", "maximize_value")
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive datetimes are read as UTC: GitHub and the seed's examples mean UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class Task(BaseModel):
+    """A unit of work. ``blocks`` and ``workspace_files`` are ours, not the seed's:
+    the seed asks whether a task blocks others and how big its workspace is but
+    gives no way to say so, and a GitHub repository is not a local path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    title: str
+    description: str = ""
+    priority: Priority | None
+    labels: list[str] = Field(default_factory=list)
+    estimated_files: int = Field(default=0, ge=0)
+    estimated_loc: int = Field(default=0, ge=0)
+    dependencies: list[str] = Field(default_factory=list)
+    workspace_path: str = ""
+    deadline: datetime | None = None
+    assigned_model: str | None = None
+    value_score: float | None = None
+    blocks: list[str] = Field(default_factory=list)
+    workspace_files: int | None = Field(default=None, ge=0)
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+class Model(BaseModel):
+    """A model the engine may pick. ``family`` is ours: the seed matched models
+    to subscriptions by name prefix, and ``sonnet-4.5`` never starts with
+    ``claude``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    family: str = Field(min_length=1)
+    tier: Tier
+    cost_per_mtok_input: float = Field(ge=0)
+    cost_per_mtok_output: float = Field(ge=0)
+    context_window: int = Field(gt=0)
+    capabilities: dict[str, float] = Field(default_factory=dict)
+    benchmarks: dict[str, float] = Field(default_factory=dict)
+
+
+class Subscription(BaseModel):
+    """A flat-fee plan with token quotas. ``usage_day`` is ours: without it no
+    one can tell when ``tokens_used_today`` must go back to zero."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_family: str = Field(min_length=1)
+    monthly_cost: float = Field(default=0.0, ge=0)
+    token_limit_daily: int | None = Field(default=None, ge=0)
+    token_limit_monthly: int | None = Field(default=None, ge=0)
+    tokens_used_today: int = Field(default=0, ge=0)
+    tokens_used_month: int = Field(default=0, ge=0)
+    reset_date: datetime
+    usage_day: date | None = None
+
+    @field_validator("reset_date")
+    @classmethod
+    def _reset_utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+
+class ApiBudget(BaseModel):
+    """The monthly pay-as-you-go budget the seed's ``get_remaining_monthly_budget``
+    reads but never defines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_limit_usd: float = Field(ge=0)
+    spent_usd: float = Field(default=0.0, ge=0)
+    reset_date: datetime
+
+    @field_validator("reset_date")
+    @classmethod
+    def _reset_utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+
+class Factor(BaseModel):
+    """One term of the value score, with the signal that set it."""
+
+    name: str
+    value: float
+    why: str
+
+
+class ScoreBreakdown(BaseModel):
+    """Every term of ``calculate_task_value``: the comment and CLI show all of it,
+    so a maintainer can see which label or deadline moved the score."""
+
+    priority: str | None
+    priority_weight: float
+    complexity: Complexity
+    complexity_multiplier: float
+    complexity_signal: str
+    time_bonus: float
+    time_reason: str
+    domain: str
+    domain_modifier: float
+    domain_reason: str
+    risk: str
+    risk_modifier: float
+    risk_reason: str
+    raw_score: float
+    value_score: float
+
+
+class TokenEstimate(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    workspace_files: int
+    adjustments: list[str] = Field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class PassedOver(BaseModel):
+    """A preferred model the engine did not take, and why."""
+
+    model: str
+    reason: str
+
+
+class Payment(BaseModel):
+    """What pays for a decision and what is left after it."""
+
+    kind: Literal["subscription", "api"]
+    family: str | None = None
+    tokens: int
+    cost_usd: float
+    remaining_daily: int | None = None
+    remaining_monthly: int | None = None
+    remaining_budget_usd: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"subscription:{self.family}" if self.kind == "subscription" else "api"
+
+
+class Decision(BaseModel):
+    """The engine's answer for one task: the model (None = deferred) and the
+    whole why, so that callers never need to re-derive an explanation."""
+
+    task_id: str
+    model: str | None
+    value_score: float
+    value_density: float
+    breakdown: ScoreBreakdown
+    tokens: TokenEstimate
+    cost_usd: float
+    band: str
+    strategy: str
+    payment: Payment | None = None
+    passed_over: list[PassedOver] = Field(default_factory=list)
+    reason: str
+    unblock_hint: str | None = None
+
+    @property
+    def deferred(self) -> bool:
+        return self.model is None
+
+    @property
+    def paid_by(self) -> str | None:
+        return None if self.payment is None else self.payment.label
+
+
+def utc_now_iso(value: datetime) -> str:
+    return as_utc(value).isoformat().replace("+00:00", "Z")
