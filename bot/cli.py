@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--json", action="store_true", help="print a JSON array")
     assign.add_argument("--config", help="config folder (default: the bundled config/)")
     assign.set_defaults(handler=cmd_assign)
+
+    from bot.cli_server import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -96,7 +96,11 @@ def time_sensitivity(
     time_bonus, reason = bonuses.flexible, "no deadline"
     if task.deadline:
         hours_until_deadline = (task.deadline - now).total_seconds() / 3600
-        due = f"due in {hours_until_deadline:.1f} h"
+        due = (
+            f"due in {hours_until_deadline:.1f} h"
+            if hours_until_deadline >= 0
+            else f"overdue by {-hours_until_deadline:.1f} h"
+        )
         if hours_until_deadline <= hours.immediate:
             time_bonus, reason = bonuses.immediate, f"{due} (<= {hours.immediate:g} h: immediate)"
         elif hours_until_deadline <= hours.urgent:

@@ -1,0 +1,157 @@
+"""The Flask app factory: POST /webhook, GET /healthz.
+
+The view does only HTTP: size limit, signature, JSON, and mapping outcomes to
+status codes. Everything else is the Handler's. No traceback ever reaches a
+client: unexpected errors answer a short JSON 500 and are logged here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
+from bot.handler import Handler
+from bot.repo_config import load_labels_config
+from bot.settings import Settings, SettingsError, load_settings
+from bot.signature import verify
+from bot.store import Store, StoreError
+from core.loader import ConfigError, load_engine_config
+
+log = logging.getLogger("model_assigner")
+
+DRY_RUN_BOT_LOGIN = "model-assigner[bot]"
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body) + "\n", status=status, mimetype="application/json")
+
+
+def configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=os.environ.get("MODEL_ASSIGNER_LOG_LEVEL", "INFO").upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+
+
+def build_handler(
+    settings: Settings, clock: Callable[[], datetime] | None = None
+) -> tuple[Handler, Store]:
+    engine = load_engine_config(settings.config_dir)
+    labels = load_labels_config(settings.config_dir)
+    store = Store(settings.state_path, engine.quotas)
+    store.ensure_writable()
+    store.check()
+
+    gateway_for: Callable[[int | None], IssueGateway]
+    bot_login: Callable[[], str]
+    if settings.dry_run:
+        dry = DryRunGateway()
+        gateway_for = lambda _installation: dry  # noqa: E731
+        bot_login = lambda: settings.bot_login or DRY_RUN_BOT_LOGIN  # noqa: E731
+    else:
+        from bot.github_api import GitHubApp
+
+        app = GitHubApp(settings)
+
+        def gateway_for(installation: int | None) -> IssueGateway:
+            if installation is None:
+                raise GitHubUnavailable("the delivery names no installation")
+            return app.installation(installation)
+
+        bot_login = app.bot_login
+
+    handler = Handler(
+        engine=engine,
+        labels=labels,
+        store=store,
+        gateway_for=gateway_for,
+        bot_login=bot_login,
+        clock=clock or (lambda: datetime.now(UTC)),
+        lock_dir=settings.state_path.parent / "locks",
+    )
+    return handler, store
+
+
+def create_app(
+    settings: Settings | None = None, clock: Callable[[], datetime] | None = None
+) -> Flask:
+    """Gunicorn calls this (``bot.app:create_app()``). A bad setting, config or
+    store stops start-up with one line naming it."""
+    configure_logging()
+    try:
+        settings = settings or load_settings()
+        handler, store = build_handler(settings, clock)
+    except (SettingsError, ConfigError, StoreError) as exc:
+        print(f"model-assigner: cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(4) from None
+
+    if settings.dry_run:
+        log.warning(
+            "dry-run mode: no GitHub App credentials; decisions are recorded in %s and the "
+            "labels and comments are logged, not written%s",
+            settings.state_path,
+            "" if settings.webhook_secret else "; GITHUB_WEBHOOK_SECRET unset, signatures not checked",
+        )
+    else:
+        log.info("model-assigner: App %s at %s", settings.app_id, settings.api_url)
+
+    app = Flask("model_assigner")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+
+    @app.post("/webhook")
+    def webhook() -> Response:
+        body = request.get_data(cache=False)
+        if settings.webhook_secret is not None and not verify(
+            settings.webhook_secret, body, request.headers.get("X-Hub-Signature-256")
+        ):
+            return _json(401, {"error": "missing or wrong X-Hub-Signature-256"})
+        event = request.headers.get("X-GitHub-Event")
+        if not event:
+            return _json(400, {"error": "missing X-GitHub-Event header"})
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _json(400, {"error": "body is not JSON"})
+        if not isinstance(payload, dict):
+            return _json(400, {"error": "body is not a JSON object"})
+        delivery = request.headers.get("X-GitHub-Delivery") or None
+        try:
+            outcome = handler.handle(event, delivery, payload)
+        except GitHubUnavailable as exc:
+            log.warning("delivery %s: GitHub unavailable: %s", delivery, exc)
+            return _json(503, {"error": "GitHub API unavailable; redeliver later"})
+        except StoreError as exc:
+            log.error("delivery %s: store: %s", delivery, exc)
+            return _json(503, {"error": "quota store unavailable"})
+        return _json(outcome.status, outcome.body)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        try:
+            store.ensure_writable()
+        except StoreError as exc:
+            log.error("healthz: %s", exc)
+            return _json(503, {"status": "store not writable"})
+        return _json(200, {"status": "ok", "dry_run": settings.dry_run})
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return _json(exc.code or 500, {"error": exc.name})
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return _json(500, {"error": "internal error"})
+
+    return app

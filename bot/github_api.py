@@ -1,0 +1,279 @@
+"""The real IssueGateway, through PyGithub, authenticated as a GitHub App.
+
+Choices that matter for a webhook handler (GitHub gives it 10 seconds):
+- PyGithub's default pacing (0.25 s between requests, 1 s between writes) is
+  for scripts that crawl; a handler makes a handful of calls, so pacing is off
+  and we rely on GitHub's own rate-limit answers instead, which the retry
+  policy below honours.
+- Retries are few and short, and a ``Retry-After`` longer than we can wait
+  inside the delivery window fails fast: GitHub can redeliver, and the store
+  is left as it was.
+- Objects are lazy: acting on an issue, a comment or a label costs only the
+  write itself, not a GET first.
+- Installation tokens are cached by PyGithub's AppInstallationAuth and renewed
+  shortly before they expire; clients are kept per installation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import requests
+from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github.IssueComment import IssueComment
+
+from bot.gateway import GitHubUnavailable, IssueGone, Workspace
+from bot.settings import Settings
+
+log = logging.getLogger("model_assigner.github")
+
+REQUEST_TIMEOUT = 3  # seconds, per request
+MAX_RETRY_WAIT = 3.0  # longest Retry-After / backoff we sit out inside a delivery
+BRANCH_TTL = 60.0  # seconds a default branch's head commit is trusted
+CACHE_SIZE = 512
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class RetryAfterTooLong(GithubException):
+    def __init__(self, wait: float) -> None:
+        super().__init__(429, {"message": f"Retry-After {wait:g}s exceeds the delivery window"})
+
+
+class DeliveryRetry(GithubRetry):
+    """GithubRetry, bounded to fit GitHub's 10-second delivery window."""
+
+    def sleep_for_retry(self, response: Any = None) -> bool:
+        wait = self.get_retry_after(response) if response is not None else None
+        if wait is not None and wait > MAX_RETRY_WAIT:
+            raise RetryAfterTooLong(wait)
+        return bool(super().sleep_for_retry(response))
+
+
+def delivery_retry() -> DeliveryRetry:
+    return DeliveryRetry(
+        total=2,
+        backoff_factor=0.25,
+        backoff_max=MAX_RETRY_WAIT,
+        secondary_rate_wait=MAX_RETRY_WAIT,
+        max_rate_limit_wait=MAX_RETRY_WAIT,
+        allowed_methods={"GET", "POST", "PATCH", "PUT", "DELETE"},
+        status_forcelist=[500, 502, 503, 504],
+        raise_on_status=False,
+    )
+
+
+CLIENT_OPTIONS: dict[str, Any] = {
+    "timeout": REQUEST_TIMEOUT,
+    "seconds_between_requests": None,
+    "seconds_between_writes": None,
+    "lazy": True,
+}
+
+
+class BoundedCache(OrderedDict[K, V]):
+    """A tiny LRU: per-worker caches must not grow with every repository seen."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: K, value: V) -> V:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+def _status(exc: GithubException) -> int:
+    return int(exc.status or 0)
+
+
+def _unavailable(what: str, exc: Exception) -> GitHubUnavailable:
+    if isinstance(exc, GithubException):
+        message = exc.data.get("message") if isinstance(exc.data, dict) else None
+        detail = f"HTTP {exc.status}" + (f": {message}" if message else "")
+    else:
+        detail = type(exc).__name__
+    return GitHubUnavailable(f"{what}: {detail}")
+
+
+class GitHubApp:
+    """One per worker: the App's identity and its installation clients."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.app_id is not None and settings.private_key is not None
+        self._auth = Auth.AppAuth(settings.app_id, settings.private_key)
+        self.integration = GithubIntegration(
+            auth=self._auth, base_url=settings.api_url, retry=delivery_retry(), **CLIENT_OPTIONS
+        )
+        self._bot_login = settings.bot_login
+        self._clients: BoundedCache[int, InstallationGateway] = BoundedCache(CACHE_SIZE)
+        self._lock = threading.Lock()
+
+    def bot_login(self) -> str:
+        """``<slug>[bot]``, the login our own events arrive from (GET /app, once)."""
+        if self._bot_login is None:
+            try:
+                slug = self.integration.get_app().slug
+            except (GithubException, requests.RequestException) as exc:
+                raise _unavailable("GET /app", exc) from None
+            self._bot_login = f"{slug}[bot]"
+        return self._bot_login
+
+    def installation(self, installation_id: int) -> InstallationGateway:
+        with self._lock:
+            client = self._clients.get(installation_id)
+            if client is None:
+                github = self.integration.get_github_for_installation(installation_id)
+                client = self._clients.put(installation_id, InstallationGateway(github))
+            return client
+
+
+class InstallationGateway:
+    """IssueGateway for one installation."""
+
+    dry_run = False
+
+    def __init__(self, github: Github) -> None:
+        self.github = github
+        self._branches: BoundedCache[tuple[str, str], tuple[float, str, str]] = BoundedCache()
+        self._tree_counts: BoundedCache[tuple[str, str], int] = BoundedCache()
+        self._configs: BoundedCache[tuple[str, str], str | None] = BoundedCache()
+        self._labels: BoundedCache[tuple[str, str], bool] = BoundedCache(4 * CACHE_SIZE)
+        self._lock = threading.Lock()
+
+    def _repo(self, repo: str) -> Any:
+        return self.github.get_repo(repo)
+
+    def get_issue(self, repo: str, number: int, payload_issue: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return dict(self._repo(repo).get_issue(number).raw_data)
+        except GithubException as exc:
+            if _status(exc) in (404, 410):
+                raise IssueGone(f"{repo}#{number}") from None
+            raise _unavailable(f"GET issue {repo}#{number}", exc) from None
+        except requests.RequestException as exc:
+            raise _unavailable(f"GET issue {repo}#{number}", exc) from None
+
+    def workspace(self, repo: str, default_branch: str) -> Workspace:
+        """File count of the default branch's tree, cached per commit."""
+        try:
+            commit_sha, tree_sha = self._head(repo, default_branch)
+            with self._lock:
+                count = self._tree_counts.get((repo, commit_sha))
+            if count is None:
+                tree = self._repo(repo).get_git_tree(tree_sha, recursive=True)
+                count = sum(1 for element in tree.tree if element.type == "blob")
+                with self._lock:
+                    self._tree_counts.put((repo, commit_sha), count)
+            return Workspace(commit_sha=commit_sha, file_count=count)
+        except GithubException as exc:
+            if _status(exc) in (404, 409):  # empty repository or missing branch
+                return Workspace(commit_sha=None, file_count=0)
+            raise _unavailable(f"GET tree {repo}", exc) from None
+        except requests.RequestException as exc:
+            raise _unavailable(f"GET tree {repo}", exc) from None
+
+    def _head(self, repo: str, branch: str) -> tuple[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._branches.get((repo, branch))
+        if cached is not None and now - cached[0] < BRANCH_TTL:
+            return cached[1], cached[2]
+        head = self._repo(repo).get_branch(branch).commit
+        commit_sha, tree_sha = head.sha, head.commit.tree.sha
+        with self._lock:
+            self._branches.put((repo, branch), (now, commit_sha, tree_sha))
+        return commit_sha, tree_sha
+
+    def repo_config_text(self, repo: str, ref: str | None) -> str | None:
+        from bot.repo_config import REPO_CONFIG_MAX_BYTES, REPO_CONFIG_PATH
+
+        if ref is None:
+            return None
+        with self._lock:
+            if (repo, ref) in self._configs:
+                return self._configs[(repo, ref)]
+        try:
+            content = self._repo(repo).get_contents(REPO_CONFIG_PATH, ref=ref)
+            if isinstance(content, list) or content.size > REPO_CONFIG_MAX_BYTES:
+                text: str | None = "# too large or not a file\n" + "x" * (REPO_CONFIG_MAX_BYTES + 1)
+            else:
+                text = content.decoded_content.decode("utf-8", errors="replace")
+        except GithubException as exc:
+            if _status(exc) != 404:
+                raise _unavailable(f"GET {REPO_CONFIG_PATH} {repo}", exc) from None
+            text = None
+        except requests.RequestException as exc:
+            raise _unavailable(f"GET {REPO_CONFIG_PATH} {repo}", exc) from None
+        with self._lock:
+            self._configs.put((repo, ref), text)
+        return text
+
+    def find_comment(self, repo: str, number: int, marker: str) -> tuple[int, str] | None:
+        try:
+            for comment in self._repo(repo).get_issue(number).get_comments():
+                if marker in (comment.body or ""):
+                    return comment.id, comment.body
+        except GithubException as exc:
+            raise _unavailable(f"GET comments {repo}#{number}", exc) from None
+        except requests.RequestException as exc:
+            raise _unavailable(f"GET comments {repo}#{number}", exc) from None
+        return None
+
+    def create_comment(self, repo: str, number: int, body: str) -> int:
+        try:
+            return int(self._repo(repo).get_issue(number).create_comment(body).id)
+        except (GithubException, requests.RequestException) as exc:
+            raise _unavailable(f"POST comment {repo}#{number}", exc) from None
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+        url = f"{self._repo(repo).url}/issues/comments/{comment_id}"
+        try:
+            IssueComment(self.github.requester, url=url).edit(body)
+        except (GithubException, requests.RequestException) as exc:
+            raise _unavailable(f"PATCH comment {repo}/{comment_id}", exc) from None
+
+    def ensure_label(self, repo: str, name: str, color: str, description: str) -> None:
+        """Create the label once per repository and worker; 422 means it exists."""
+        with self._lock:
+            if (repo, name.lower()) in self._labels:
+                return
+        try:
+            self._repo(repo).create_label(name, color, description)
+        except GithubException as exc:
+            if _status(exc) != 422:
+                raise _unavailable(f"POST label {repo} {name}", exc) from None
+        except requests.RequestException as exc:
+            raise _unavailable(f"POST label {repo} {name}", exc) from None
+        with self._lock:
+            self._labels.put((repo, name.lower()), True)
+
+    def add_label(self, repo: str, number: int, name: str) -> None:
+        try:
+            self._repo(repo).get_issue(number).add_to_labels(name)
+        except (GithubException, requests.RequestException) as exc:
+            raise _unavailable(f"POST labels {repo}#{number}", exc) from None
+
+    def remove_label(self, repo: str, number: int, name: str) -> None:
+        # Not issue.remove_from_labels: it leaves a "/" in the name unquoted,
+        # which sends the request to the wrong path.
+        issue = self._repo(repo).get_issue(number)
+        try:
+            issue.requester.requestJsonAndCheck(
+                "DELETE", f"{issue.url}/labels/{urllib.parse.quote(name, safe='')}"
+            )
+        except GithubException as exc:
+            if _status(exc) != 404:  # already gone: what we wanted
+                raise _unavailable(f"DELETE label {repo}#{number}", exc) from None
+        except requests.RequestException as exc:
+            raise _unavailable(f"DELETE label {repo}#{number}", exc) from None

@@ -1,0 +1,397 @@
+"""Webhook deliveries -> decisions -> store + GitHub write-back.
+
+The order of work for an issue event, and why:
+1. Serialize on the issue (a file lock shared by all workers): a new issue with
+   labels and a milestone arrives as several deliveries at once, and they must
+   end as one label, one comment and one reservation.
+2. Read the issue's latest state from GitHub: the payload of an early delivery
+   may already be stale when a later one is handled first.
+3. Reserve quota in the store (replacing the issue's previous reservation), so
+   two issues can never both spend the same last tokens.
+4. Write the label and the comment. If GitHub fails, put the previous
+   reservation back and answer 5xx: the store is as before the delivery, and
+   GitHub's redelivery starts clean.
+5. Only then record the delivery id as handled: a crash before this point makes
+   a redelivery redo the work, which replaces (never adds to) the reservation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bot.comment import MARKER, Override, digest, render_comment
+from bot.gateway import GitHubUnavailable, IssueGateway, IssueGone
+from bot.issue_task import issue_key, issue_to_task, label_names
+from bot.locks import issue_lock
+from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
+from bot.store import CommentRecord, Reservation, State, Store
+from core.assessment import assess
+from core.batch import optimize_task_assignments
+from core.catalog import find_model
+from core.config import EngineConfig
+from core.quota import calculate_cost, payment_for
+from core.selection import make_decision
+from core.types import Decision, Payment, Task
+
+log = logging.getLogger("model_assigner.decisions")
+
+ASSIGN_ACTIONS = frozenset(
+    {"opened", "reopened", "edited", "labeled", "unlabeled", "milestoned", "demilestoned"}
+)
+RELEASE_REASONS = frozenset({"not_planned", "duplicate"})
+
+
+@dataclass
+class Outcome:
+    """What the webhook answers: an HTTP status and a small JSON body."""
+
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class BadPayload(ValueError):
+    """A signed, well-formed JSON body that is not the shape GitHub sends."""
+
+
+def _get(mapping: Mapping[str, Any], *path: str) -> Any:
+    value: Any = mapping
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+@dataclass(frozen=True)
+class IssueEvent:
+    action: str
+    repo: str
+    number: int
+    installation_id: int | None
+    sender: str | None
+    label: str | None
+    issue: Mapping[str, Any]
+    default_branch: str
+    state_reason: str | None
+
+    @property
+    def key(self) -> str:
+        return issue_key(self.repo, self.number)
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any]) -> IssueEvent:
+        action, repo = payload.get("action"), _get(payload, "repository", "full_name")
+        issue, number = payload.get("issue"), _get(payload, "issue", "number")
+        if not isinstance(action, str):
+            raise BadPayload("action: missing")
+        if not isinstance(repo, str) or repo.count("/") != 1:
+            raise BadPayload("repository.full_name: missing")
+        if not isinstance(issue, Mapping) or not isinstance(number, int) or number < 1:
+            raise BadPayload("issue.number: missing")
+        installation = _get(payload, "installation", "id")
+        branch = _get(payload, "repository", "default_branch")
+        label = _get(payload, "label", "name")
+        reason = _get(payload, "issue", "state_reason")
+        sender = _get(payload, "sender", "login")
+        return cls(
+            action=action,
+            repo=repo,
+            number=number,
+            installation_id=installation if isinstance(installation, int) else None,
+            sender=sender if isinstance(sender, str) else None,
+            label=label if isinstance(label, str) else None,
+            issue=issue,
+            default_branch=branch if isinstance(branch, str) and branch else "main",
+            state_reason=reason if isinstance(reason, str) else None,
+        )
+
+
+class Handler:
+    def __init__(
+        self,
+        engine: EngineConfig,
+        labels: LabelsConfig,
+        store: Store,
+        gateway_for: Callable[[int | None], IssueGateway],
+        bot_login: Callable[[], str],
+        clock: Callable[[], datetime],
+        lock_dir: Path,
+    ) -> None:
+        self.engine = engine
+        self.labels = labels
+        self.store = store
+        self.gateway_for = gateway_for
+        self.bot_login = bot_login
+        self.clock = clock
+        self.lock_dir = lock_dir
+
+    # -- entry point -------------------------------------------------------
+
+    def handle(self, event: str, delivery: str | None, payload: Mapping[str, Any]) -> Outcome:
+        if event == "ping":
+            return Outcome(200, {"status": "pong"})
+        if event != "issues":
+            return Outcome(202, {"status": "ignored", "reason": f"event {event!r} is not handled"})
+        try:
+            parsed = IssueEvent.parse(payload)
+        except BadPayload as exc:
+            return Outcome(400, {"error": f"not an issues event payload: {exc}"})
+        if parsed.action not in ASSIGN_ACTIONS | {"closed", "deleted"}:
+            return Outcome(202, {"status": "ignored", "reason": f"action {parsed.action!r}"})
+        if parsed.sender is not None and parsed.sender == self.bot_login():
+            return Outcome(202, {"status": "ignored", "reason": "our own event"})
+        if delivery and delivery in self.store.read().deliveries:
+            return Outcome(200, {"status": "duplicate", "delivery": delivery})
+
+        with issue_lock(self.lock_dir, parsed.key):
+            if delivery and delivery in self.store.read().deliveries:
+                return Outcome(200, {"status": "duplicate", "delivery": delivery})
+            if parsed.action in ("closed", "deleted"):
+                return self._close(parsed, delivery)
+            return self._assign(parsed, delivery)
+
+    # -- closing -----------------------------------------------------------
+
+    def _close(self, event: IssueEvent, delivery: str | None) -> Outcome:
+        now = self.clock()
+        released = event.action == "deleted" or event.state_reason in RELEASE_REASONS
+        with self.store.transaction(now) as state:
+            held = state.release(event.key) if released else state.settle(event.key)
+            state.forget_issue(event.key)
+            if delivery:
+                state.remember_delivery(delivery, now)
+        status = "released" if released else "settled"
+        log.info(
+            json.dumps(
+                {"event": status, "delivery": delivery, "issue": event.key,
+                 "tokens": held.tokens if held else 0}
+            )
+        )
+        return Outcome(200, {"status": status, "issue": event.key, "had_reservation": bool(held)})
+
+    # -- assigning ---------------------------------------------------------
+
+    def _assign(self, event: IssueEvent, delivery: str | None) -> Outcome:
+        gateway = self.gateway_for(event.installation_id)
+        try:
+            issue = gateway.get_issue(event.repo, event.number, event.issue)
+        except IssueGone:
+            return self._close(
+                IssueEvent(**{**event.__dict__, "action": "deleted"}), delivery
+            )
+        if issue.get("state") == "closed":
+            return Outcome(202, {"status": "ignored", "reason": "the issue is closed"})
+        workspace = gateway.workspace(event.repo, event.default_branch)
+        settings = effective_config(
+            gateway.repo_config_text(event.repo, workspace.commit_sha),
+            self.engine.scoring,
+            self.labels,
+            self.engine.catalog,
+        )
+        now = self.clock()
+        snapshot = self.store.read()
+        dependents = [
+            other
+            for other, deps in snapshot.dependencies.items()
+            if event.key in deps and other != event.key
+        ]
+        task = issue_to_task(issue, event.repo, settings.labels, workspace.file_count, dependents)
+        labels_now = label_names(issue)
+        override = self._override(event, labels_now, snapshot, settings.labels)
+
+        # Reserve (replacing the previous reservation) before writing to GitHub.
+        with self.store.transaction(now) as state:
+            previous = state.reservations.get(event.key)
+            state.release(event.key)
+            decision = self._decide(task, state, settings, override, now)
+            if decision.payment is not None:
+                state.reserve(
+                    event.key,
+                    Reservation(
+                        model=decision.model or "",
+                        payment=decision.payment,
+                        charged_at=now,
+                        override_by=(override.by or "") if override else None,
+                    ),
+                )
+            if task.dependencies:
+                state.dependencies[event.key] = task.dependencies
+            else:
+                state.dependencies.pop(event.key, None)
+            comment = state.comments.get(event.key)
+
+        label = (
+            settings.labels.model_label(decision.model)
+            if decision.model
+            else settings.labels.deferred_label
+        )
+        body = render_comment(decision, label, override, settings.problem)
+        try:
+            self._write_label(gateway, event, labels_now, label, settings.labels, override)
+            comment = self._write_comment(gateway, event, comment, body)
+        except GitHubUnavailable:
+            with self.store.transaction(self.clock()) as state:
+                self._restore(state, event.key, previous)
+            raise
+
+        with self.store.transaction(self.clock()) as state:
+            state.comments[event.key] = comment
+            if delivery:
+                state.remember_delivery(delivery, now)
+
+        self._log(delivery, event.key, decision, override)
+        result: dict[str, Any] = {
+            "status": "override" if override else ("assigned" if decision.model else "deferred"),
+            "issue": event.key,
+            "model": decision.model,
+            "label": label,
+            "value_score": round(decision.value_score, 2),
+            "tokens": decision.tokens.total,
+            "paid_by": decision.paid_by,
+            "dry_run": gateway.dry_run,
+        }
+        if settings.problem:
+            result["config_problem"] = settings.problem
+        if gateway.dry_run:
+            result["comment"] = body
+        return Outcome(200, result)
+
+    def _override(
+        self,
+        event: IssueEvent,
+        labels_now: list[str],
+        snapshot: State,
+        labels: LabelsConfig,
+    ) -> Override | None:
+        """A `model:<name>` label that we did not set is a person's choice."""
+        held = snapshot.reservations.get(event.key)
+        ours = held.model if held is not None and held.override_by is None else None
+        chosen = [
+            m for m in (labels.model_from_label(n) for n in labels_now) if m and m != ours
+        ]
+        if not chosen:
+            return None
+        from_event = labels.model_from_label(event.label) if event.action == "labeled" and event.label else None
+        model = from_event if from_event in chosen else chosen[0]
+        if from_event == model:
+            by = event.sender
+        elif held is not None and held.model == model and held.override_by:
+            by = held.override_by
+        else:
+            by = None
+        known = find_model(self.engine.models, model) is not None
+        return Override(model=model, by=by, known=known)
+
+    def _decide(
+        self,
+        task: Task,
+        state: State,
+        settings: EffectiveConfig,
+        override: Override | None,
+        now: datetime,
+    ) -> Decision:
+        scoring, models = settings.scoring, self.engine.models
+        if override is None:
+            plan = optimize_task_assignments(
+                [task], state.ledger(), models, scoring, now, scoring.quota_strategy
+            )
+            return plan.decisions[0]
+        assessment = assess(task, scoring, now)
+        model = find_model(models, override.model)
+        if model is None:
+            return make_decision(
+                assessment, None, None, "override", "override",
+                f"{override.model!r} is not in the model catalog",
+            )
+        t = assessment.tokens
+        payment = payment_for(model, state.ledger(), t.input_tokens, t.output_tokens)
+        if payment is None:
+            # A person's choice is kept even when it overruns: charge the API
+            # budget and say so, rather than fight the label.
+            payment = Payment(
+                kind="api",
+                family=model.family,
+                tokens=t.total,
+                cost_usd=calculate_cost(model, t.input_tokens, t.output_tokens),
+                remaining_budget_usd=state.api_budget.monthly_limit_usd
+                - state.api_budget.spent_usd
+                - calculate_cost(model, t.input_tokens, t.output_tokens),
+            )
+        who = f"@{override.by}" if override.by else "hand"
+        return make_decision(
+            assessment, model, payment, "override", "override",
+            f"set by {who} with a label",
+        )
+
+    @staticmethod
+    def _restore(state: State, key: str, previous: Reservation | None) -> None:
+        state.release(key)
+        if previous is not None:
+            state.reserve(key, previous)
+
+    def _write_label(
+        self,
+        gateway: IssueGateway,
+        event: IssueEvent,
+        labels_now: list[str],
+        wanted: str,
+        labels: LabelsConfig,
+        override: Override | None,
+    ) -> None:
+        if override is not None:
+            wanted = labels.model_label(override.model)
+        present = {name.lower() for name in labels_now}
+        if wanted.lower() not in present:
+            deferred = wanted == labels.deferred_label
+            gateway.ensure_label(
+                event.repo,
+                wanted,
+                labels.deferred_label_color if deferred else labels.model_label_color,
+                "model-assigner: deferred" if deferred else "model-assigner: model for this issue",
+            )
+            gateway.add_label(event.repo, event.number, wanted)
+        for name in labels_now:
+            if labels.is_model_label(name) and name.lower() != wanted.lower():
+                gateway.remove_label(event.repo, event.number, name)
+
+    @staticmethod
+    def _write_comment(
+        gateway: IssueGateway, event: IssueEvent, record: CommentRecord | None, body: str
+    ) -> CommentRecord:
+        text_digest = digest(body)
+        if record is not None:
+            if record.digest != text_digest:
+                gateway.edit_comment(event.repo, record.id, body)
+            return CommentRecord(id=record.id, digest=text_digest)
+        found = gateway.find_comment(event.repo, event.number, MARKER)
+        if found is None:
+            return CommentRecord(id=gateway.create_comment(event.repo, event.number, body),
+                                 digest=text_digest)
+        comment_id, old_body = found
+        if digest(old_body) != text_digest:
+            gateway.edit_comment(event.repo, comment_id, body)
+        return CommentRecord(id=comment_id, digest=text_digest)
+
+    @staticmethod
+    def _log(delivery: str | None, key: str, decision: Decision, override: Override | None) -> None:
+        log.info(
+            json.dumps(
+                {
+                    "event": "decision",
+                    "delivery": delivery,
+                    "issue": key,
+                    "model": decision.model,
+                    "value_score": round(decision.value_score, 2),
+                    "tokens": decision.tokens.total,
+                    "cost_usd": round(decision.cost_usd, 4),
+                    "paid_by": decision.paid_by,
+                    "override_by": override.by if override else None,
+                }
+            )
+        )

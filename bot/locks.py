@@ -1,0 +1,45 @@
+"""Cross-process locks on files (flock), shared by the store and the issue locks.
+
+flock, not fcntl record locks: flock locks belong to the open file, so two
+threads of one worker exclude each other as two worker processes do, and the
+kernel drops the lock when a killed worker's file is closed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ISSUE_LOCK_STRIPES = 1024
+
+
+@contextmanager
+def file_lock(path: Path, exclusive: bool = True) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def issue_lock_path(lock_dir: Path, issue_key: str) -> Path:
+    """A bounded set of lock files: issues hash onto stripes, so the folder never
+    grows with the number of issues (two issues may share a stripe; that only
+    serializes them)."""
+    digest = hashlib.sha256(issue_key.encode()).digest()
+    stripe = int.from_bytes(digest[:4], "big") % ISSUE_LOCK_STRIPES
+    return lock_dir / f"issue-{stripe:04d}.lock"
+
+
+@contextmanager
+def issue_lock(lock_dir: Path, issue_key: str) -> Iterator[None]:
+    """Serialize all work on one issue across workers, so a burst of deliveries
+    for it ends in one label, one comment and one reservation."""
+    with file_lock(issue_lock_path(lock_dir, issue_key)):
+        yield

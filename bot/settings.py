@@ -1,0 +1,103 @@
+"""Runtime settings from the environment, checked once at start-up.
+
+A bad setting stops the server with one line naming it: failing at start-up
+beats failing on the first webhook, hours later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.loader import DEFAULT_CONFIG_DIR
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_STATE = "data/state.json"
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting; ``str()`` names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: int | None
+    private_key: str | None
+    webhook_secret: str | None
+    api_url: str
+    state_path: Path
+    config_dir: Path
+    bot_login: str | None
+    max_body_bytes: int = 25 * 1024 * 1024
+
+    @property
+    def dry_run(self) -> bool:
+        """No App credentials: decide and record, but write nothing to GitHub."""
+        return self.app_id is None
+
+    def __repr__(self) -> str:  # never print the key or the secret
+        return (
+            f"Settings(app_id={self.app_id}, api_url={self.api_url!r}, "
+            f"state_path={str(self.state_path)!r}, config_dir={str(self.config_dir)!r}, "
+            f"dry_run={self.dry_run}, webhook_secret={'set' if self.webhook_secret else 'unset'})"
+        )
+
+
+def _private_key(env: Mapping[str, str]) -> str | None:
+    text = env.get("GITHUB_PRIVATE_KEY", "").strip()
+    path = env.get("GITHUB_PRIVATE_KEY_PATH", "").strip()
+    if text and path:
+        raise SettingsError("GITHUB_PRIVATE_KEY and GITHUB_PRIVATE_KEY_PATH: set only one")
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"GITHUB_PRIVATE_KEY_PATH: cannot read {path} ({exc.strerror or exc})"
+            ) from None
+    if not text:
+        return None
+    # Some platforms store multi-line secrets with literal "\n".
+    text = text.replace("\\n", "\n")
+    if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
+        source = "GITHUB_PRIVATE_KEY_PATH" if path else "GITHUB_PRIVATE_KEY"
+        raise SettingsError(f"{source}: not a PEM private key")
+    return text
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    raw_id = env.get("GITHUB_APP_ID", "").strip()
+    app_id: int | None = None
+    if raw_id:
+        if not raw_id.isdigit():
+            raise SettingsError(f"GITHUB_APP_ID: must be the App's numeric id, got {raw_id!r}")
+        app_id = int(raw_id)
+    private_key = _private_key(env)
+    secret = env.get("GITHUB_WEBHOOK_SECRET") or None
+
+    if app_id is not None or private_key is not None:
+        # Not dry-run: everything a real installation needs must be there.
+        for name, value in (
+            ("GITHUB_APP_ID", app_id),
+            ("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH", private_key),
+            ("GITHUB_WEBHOOK_SECRET", secret),
+        ):
+            if value is None:
+                raise SettingsError(f"{name}: missing (needed with App credentials)")
+
+    api_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_API_URL
+    if not api_url.startswith(("https://", "http://")):
+        raise SettingsError(f"GITHUB_API_URL: must be an http(s) URL, got {api_url!r}")
+
+    return Settings(
+        app_id=app_id,
+        private_key=private_key,
+        webhook_secret=secret,
+        api_url=api_url.rstrip("/"),
+        state_path=Path(env.get("MODEL_ASSIGNER_STATE", "").strip() or DEFAULT_STATE),
+        config_dir=Path(env.get("MODEL_ASSIGNER_CONFIG", "").strip() or DEFAULT_CONFIG_DIR),
+        bot_login=env.get("MODEL_ASSIGNER_BOT_LOGIN", "").strip() or None,
+    )
