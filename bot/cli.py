@@ -135,9 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--config", help="config folder (default: the bundled config/)")
     assign.set_defaults(handler=cmd_assign)
 
-    from bot.cli_server import add_commands
+    from bot import cli_ops, cli_server, setup_flow
 
-    add_commands(sub)
+    cli_server.add_commands(sub)
+    cli_ops.add_commands(sub)
+    setup_flow.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,220 @@
+"""Operator commands: ``quota``, ``quota reset``, ``reservations``, ``state``.
+
+They work on the same store file as the running server, under the same lock,
+so they are safe while it runs. Reads never write; a corrupt store is reported
+and left exactly as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.locks import file_lock
+from bot.settings import SettingsError, load_settings
+from bot.store import State, Store, StoreError, parse_state, serialize, write_atomically
+from core.loader import ConfigError, load_engine_config
+from core.quota import INF, get_remaining_monthly_budget, remaining_daily, remaining_monthly
+
+
+def _fail(message: str) -> Exception:
+    from bot.cli import CliError
+
+    return CliError(message)
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    try:
+        settings = load_settings()
+        config_dir = Path(args.config) if getattr(args, "config", None) else settings.config_dir
+        engine = load_engine_config(config_dir)
+    except (SettingsError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    path = Path(args.state) if getattr(args, "state", None) else settings.state_path
+    return Store(path, engine.quotas)
+
+
+def _read(store: Store) -> State:
+    try:
+        return store.read()
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _limit(value: int | None) -> str:
+    return "unlimited" if value is None else f"{value:,}"
+
+
+def _left(value: float) -> str:
+    return "unlimited" if value == INF else f"{int(value):,}"
+
+
+def quota_report(state: State) -> dict[str, Any]:
+    families = {}
+    for family, sub in state.subscriptions.items():
+        held = [r for r in state.reservations.values() if r.payment.kind == "subscription"
+                and r.payment.family == family]
+        families[family] = {
+            "tokens_used_today": sub.tokens_used_today,
+            "tokens_used_month": sub.tokens_used_month,
+            "token_limit_daily": sub.token_limit_daily,
+            "token_limit_monthly": sub.token_limit_monthly,
+            "remaining_daily": None if remaining_daily(sub) == INF else int(remaining_daily(sub)),
+            "remaining_monthly": None
+            if remaining_monthly(sub) == INF
+            else int(remaining_monthly(sub)),
+            "usage_day": sub.usage_day.isoformat() if sub.usage_day else None,
+            "next_daily_reset": None,
+            "reset_date": sub.reset_date.isoformat(),
+            "reservations": len(held),
+            "reserved_tokens": sum(r.tokens for r in held),
+        }
+        if sub.usage_day:
+            families[family]["next_daily_reset"] = (
+                datetime.combine(sub.usage_day + timedelta(days=1), datetime.min.time(), UTC)
+            ).isoformat()
+    api_held = [r for r in state.reservations.values() if r.payment.kind == "api"]
+    return {
+        "subscriptions": families,
+        "api_budget": {
+            "monthly_limit_usd": state.api_budget.monthly_limit_usd,
+            "spent_usd": round(state.api_budget.spent_usd, 6),
+            "remaining_usd": round(get_remaining_monthly_budget(state.api_budget), 6),
+            "reset_date": state.api_budget.reset_date.isoformat(),
+            "reservations": len(api_held),
+            "reserved_usd": round(sum(r.cost_usd for r in api_held), 6),
+        },
+    }
+
+
+def cmd_quota(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    if args.action == "reset":
+        return quota_reset(store, args.family)
+    report = quota_report(_read(store))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{'family':<12} {'today':>12} {'daily limit':>12} {'month':>12} {'monthly limit':>14} "
+          f"{'left':>12} {'reserved':>10}  next monthly reset")
+    for family, row in report["subscriptions"].items():
+        left = min(
+            row["remaining_daily"] if row["remaining_daily"] is not None else INF,
+            row["remaining_monthly"] if row["remaining_monthly"] is not None else INF,
+        )
+        print(
+            f"{family:<12} {row['tokens_used_today']:>12,} {_limit(row['token_limit_daily']):>12} "
+            f"{row['tokens_used_month']:>12,} {_limit(row['token_limit_monthly']):>14} "
+            f"{_left(left):>12} {row['reservations']:>10}  {row['reset_date']}"
+        )
+    api = report["api_budget"]
+    print(
+        f"\nAPI budget: ${api['spent_usd']:,.2f} of ${api['monthly_limit_usd']:,.2f} spent, "
+        f"${api['remaining_usd']:,.2f} left, {api['reservations']} reservations; "
+        f"resets {api['reset_date']}"
+    )
+    return 0
+
+
+def quota_reset(store: Store, family: str | None) -> int:
+    now = datetime.now(UTC)
+    try:
+        with store.transaction(now) as state:
+            if family is not None and family not in state.subscriptions:
+                raise _fail(f"--family: no subscription {family!r} "
+                            f"(have: {', '.join(state.subscriptions) or 'none'})")
+            for name, sub in state.subscriptions.items():
+                if family is None or name == family:
+                    sub.tokens_used_today = 0
+                    sub.tokens_used_month = 0
+            if family is None:
+                state.api_budget.spent_usd = 0.0
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    print(f"reset usage of {family or 'every subscription and the API budget'}")
+    return 0
+
+
+def cmd_reservations(args: argparse.Namespace) -> int:
+    state = _read(open_store(args))
+    rows = sorted(state.reservations.items())
+    if args.json:
+        print(json.dumps({k: r.model_dump(mode="json") for k, r in rows}, indent=2))
+        return 0
+    if not rows:
+        print("no reservations")
+        return 0
+    print(f"{'issue':<40} {'model':<15} {'tokens':>10} {'cost':>9}  paid by      since")
+    for key, r in rows:
+        print(f"{key:<40} {r.model:<15} {r.tokens:>10,} {'$' + format(r.cost_usd, ',.2f'):>9}  "
+              f"{r.payment.label:<12} {r.charged_at.isoformat()}"
+              + (f"  (override by {r.override_by or 'hand'})" if r.override_by is not None else ""))
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    if args.action == "check":
+        try:
+            store.check()
+        except StoreError as exc:
+            raise _fail(f"invalid store: {exc}") from None
+        if not store.path.exists():
+            print(f"{store.path}: does not exist yet (it is created on the first delivery)")
+        else:
+            print(f"{store.path}: valid")
+        return 0
+    if not args.file:
+        raise _fail(f"state {args.action}: FILE is required")
+    if args.action == "backup":
+        target = Path(args.file)
+        with file_lock(store.lock_path, exclusive=False):
+            try:
+                shutil.copyfile(store.path, target)
+            except OSError as exc:
+                raise _fail(f"backup to {target}: {exc.strerror or exc}") from None
+        print(f"backed up {store.path} to {target}")
+        return 0
+    # restore
+    source = Path(args.file)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{source}: cannot read ({exc.strerror or exc})") from None
+    try:
+        state = parse_state(text, str(source))
+    except StoreError as exc:
+        raise _fail(f"not restored: {exc}") from None
+    with file_lock(store.lock_path):
+        write_atomically(store.path, serialize(state))
+    print(f"restored {store.path} from {source}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--state", help="store file (default: MODEL_ASSIGNER_STATE)")
+        parser.add_argument("--config", help="config folder (default: MODEL_ASSIGNER_CONFIG)")
+
+    quota = sub.add_parser("quota", help="quota used and left per family; `quota reset`")
+    quota.add_argument("action", nargs="?", choices=["show", "reset"], default="show")
+    quota.add_argument("--family", help="with reset: only this subscription")
+    quota.add_argument("--json", action="store_true")
+    common(quota)
+    quota.set_defaults(handler=cmd_quota)
+
+    reservations = sub.add_parser("reservations", help="which issues hold which tokens")
+    reservations.add_argument("--json", action="store_true")
+    common(reservations)
+    reservations.set_defaults(handler=cmd_reservations)
+
+    state = sub.add_parser("state", help="check, back up or restore the store")
+    state.add_argument("action", choices=["check", "backup", "restore"])
+    state.add_argument("file", nargs="?", help="backup target / restore source")
+    common(state)
+    state.set_defaults(handler=cmd_state)
+

@@ -1,0 +1,121 @@
+"""Operator commands on a real store file: quota, reservations, state."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.store import Reservation, Store
+from core.loader import load_engine_config
+from core.types import Payment
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "state.json"
+    monkeypatch.setenv("MODEL_ASSIGNER_STATE", str(path))
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    store = Store(path, load_engine_config().quotas)
+    with store.transaction(NOW) as state:
+        state.reserve(
+            "octo/repo#1",
+            Reservation(
+                model="sonnet-4.5",
+                payment=Payment(kind="subscription", family="claude", tokens=31_000, cost_usd=0),
+                charged_at=NOW,
+            ),
+        )
+        state.reserve(
+            "octo/repo#2",
+            Reservation(
+                model="deepseek-v3",
+                payment=Payment(kind="api", family="deepseek", tokens=10_000, cost_usd=1.25),
+                charged_at=NOW,
+                override_by="octocat",
+            ),
+        )
+    return path
+
+
+def test_quota_json_reports_usage_limits_and_reservations(
+    state_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["quota", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    claude = report["subscriptions"]["claude"]
+    assert claude["tokens_used_month"] == 31_000
+    assert claude["remaining_monthly"] == 5_000_000 - 31_000
+    assert claude["reservations"] == 1 and claude["reserved_tokens"] == 31_000
+    assert report["api_budget"]["spent_usd"] == pytest.approx(1.25)
+    assert report["api_budget"]["reservations"] == 1
+
+
+def test_quota_table_is_readable(state_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quota"]) == 0
+    out = capsys.readouterr().out
+    assert "claude" in out and "31,000" in out and "5,000,000" in out
+    assert "$1.25 of $100.00 spent" in out
+
+
+def test_quota_reset_one_family(state_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quota", "reset", "--family", "claude"]) == 0
+    state = json.loads(state_file.read_text())
+    assert state["subscriptions"]["claude"]["tokens_used_month"] == 0
+    assert state["api_budget"]["spent_usd"] == pytest.approx(1.25)
+    assert main(["quota", "reset", "--family", "nope"]) == 2
+    assert "no subscription 'nope'" in capsys.readouterr().err
+
+
+def test_reservations_lists_issues(state_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reservations"]) == 0
+    out = capsys.readouterr().out
+    assert "octo/repo#1" in out and "sonnet-4.5" in out and "subscription:claude" in out
+    assert "override by octocat" in out
+    assert main(["reservations", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"octo/repo#1", "octo/repo#2"}
+
+
+def test_state_check_backup_restore(
+    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["state", "check"]) == 0
+    backup = tmp_path / "backup.json"
+    assert main(["state", "backup", str(backup)]) == 0
+    assert backup.read_text() == state_file.read_text()
+    main(["quota", "reset"])
+    assert main(["state", "restore", str(backup)]) == 0
+    assert json.loads(state_file.read_text())["subscriptions"]["claude"]["tokens_used_month"] == (
+        31_000
+    )
+
+
+def test_corrupt_store_is_reported_and_left_untouched(
+    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_file.write_text('{"version": 1, "subscriptions": ')
+    before = state_file.read_bytes()
+    for argv in (["state", "check"], ["quota"], ["reservations"], ["quota", "reset"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert str(state_file) in err and "not valid JSON" in err
+        assert "Traceback" not in err
+    assert state_file.read_bytes() == before
+
+
+def test_restore_refuses_an_invalid_backup(
+    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"version": 1}')
+    before = state_file.read_bytes()
+    assert main(["state", "restore", str(bad)]) == 2
+    assert "api_budget" in capsys.readouterr().err
+    assert state_file.read_bytes() == before
