@@ -63,7 +63,9 @@ def cmd_send_sample(args: argparse.Namespace) -> int:
     except urllib.error.HTTPError as exc:
         status, text = exc.code, exc.read().decode()
     except (urllib.error.URLError, OSError) as exc:
-        raise CliError(f"{args.url}: cannot connect ({exc}); is `model-assigner serve` running?") from None
+        raise CliError(
+            f"{args.url}: cannot connect ({exc}); is `model-assigner serve` running?"
+        ) from None
     try:
         answer = json.loads(text)
     except ValueError:

@@ -59,5 +59,6 @@ def load_tasks(path: Path) -> list[Task]:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0]
-        raise TaskFileError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'} ({first})") from None
+        kind = path.suffix.lstrip(".") or "YAML"
+        raise TaskFileError(f"{path}: not valid {kind} ({first})") from None
     return parse_tasks(data, str(path))

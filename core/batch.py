@@ -47,7 +47,9 @@ def try_subscription_models(
     total = assessment.total_tokens
     available = [sub for sub in ledger.subscriptions if has_room(sub, total)]
     candidates = filter_models(models, band.tiers)
-    order = preferred_order_for(band, available, assessment.domain, assessment.value, models, config)
+    order = preferred_order_for(
+        band, available, assessment.domain, assessment.value, models, config
+    )
     ranked = [m for name in order for m in candidates if m.name == name]
     ranked += sorted((m for m in candidates if m not in ranked), key=price_key)
     for model in ranked:

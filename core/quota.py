@@ -138,10 +138,16 @@ def add_months(moment: datetime, months: int) -> datetime:
 
 
 def next_reset(reset_date: datetime, now: datetime) -> datetime:
-    """The first of reset_date, +1 month, +2 months ... that lies after now."""
+    """The first of reset_date, +1 month, +2 months ... that lies after now.
+
+    Each step counts from reset_date itself, not from the previous step, so a
+    reset on the 31st asleep for months lands on 31 March, not on the 28th that
+    stepping through February would leave behind."""
+    months = 0
     moved = reset_date
     while moved <= now:
-        moved = add_months(moved, 1)
+        months += 1
+        moved = add_months(reset_date, months)
     return moved
 
 

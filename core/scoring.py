@@ -12,20 +12,25 @@ from datetime import datetime
 
 from core.config import ScoringConfig
 from core.text import find_keyword, find_path_hint, first_label
-from core.types import Complexity, ScoreBreakdown, Task
+from core.types import Complexity, ScoreBreakdown, Task, as_utc
 
-# Float noise must not move a task across a band boundary (75 * 1.2 is
-# 89.99999999999999 in binary floating point, and the band starts at 90).
+# Float noise must not move a task across a band boundary: with a weight of 15,
+# a domain modifier of 3.0 and a risk modifier of 1.4, (15 * 1 + 0) * 3.0 * 1.4
+# is 62.99999999999999 in binary floating point, not 63.
 SCORE_DECIMALS = 9
 
 _FILES_MENTION = re.compile(r"(?<![\w.])(\d[\d,_]*)\s+(?:[a-z-]+\s+)?files?\b")
 _LOC_MENTION = re.compile(r"(?<![\w.])(\d[\d,_]*)\s*(?:loc\b|lines?\b)")
 _PATH_MENTION = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.([a-z0-9]{1,10}))(?![\w/])")
 FILE_EXTENSIONS = frozenset(
-    "py pyi js jsx ts tsx mjs cjs go rs java kt kts scala rb php c h cc cpp hpp cs swift m mm "
-    "sh bash zsh ps1 sql html htm css scss sass less vue svelte json yaml yml toml ini cfg conf "
-    "xml md rst txt tf hcl proto graphql gradle cmake mk dockerfile lua r jl ex exs erl hs ml "
-    "dart ipynb".split()
+    {
+        "py", "pyi", "js", "jsx", "ts", "tsx", "mjs", "cjs", "go", "rs", "java", "kt", "kts",
+        "scala", "rb", "php", "c", "h", "cc", "cpp", "hpp", "cs", "swift", "m", "mm", "sh", "bash",
+        "zsh", "ps1", "sql", "html", "htm", "css", "scss", "sass", "less", "vue", "svelte", "json",
+        "yaml", "yml", "toml", "ini", "cfg", "conf", "xml", "md", "rst", "txt", "tf", "hcl",
+        "proto", "graphql", "gradle", "cmake", "mk", "dockerfile", "lua", "r", "jl", "ex", "exs",
+        "erl", "hs", "ml", "dart", "ipynb",
+    }
 )
 
 
@@ -95,7 +100,9 @@ def time_sensitivity(
     bonuses, hours = config.time_sensitivity_bonuses, config.time_sensitivity_hours
     time_bonus, reason = bonuses.flexible, "no deadline"
     if task.deadline:
-        hours_until_deadline = (task.deadline - now).total_seconds() / 3600
+        # Deadlines are stored in UTC; a naive clock is UTC too (core.types.as_utc),
+        # as in the seed's example, which mixes naive datetime.now() values.
+        hours_until_deadline = (task.deadline - as_utc(now)).total_seconds() / 3600
         due = (
             f"due in {hours_until_deadline:.1f} h"
             if hours_until_deadline >= 0

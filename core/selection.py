@@ -146,6 +146,7 @@ def defer_unaffordable(
     strategy: str,
     passed_over: list[PassedOver],
 ) -> Decision:
+    resets = ", ".join(s.reset_date.date().isoformat() for s in ledger.subscriptions)
     return make_decision(
         assessment,
         None,
@@ -159,7 +160,7 @@ def defer_unaffordable(
         passed_over=passed_over,
         unblock_hint=(
             "more subscription quota, a larger API budget, or the next quota reset "
-            f"(subscription {', '.join(s.reset_date.date().isoformat() for s in ledger.subscriptions) or 'none'}, "
+            f"(subscription {resets or 'none'}, "
             f"API budget {ledger.budget.reset_date.date().isoformat()}) would assign it"
         ),
     )
@@ -198,7 +199,9 @@ def _first_affordable(
             passed_over.append(
                 PassedOver(
                     model=model_name,
-                    reason=why_unaffordable(model, ledger, tokens.input_tokens, tokens.output_tokens),
+                    reason=why_unaffordable(
+                        model, ledger, tokens.input_tokens, tokens.output_tokens
+                    ),
                 )
             )
     return None
@@ -262,7 +265,9 @@ def select_model(
             f"{model.name} is preference #{position} there and "
             + ("the subscription pays" if payment.kind == "subscription" else "the API budget pays")
         )
-        return make_decision(assessment, model, payment, band.name, quota_strategy, reason, passed_over)
+        return make_decision(
+            assessment, model, payment, band.name, quota_strategy, reason, passed_over
+        )
 
     # Fallback to the cheapest candidate that can be paid for
     found = _cheapest_affordable(candidates, assessment, ledger, skip=set(preferred_order))
@@ -272,13 +277,17 @@ def select_model(
             f"value {value_score:.1f} is in the {band.name} band; no preferred model could be "
             f"paid for, so the cheapest payable model of tiers {', '.join(band.tiers)}"
         )
-        return make_decision(assessment, model, payment, band.name, quota_strategy, reason, passed_over)
+        return make_decision(
+            assessment, model, payment, band.name, quota_strategy, reason, passed_over
+        )
 
     # Downgrade to a cheaper allowed tier, else defer
     if config.allow_downgrade:
         tried = {m.name for m in candidates}
         for lower in bands_below(band, config):
-            lower_candidates = [m for m in filter_models(models, lower.tiers) if m.name not in tried]
+            lower_candidates = [
+                m for m in filter_models(models, lower.tiers) if m.name not in tried
+            ]
             found = _first_affordable(
                 [n for n in lower.preferred if n not in tried],
                 lower_candidates,

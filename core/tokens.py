@@ -53,9 +53,10 @@ def estimate_token_usage(
         if workspace_files > rule.files_above:
             input_est *= rule.input
             output_est *= rule.output
+            output = f", output x{rule.output:g}" if rule.output != 1 else ""
             adjustments.append(
                 f"workspace of {workspace_files:,} files (> {rule.files_above:,}): "
-                f"input x{rule.input:g}" + (f", output x{rule.output:g}" if rule.output != 1 else "")
+                f"input x{rule.input:g}{output}"
             )
             break
 

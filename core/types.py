@@ -16,7 +16,11 @@ Tier = Literal["premium", "mid-premium", "mid-range", "budget"]
 Complexity = Literal["simple", "moderate", "complex", "highly_complex"]
 Strategy = Literal["maximize_subscription_usage", "minimize_cost", "maximize_value"]
 
-STRATEGIES: tuple[Strategy, ...] = ("maximize_subscription_usage", "minimize_cost", "maximize_value")
+STRATEGIES: tuple[Strategy, ...] = (
+    "maximize_subscription_usage",
+    "minimize_cost",
+    "maximize_value",
+)
 
 
 def as_utc(value: datetime) -> datetime:
