@@ -25,6 +25,10 @@ class IssueGone(LookupError):
     """The issue no longer exists (deleted or transferred)."""
 
 
+class CommentGone(LookupError):
+    """The comment to edit no longer exists (someone deleted it)."""
+
+
 @dataclass(frozen=True)
 class Workspace:
     """The default branch's head commit and how many files its tree holds."""
@@ -48,7 +52,9 @@ class IssueGateway(Protocol):
 
     def create_comment(self, repo: str, number: int, body: str) -> int: ...
 
-    def edit_comment(self, repo: str, comment_id: int, body: str) -> None: ...
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+        """Raises CommentGone when the comment was deleted."""
+        ...
 
     def ensure_label(self, repo: str, name: str, color: str, description: str) -> None: ...
 

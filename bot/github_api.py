@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import urllib.parse
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -27,8 +27,10 @@ from typing import Any, TypeVar
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.IssueComment import IssueComment
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
 
-from bot.gateway import GitHubUnavailable, IssueGone, Workspace
+from bot.gateway import CommentGone, GitHubUnavailable, IssueGone, Workspace
 from bot.settings import Settings
 
 log = logging.getLogger("model_assigner.github")
@@ -48,7 +50,26 @@ class RetryAfterTooLong(GithubException):
 
 
 class DeliveryRetry(GithubRetry):
-    """GithubRetry, bounded to fit GitHub's 10-second delivery window."""
+    """GithubRetry, bounded to fit GitHub's 10-second delivery window.
+
+    A POST whose answer timed out may have been done all the same (a comment
+    created): it is not sent again, or a slow GitHub would get duplicate
+    comments. The delivery fails instead, and its redelivery finds the comment
+    by its marker. Connection failures and resets (a stale keep-alive
+    connection) are still retried."""
+
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Retry:
+        if method == "POST" and isinstance(error, ReadTimeoutError):
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep_for_retry(self, response: Any = None) -> bool:
         wait = self.get_retry_after(response) if response is not None else None
@@ -240,7 +261,11 @@ class InstallationGateway:
         url = f"{self._repo(repo).url}/issues/comments/{comment_id}"
         try:
             IssueComment(self.github.requester, url=url).edit(body)
-        except (GithubException, requests.RequestException) as exc:
+        except GithubException as exc:
+            if _status(exc) in (404, 410):
+                raise CommentGone(f"{repo} comment {comment_id}") from None
+            raise _unavailable(f"PATCH comment {repo}/{comment_id}", exc) from None
+        except requests.RequestException as exc:
             raise _unavailable(f"PATCH comment {repo}/{comment_id}", exc) from None
 
     def ensure_label(self, repo: str, name: str, color: str, description: str) -> None:

@@ -8,9 +8,12 @@ The order of work for an issue event, and why:
    may already be stale when a later one is handled first.
 3. Reserve quota in the store (replacing the issue's previous reservation), so
    two issues can never both spend the same last tokens.
-4. Write the label and the comment. If GitHub fails, put the previous
-   reservation back and answer 5xx: the store is as before the delivery, and
-   GitHub's redelivery starts clean.
+4. Write the comment, then the labels (stale `model:*` labels off first, the
+   new one on last). If GitHub fails, undo exactly what step 3 changed and
+   answer 5xx: the store is as before the delivery, and GitHub's redelivery
+   starts clean. The order matters: a `model:*` label that is on the issue but
+   not in the store reads as a person's override, so the bot's own label must
+   never be left behind by a failed delivery.
 5. Only then record the delivery id as handled: a crash before this point makes
    a redelivery redo the work, which replaces (never adds to) the reservation.
 """
@@ -21,12 +24,12 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from bot.comment import MARKER, Override, digest, render_comment
-from bot.gateway import GitHubUnavailable, IssueGateway, IssueGone
+from bot.gateway import CommentGone, GitHubUnavailable, IssueGateway, IssueGone
 from bot.issue_task import issue_key, issue_to_task, label_names
 from bot.locks import issue_lock
 from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
@@ -57,6 +60,59 @@ class Outcome:
 
 class BadPayload(ValueError):
     """A signed, well-formed JSON body that is not the shape GitHub sends."""
+
+
+@dataclass(frozen=True)
+class _Counters:
+    """The quota counters one reservation step can change."""
+
+    subscriptions: dict[str, tuple[date | None, int, int]]
+    spent_usd: float
+
+    @classmethod
+    def of(cls, state: State) -> _Counters:
+        return cls(
+            {
+                family: (sub.usage_day, sub.tokens_used_today, sub.tokens_used_month)
+                for family, sub in state.subscriptions.items()
+            },
+            state.api_budget.spent_usd,
+        )
+
+
+@dataclass(frozen=True)
+class _Undo:
+    """What the reservation step changed, so that a failed write-back can put
+    the store back exactly, while keeping what other workers did meanwhile."""
+
+    key: str
+    reservation: Reservation | None
+    dependencies: list[str] | None
+    before: _Counters
+    after: _Counters
+
+    def apply(self, state: State) -> None:
+        for family, sub in state.subscriptions.items():
+            before = self.before.subscriptions.get(family)
+            after = self.after.subscriptions.get(family)
+            if before is None or after is None:
+                continue
+            if sub.usage_day == after[0]:  # else a daily reset has zeroed it since
+                sub.tokens_used_today = max(0, sub.tokens_used_today + before[1] - after[1])
+            sub.tokens_used_month = max(0, sub.tokens_used_month + before[2] - after[2])
+        budget = state.api_budget
+        if budget.spent_usd == self.after.spent_usd:
+            budget.spent_usd = self.before.spent_usd  # exact, no float drift
+        else:  # another issue was charged meanwhile: keep its share
+            budget.spent_usd = max(
+                0.0, budget.spent_usd + self.before.spent_usd - self.after.spent_usd
+            )
+        state.reservations.pop(self.key, None)
+        if self.reservation is not None:
+            state.reservations[self.key] = self.reservation
+        state.dependencies.pop(self.key, None)
+        if self.dependencies is not None:
+            state.dependencies[self.key] = self.dependencies
 
 
 def _get(mapping: Mapping[str, Any], *path: str) -> Any:
@@ -207,7 +263,9 @@ class Handler:
 
         # Reserve (replacing the previous reservation) before writing to GitHub.
         with self.store.transaction(now) as state:
+            before = _Counters.of(state)
             previous = state.reservations.get(event.key)
+            previous_dependencies = state.dependencies.get(event.key)
             state.release(event.key)
             decision = self._decide(task, state, settings, override, now)
             if decision.payment is not None:
@@ -225,19 +283,21 @@ class Handler:
             else:
                 state.dependencies.pop(event.key, None)
             comment = state.comments.get(event.key)
+            undo = _Undo(event.key, previous, previous_dependencies, before, _Counters.of(state))
 
-        label = (
-            settings.labels.model_label(decision.model)
-            if decision.model
-            else settings.labels.deferred_label
-        )
+        if override is not None:  # kept as the person set it, in the catalog or not
+            label = settings.labels.model_label(override.model)
+        elif decision.model:
+            label = settings.labels.model_label(decision.model)
+        else:
+            label = settings.labels.deferred_label
         body = render_comment(decision, label, override, settings.problem)
         try:
-            self._write_label(gateway, event, labels_now, label, settings.labels, override)
             comment = self._write_comment(gateway, event, comment, body)
+            self._write_label(gateway, event, labels_now, label, settings.labels, override)
         except GitHubUnavailable:
             with self.store.transaction(self.clock()) as state:
-                self._restore(state, event.key, previous)
+                undo.apply(state)
             raise
 
         with self.store.transaction(self.clock()) as state:
@@ -277,7 +337,11 @@ class Handler:
         ]
         if not chosen:
             return None
-        from_event = labels.model_from_label(event.label) if event.action == "labeled" and event.label else None
+        from_event = (
+            labels.model_from_label(event.label)
+            if event.action == "labeled" and event.label
+            else None
+        )
         model = from_event if from_event in chosen else chosen[0]
         if from_event == model:
             by = event.sender
@@ -329,12 +393,6 @@ class Handler:
             f"set by {who} with a label",
         )
 
-    @staticmethod
-    def _restore(state: State, key: str, previous: Reservation | None) -> None:
-        state.release(key)
-        if previous is not None:
-            state.reserve(key, previous)
-
     def _write_label(
         self,
         gateway: IssueGateway,
@@ -346,6 +404,12 @@ class Handler:
     ) -> None:
         if override is not None:
             wanted = labels.model_label(override.model)
+        # Stale labels off before the new one goes on: if GitHub fails in
+        # between, the issue is left with no model label rather than with one
+        # the store does not know (which would read as a person's override).
+        for name in labels_now:
+            if labels.is_model_label(name) and name.lower() != wanted.lower():
+                gateway.remove_label(event.repo, event.number, name)
         present = {name.lower() for name in labels_now}
         if wanted.lower() not in present:
             deferred = wanted == labels.deferred_label
@@ -356,9 +420,6 @@ class Handler:
                 "model-assigner: deferred" if deferred else "model-assigner: model for this issue",
             )
             gateway.add_label(event.repo, event.number, wanted)
-        for name in labels_now:
-            if labels.is_model_label(name) and name.lower() != wanted.lower():
-                gateway.remove_label(event.repo, event.number, name)
 
     @staticmethod
     def _write_comment(
@@ -366,16 +427,23 @@ class Handler:
     ) -> CommentRecord:
         text_digest = digest(body)
         if record is not None:
-            if record.digest != text_digest:
+            if record.digest == text_digest:
+                return record
+            try:
                 gateway.edit_comment(event.repo, record.id, body)
-            return CommentRecord(id=record.id, digest=text_digest)
+                return CommentRecord(id=record.id, digest=text_digest)
+            except CommentGone:
+                pass  # someone deleted it: find another one or write a new one
         found = gateway.find_comment(event.repo, event.number, MARKER)
         if found is None:
             return CommentRecord(id=gateway.create_comment(event.repo, event.number, body),
                                  digest=text_digest)
         comment_id, old_body = found
         if digest(old_body) != text_digest:
-            gateway.edit_comment(event.repo, comment_id, body)
+            try:
+                gateway.edit_comment(event.repo, comment_id, body)
+            except CommentGone:  # deleted since we listed it
+                comment_id = gateway.create_comment(event.repo, event.number, body)
         return CommentRecord(id=comment_id, digest=text_digest)
 
     @staticmethod

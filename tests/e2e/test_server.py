@@ -1,0 +1,506 @@
+"""End to end: the real gunicorn server, started from the Procfile's `web:`
+line, on loopback, talking to the GitHub stand-in (a thread of this process).
+
+Network: 127.0.0.1 only. The Procfile binds 0.0.0.0; gunicorn's --bind is an
+*append* setting (a second --bind adds a listener, it does not replace the
+first), so the tests run the Procfile's command with its bind host changed to
+127.0.0.1, and check that the rest of the line is what operators rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bot.comment import MARKER
+from tests.bot.support import (
+    API,
+    APP_ID,
+    BIG_HOTFIX,
+    BOT,
+    INSTALLATION,
+    PERSON,
+    REPO,
+    SECRET,
+    SLUG,
+    SMALL_BACKEND,
+    app_key,
+    delivery_headers,
+    encode,
+    webhook,
+)
+from tests.github_standin import GitHubStandIn, StandInServer
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT = 30.0
+
+
+def procfile_web() -> str:
+    for line in (ROOT / "Procfile").read_text(encoding="utf-8").splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == "web":
+            return command.strip()
+    raise AssertionError("Procfile: no web process")
+
+
+def loopback_command() -> str:
+    command = procfile_web()
+    assert "--bind 0.0.0.0:${PORT" in command
+    return command.replace("--bind 0.0.0.0:", "--bind 127.0.0.1:")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    state: Path
+
+    def post(
+        self,
+        payload: Any,
+        event: str = "issues",
+        delivery: str | None = None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        data = encode(payload) if body is None else body
+        return requests.post(
+            f"{self.url}/webhook",
+            data=data,
+            headers=headers or delivery_headers(data, event, delivery),
+            timeout=30,
+        )
+
+    def store(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.state.read_text())
+        return data
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def group_members(self) -> list[str]:
+        """Command lines of the processes in the server's process group."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == self.process.pid:  # pgrp
+                found.append(cmdline)
+        return found
+
+
+def start_server(tmp: Path, env_extra: dict[str, str], name: str) -> Server:
+    port = free_port()
+    state = tmp / name / "state.json"
+    log = tmp / f"{name}.log"
+    env = {
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(tmp),
+        "LANG": "C.UTF-8",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "MODEL_ASSIGNER_STATE": str(state),
+        "MODEL_ASSIGNER_CONFIG": str(ROOT / "config"),
+        "PYTHONUNBUFFERED": "1",
+        **env_extra,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["sh", "-c", loopback_command()],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to stop it whole
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log, state)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stop_server(server)
+            raise AssertionError(f"server exited at start:\n{server.log_text()}")
+        try:
+            if requests.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    stop_server(server)
+    raise AssertionError(f"server not healthy after {START_TIMEOUT}s:\n{server.log_text()}")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        try:
+            os.killpg(server.process.pid, signal.SIGTERM)
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+
+# -- fixtures (module-scoped: one stand-in and one server for the whole file) ----------
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
+    standin = GitHubStandIn(APP_ID, app_key().public_pem, slug=SLUG)
+    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
+    server = StandInServer(standin).start()
+    try:
+        yield standin, server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def standin(github: tuple[GitHubStandIn, StandInServer]) -> GitHubStandIn:
+    return github[0]
+
+
+@pytest.fixture(scope="module")
+def server(
+    github: tuple[GitHubStandIn, StandInServer], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    running = start_server(
+        tmp,
+        {
+            "GITHUB_APP_ID": str(APP_ID),
+            "GITHUB_PRIVATE_KEY": app_key().private_pem,
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "GITHUB_API_URL": github[1].url,
+        },
+        "app",
+    )
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+def new_issue(standin: GitHubStandIn, number: int, labels: list[str], body: str = "",
+              milestone_due_on: str | None = None) -> None:
+    standin.add_issue(REPO, number, title=f"Issue {number}", body=body, labels=labels,
+                      milestone_due_on=milestone_due_on, author="Codertocat")
+
+
+def event(
+    standin: GitHubStandIn, action: str, number: int, *, sender: str = "Codertocat",
+    sender_type: str = "User", label: str | None = None,
+) -> dict[str, Any]:
+    """The documented payload for ``action``, carrying the issue as the stand-in has it."""
+    name = {"opened": "issues.opened", "labeled": "issues.labeled",
+            "unlabeled": "issues.unlabeled", "milestoned": "issues.milestoned",
+            "edited": "issues.edited"}[action]
+    payload = webhook(name, sender=sender, sender_type=sender_type, label=label)
+    payload["issue"] = standin.issue_json(REPO, number, API)
+    if action == "milestoned":
+        payload["milestone"] = payload["issue"]["milestone"]
+    return payload
+
+
+def model_labels(standin: GitHubStandIn, number: int) -> list[str]:
+    return [n for n in standin.labels_of(REPO, number) if n.startswith("model:")]
+
+
+def bot_comments(standin: GitHubStandIn, number: int) -> list[str]:
+    return [c.body for c in standin.comments_of(REPO, number) if MARKER in c.body]
+
+
+# -- the tests --------------------------------------------------------------------------
+
+
+def test_procfile_runs_gunicorn_with_the_app_factory_on_all_interfaces() -> None:
+    args = shlex.split(procfile_web())
+    assert args[0] == "gunicorn" and args[-1] == "bot.app:create_app()"
+    assert args[args.index("--workers") + 1] == "${WEB_CONCURRENCY:-2}"
+    assert args[args.index("--bind") + 1] == "0.0.0.0:${PORT:-8000}"
+
+
+def test_the_server_runs_two_workers(server: Server) -> None:
+    assert requests.get(f"{server.url}/healthz", timeout=5).json() == {
+        "status": "ok", "dry_run": False
+    }
+    workers = [c for c in server.group_members() if "gunicorn" in c]
+    assert len(workers) >= 3, workers  # the master and two workers
+
+
+def test_an_opened_issue_gets_a_label_one_comment_and_a_reservation(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    new_issue(standin, 1, ["P0", "backend"], SMALL_BACKEND)
+    response = server.post(event(standin, "opened", 1), delivery="e2e-1")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["status"], answer["model"]) == ("assigned", "glm-4.7")
+    assert model_labels(standin, 1) == ["model:glm-4.7"]
+    [comment] = standin.comments_of(REPO, 1)
+    assert comment.login == BOT and MARKER in comment.body
+    assert "### Model: `glm-4.7`" in comment.body
+    store = server.store()
+    held = store["reservations"][f"{REPO}#1"]
+    assert (held["model"], held["payment"]["tokens"], held["payment"]["kind"]) == (
+        "glm-4.7", answer["tokens"], "api"
+    )
+    assert store["api_budget"]["spent_usd"] == pytest.approx(held["payment"]["cost_usd"])
+    assert "e2e-1" in store["deliveries"]
+
+
+def test_a_redelivery_changes_nothing(server: Server, standin: GitHubStandIn) -> None:
+    before = server.state.read_bytes()
+    standin.clear_calls()
+    response = server.post(event(standin, "opened", 1), delivery="e2e-1")
+    assert (response.status_code, response.json()["status"]) == (200, "duplicate")
+    # Only the App's slug, if the other worker did not know it yet.
+    assert [c.path for c in standin.calls()] in ([], ["/app"])
+    assert server.state.read_bytes() == before
+    assert len(standin.comments_of(REPO, 1)) == 1
+
+
+def test_a_bad_signature_is_401_and_a_malformed_body_400(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    body = encode(event(standin, "opened", 1))
+    headers = delivery_headers(body)
+    headers["X-Hub-Signature-256"] = "sha256=" + "0" * 64
+    assert server.post(None, body=body, headers=headers).status_code == 401
+    del headers["X-Hub-Signature-256"]
+    assert server.post(None, body=body, headers=headers).status_code == 401
+    assert server.post(None, body=b'{"action": "opened", ').status_code == 400
+    assert server.post(None, body=b"[1, 2]").status_code == 400
+
+
+def test_the_apps_own_event_is_ignored(server: Server, standin: GitHubStandIn) -> None:
+    before = server.state.read_bytes()
+    standin.clear_calls()
+    for _ in range(2):  # both workers may see one
+        payload = event(standin, "labeled", 1, sender=BOT, sender_type="Bot",
+                        label="model:glm-4.7")
+        response = server.post(payload)
+        assert (response.status_code, response.json()["reason"]) == (202, "our own event")
+    assert [c for c in standin.calls() if c.path != "/app"] == []
+    assert server.state.read_bytes() == before
+
+
+def test_a_persons_model_label_is_kept_as_an_override(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    new_issue(standin, 2, ["P2", "backend"], SMALL_BACKEND)
+    assert server.post(event(standin, "opened", 2)).json()["status"] == "deferred"
+    standin.label_issue(REPO, 2, "model:opus-4.6")
+    response = server.post(event(standin, "labeled", 2, sender=PERSON, label="model:opus-4.6"))
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["model"]) == ("override", "opus-4.6")
+    assert model_labels(standin, 2) == ["model:opus-4.6"]  # model:deferred went
+    [comment] = bot_comments(standin, 2)
+    assert f"chosen by @{PERSON}" in comment
+    held = server.store()["reservations"][f"{REPO}#2"]
+    assert (held["model"], held["override_by"]) == ("opus-4.6", PERSON)
+
+
+def test_a_priority_change_reassigns(server: Server, standin: GitHubStandIn) -> None:
+    new_issue(standin, 3, ["P1", "security", "hotfix"], BIG_HOTFIX)
+    first = server.post(event(standin, "opened", 3)).json()
+    assert first["model"] == "deepseek-v3"
+    store = server.store()
+    spent_before = store["api_budget"]["spent_usd"]
+    deepseek_cost = store["reservations"][f"{REPO}#3"]["payment"]["cost_usd"]
+    [comment_id] = [c.id for c in standin.comments_of(REPO, 3)]
+
+    standin.unlabel_issue(REPO, 3, "P1")
+    # No priority label: the default weight (P2's): a budget model.
+    assert server.post(event(standin, "unlabeled", 3, label="P1")).json()["model"] == "glm-4.7"
+    standin.label_issue(REPO, 3, "P0")
+    response = server.post(event(standin, "labeled", 3, label="P0"))
+
+    assert (response.json()["status"], response.json()["model"]) == ("assigned", "sonnet-4.5")
+    assert model_labels(standin, 3) == ["model:sonnet-4.5"]
+    comments = standin.comments_of(REPO, 3)
+    assert [c.id for c in comments] == [comment_id]  # edited in place
+    assert "### Model: `sonnet-4.5`" in comments[0].body
+    assert len(standin.calls("PATCH", f"/repos/{REPO}/issues/comments/{comment_id}")) == 2
+    store = server.store()
+    assert store["reservations"][f"{REPO}#3"]["model"] == "sonnet-4.5"
+    # deepseek's and glm's API charges were given back; the subscription pays sonnet.
+    assert store["api_budget"]["spent_usd"] == pytest.approx(spent_before - deepseek_cost)
+
+
+def test_the_opened_labeled_milestoned_burst_ends_in_one_of_each(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    """GitHub sends an issue created with three labels and a milestone as five
+    deliveries within a second; two workers handle them at once."""
+    new_issue(standin, 4, ["P0", "security", "hotfix"], BIG_HOTFIX,
+              milestone_due_on="2026-12-24T00:00:00Z")
+    payloads = [event(standin, "opened", 4)]
+    payloads += [event(standin, "labeled", 4, label=n) for n in ("P0", "security", "hotfix")]
+    payloads += [event(standin, "milestoned", 4)]
+    standin.clear_calls()
+    barrier = threading.Barrier(len(payloads))
+
+    def send(payload: dict[str, Any]) -> requests.Response:
+        barrier.wait()
+        return server.post(payload)
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        answers = list(pool.map(send, payloads))
+
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
+    [model] = {a.json()["model"] for a in answers}  # all decided from the latest state
+    assert model is not None
+    assert model_labels(standin, 4) == [f"model:{model}"]
+    assert len(standin.comments_of(REPO, 4)) == 1
+    assert len(standin.calls("POST", f"/repos/{REPO}/issues/4/comments")) == 1
+    assert len(standin.calls("POST", f"/repos/{REPO}/issues/4/labels")) == 1
+    reservations = [k for k in server.store()["reservations"] if k == f"{REPO}#4"]
+    assert reservations == [f"{REPO}#4"]
+
+
+def test_16_concurrent_deliveries_lose_no_quota_update(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    kinds = [
+        (["P0", "security", "hotfix"], BIG_HOTFIX),  # sonnet-4.5, claude subscription
+        (["P1", "security", "hotfix"], BIG_HOTFIX),  # deepseek-v3, API budget
+        (["P0", "backend"], SMALL_BACKEND),  # glm-4.7, API budget
+        (["P2", "security", "hotfix"], BIG_HOTFIX),  # glm-4.7, API budget
+    ]
+    numbers = list(range(100, 116))
+    for i, number in enumerate(numbers):
+        labels, body = kinds[i % len(kinds)]
+        new_issue(standin, number, labels, body)
+    payloads = [event(standin, "opened", n) for n in numbers]
+    barrier = threading.Barrier(len(payloads))
+
+    def send(payload: dict[str, Any]) -> requests.Response:
+        barrier.wait()
+        return server.post(payload, delivery=str(uuid.uuid4()))
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        answers = list(pool.map(send, payloads))
+
+    assert [a.status_code for a in answers] == [200] * 16, [a.text for a in answers]
+    store = server.store()
+    for number, answer in zip(numbers, answers, strict=True):
+        assert model_labels(standin, number) == [f"model:{answer.json()['model']}"]
+        assert len(standin.comments_of(REPO, number)) == 1
+        assert store["reservations"][f"{REPO}#{number}"]["payment"]["tokens"] == answer.json()[
+            "tokens"
+        ]
+    # Every reservation in the store (these 16 and the earlier tests') is
+    # charged exactly once: the counters are the sums of the reservations.
+    by_kind: dict[str, list[dict[str, Any]]] = {"subscription": [], "api": []}
+    for held in store["reservations"].values():
+        by_kind[held["payment"]["kind"]].append(held["payment"])
+    assert len(by_kind["subscription"]) >= 4 and len(by_kind["api"]) >= 12
+    claude = store["subscriptions"]["claude"]
+    assert claude["tokens_used_month"] == sum(p["tokens"] for p in by_kind["subscription"])
+    assert claude["tokens_used_today"] == claude["tokens_used_month"]
+    assert store["api_budget"]["spent_usd"] == pytest.approx(
+        sum(p["cost_usd"] for p in by_kind["api"]), abs=1e-9
+    )
+
+
+def test_github_5xx_is_retried_and_a_persistent_one_leaves_the_store(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    new_issue(standin, 5, ["P0", "backend"], SMALL_BACKEND)
+    standin.inject_fault(f"/repos/{REPO}/issues/5", "502", times=2)
+    response = server.post(event(standin, "opened", 5))
+    assert response.status_code == 200, response.text
+    assert [c.status for c in standin.calls("GET", f"/repos/{REPO}/issues/5")][-3:] == [
+        502, 502, 200
+    ]
+
+    new_issue(standin, 6, ["P0", "backend"], SMALL_BACKEND)
+    before = server.state.read_bytes()
+    standin.inject_fault(f"/repos/{REPO}/issues/6/comments", "500", times=None, method="POST")
+    try:
+        response = server.post(event(standin, "opened", 6), delivery="e2e-fails")
+    finally:
+        standin.clear_faults()
+    assert response.status_code == 503
+    assert server.state.read_bytes() == before
+    assert model_labels(standin, 6) == []
+    assert len(standin.calls("POST", f"/repos/{REPO}/issues/6/comments")) == 3
+    # Redelivered once GitHub is back: assigned as new, not taken for an override.
+    response = server.post(event(standin, "opened", 6), delivery="e2e-fails")
+    assert (response.status_code, response.json()["status"]) == (200, "assigned")
+
+
+def test_logs_hold_decisions_and_no_secrets(server: Server, standin: GitHubStandIn) -> None:
+    text = server.log_text()
+    decisions = [line for line in text.splitlines() if '"event": "decision"' in line]
+    assert decisions
+    record = json.loads(decisions[0][decisions[0].index("{") :])
+    assert {"delivery", "issue", "model", "value_score", "tokens", "paid_by"} <= set(record)
+    assert SECRET not in text
+    assert "PRIVATE KEY" not in text and app_key().private_pem.splitlines()[1] not in text
+    for token in list(standin.tokens):
+        assert token not in text
+
+
+def test_a_dry_run_server_answers_a_signed_sample_with_the_decision(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp = tmp_path_factory.mktemp("dry")
+    dry = start_server(tmp, {"GITHUB_WEBHOOK_SECRET": SECRET}, "dry")
+    try:
+        assert requests.get(f"{dry.url}/healthz", timeout=5).json()["dry_run"] is True
+        sample = (ROOT / "examples" / "issues.opened.json").read_bytes()
+        unsigned = delivery_headers(sample, secret=None)
+        assert dry.post(None, body=sample, headers=unsigned).status_code == 401
+
+        result = subprocess.run(
+            [str(VENV_BIN / "model-assigner"), "send-sample", "--url", f"{dry.url}/webhook"],
+            env={**os.environ, "GITHUB_WEBHOOK_SECRET": SECRET},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith("HTTP 200")
+        assert '"dry_run": true' in result.stdout
+        assert "comment it would write" in result.stdout and MARKER in result.stdout
+
+        response = dry.post(None, body=sample, headers=delivery_headers(sample))
+        answer = response.json()
+        assert response.status_code == 200 and answer["dry_run"] is True
+        assert answer["label"].startswith("model:") and answer["comment"].startswith(MARKER)
+        assert dry.store()["reservations"] or answer["model"] is None
+        assert "dry-run mode" in dry.log_text()
+    finally:
+        stop_server(dry)
