@@ -36,12 +36,22 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 
 def configure_logging() -> None:
+    """Plain lines for people, and the decision log as pure JSON lines (one
+    object per line, nothing around it) so log pipelines can parse it."""
+    level = os.environ.get("MODEL_ASSIGNER_LOG_LEVEL", "INFO").upper()
     if not logging.getLogger().handlers:
         logging.basicConfig(
-            level=os.environ.get("MODEL_ASSIGNER_LOG_LEVEL", "INFO").upper(),
+            level=level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+    decisions = logging.getLogger("model_assigner.decisions")
+    if not decisions.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        decisions.addHandler(handler)
+        decisions.propagate = False
+        decisions.setLevel(logging.INFO)
 
 
 def build_handler(
@@ -101,7 +111,9 @@ def create_app(
             "dry-run mode: no GitHub App credentials; decisions are recorded in %s and the "
             "labels and comments are logged, not written%s",
             settings.state_path,
-            "" if settings.webhook_secret else "; GITHUB_WEBHOOK_SECRET unset, signatures not checked",
+            ""
+            if settings.webhook_secret
+            else "; GITHUB_WEBHOOK_SECRET unset, signatures not checked",
         )
     else:
         log.info("model-assigner: App %s at %s", settings.app_id, settings.api_url)

@@ -243,7 +243,9 @@ class InstallationGateway:
     def find_comment(self, repo: str, number: int, marker: str) -> tuple[int, str] | None:
         try:
             for comment in self._repo(repo).get_issue(number).get_comments():
-                if marker in (comment.body or ""):
+                # Only an App's comment: a person quoting our marker must not
+                # become the comment we edit (we could not, and would 503).
+                if marker in (comment.body or "") and comment.user.type == "Bot":
                     return comment.id, comment.body
         except GithubException as exc:
             raise _unavailable(f"GET comments {repo}#{number}", exc) from None

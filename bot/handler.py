@@ -200,10 +200,10 @@ class Handler:
             return Outcome(400, {"error": f"not an issues event payload: {exc}"})
         if parsed.action not in ASSIGN_ACTIONS | {"closed", "deleted"}:
             return Outcome(202, {"status": "ignored", "reason": f"action {parsed.action!r}"})
-        if parsed.sender is not None and parsed.sender == self.bot_login():
-            return Outcome(202, {"status": "ignored", "reason": "our own event"})
         if delivery and delivery in self.store.read().deliveries:
             return Outcome(200, {"status": "duplicate", "delivery": delivery})
+        if parsed.sender is not None and parsed.sender == self.bot_login():
+            return Outcome(202, {"status": "ignored", "reason": "our own event"})
 
         with issue_lock(self.lock_dir, parsed.key):
             if delivery and delivery in self.store.read().deliveries:

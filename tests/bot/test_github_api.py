@@ -160,6 +160,10 @@ def test_no_repo_config_is_none(gh: RestMock, gateway: InstallationGateway) -> N
     assert len(gh.calls()) == 2
 
 
+OCTOCAT_USER = {"login": "octocat", "id": 1, "type": "User"}
+BOT_USER = {"login": "model-assigner[bot]", "id": 2, "type": "Bot"}
+
+
 def test_find_comment_follows_pages_to_the_marker(
     gh: RestMock, gateway: InstallationGateway, rsps: responses.RequestsMock
 ) -> None:
@@ -167,12 +171,15 @@ def test_find_comment_follows_pages_to_the_marker(
     page2 = "https://api.github.com/repositories/1/issues/1/comments?page=2"
     rsps.get(
         first,
-        json=[{"id": 1, "body": "first", "url": f"{API}/x/1"}],
+        json=[{"id": 1, "body": "first", "url": f"{API}/x/1", "user": OCTOCAT_USER}],
         headers={"Link": f'<{page2}>; rel="next", <{page2}>; rel="last"'},
     )
     rsps.get(
         "https://api.github.com:443/repositories/1/issues/1/comments",
-        json=[{"id": 2, "body": "thanks"}, {"id": 3, "body": f"{MARKER}\nours"}],
+        json=[
+            {"id": 2, "body": f"quoting {MARKER}", "user": OCTOCAT_USER},
+            {"id": 3, "body": f"{MARKER}\nours", "user": BOT_USER},
+        ],
         match=[responses.matchers.query_param_matcher({"page": "2"})],
     )
     assert gateway.find_comment(REPO, 1, MARKER) == (3, f"{MARKER}\nours")
