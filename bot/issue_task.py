@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.repo_config import LabelsConfig
-from core.types import Priority, Task
+from core.types import Priority, Task, as_utc
 
 # Estimates above this are absurd for one issue; clamping keeps arithmetic and
 # comments sane whatever a body says.
@@ -27,12 +27,20 @@ _PRIORITIES: tuple[Priority, ...] = ("P0", "P1", "P2", "P3", "P4")
 
 
 def _estimate_patterns(name: str) -> list[re.Pattern[str]]:
-    words = r"\s+".join(name.split())
+    # Only horizontal space where a run of blank lines could be long: a class
+    # that also matches newlines, tried from every line start (or three such
+    # classes in a row), backtracks quadratically or worse, and a body of
+    # 65,536 newlines took over a minute.
+    words = r"[ \t]+".join(name.split())
     return [
         # "Estimated files: 12", "**Estimated LOC:** 300", "estimated loc = 40"
-        re.compile(rf"^[\s>*_-]*{words}[\s*_]*[:=][\s*_]*{_NUMBER}", re.I | re.M),
+        re.compile(rf"^[ \t>*_-]*{words}[ \t*_]*[:=][ \t*_]*{_NUMBER}", re.I | re.M),
         # Issue forms: "### Estimated files" then the answer on a later line
-        re.compile(rf"^#{{1,6}}\s*{words}\s*$\s*^\s*{_NUMBER}\s*$", re.I | re.M),
+        # (GitHub stores form bodies with CRLF line ends).
+        re.compile(
+            rf"^#{{1,6}}[ \t]*{words}[ \t]*\r?\n(?:[ \t]*\r?\n)*[ \t]*{_NUMBER}[ \t]*\r?$",
+            re.I | re.M,
+        ),
     ]
 
 
@@ -102,7 +110,7 @@ def priority_of(labels: Iterable[str], config: LabelsConfig) -> Priority | None:
         lowered = name.lower()
         upper = name.upper()
         if upper in _PRIORITIES:
-            found.append(upper)  # type: ignore[arg-type]
+            found.append(upper)
         elif lowered in config.priority_aliases:
             found.append(config.priority_aliases[lowered])
     return min(found) if found else None
@@ -120,8 +128,10 @@ def parse_due(issue: Mapping[str, Any]) -> datetime | None:
     if not isinstance(due, str):
         return None
     try:
-        return datetime.fromisoformat(due.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC here: a date at the edge of the calendar (year 1 or 9999 with
+        # an offset) overflows on conversion, and that must not escape.
+        return as_utc(datetime.fromisoformat(due.replace("Z", "+00:00")))
+    except (ValueError, OverflowError):
         return None
 
 
@@ -141,8 +151,10 @@ def issue_to_task(
     key = issue_key(repo, number if isinstance(number, int) else "?")
     body = _text(issue.get("body"))[:MAX_BODY_CHARS]
     names = label_names(issue)
-    blocks = parse_blocks(body, repo)
-    blocks += [d for d in dependents if d != key and d not in blocks]
+    blocks = [b for b in parse_blocks(body, repo) if b != key]
+    for dependent in dependents:
+        if dependent != key and dependent not in blocks:
+            blocks.append(dependent)
     return Task(
         id=key,
         title=_text(issue.get("title")),

@@ -20,6 +20,12 @@ from core.types import Priority
 LABELS_FILE = "labels.yaml"
 REPO_CONFIG_PATH = ".github/model-assigner.yml"
 REPO_CONFIG_MAX_BYTES = 64 * 1024
+# Nesting deeper than this is refused while composing: PyYAML composes
+# recursively, and 64 KiB of "[" is deep enough to exhaust Python's stack.
+REPO_CONFIG_MAX_DEPTH = 32
+# The problem is shown in the issue comment (GitHub caps a comment at 65,536
+# characters) and logged; a file with thousands of bad keys must not flood either.
+PROBLEM_MAX_CHARS = 1000
 
 
 class LabelsConfig(BaseModel):
@@ -76,22 +82,35 @@ def load_labels_config(config_dir: Path) -> LabelsConfig:
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """Safe YAML that also refuses anchors/aliases."""
+    """Safe YAML that also refuses anchors/aliases and deep nesting."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.constructor.ConstructorError(
                 None, None, "aliases (*name) are not allowed", event.start_mark
             )
-        return super().compose_node(parent, index)
+        if self._depth >= REPO_CONFIG_MAX_DEPTH:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"nested more than {REPO_CONFIG_MAX_DEPTH} levels deep",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def parse_untrusted_yaml(text: str, source: str) -> Any:
     if len(text.encode("utf-8", errors="replace")) > REPO_CONFIG_MAX_BYTES:
         raise ConfigError(f"{source}: (top level): larger than {REPO_CONFIG_MAX_BYTES:,} bytes")
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - safe loader subclass
+        return yaml.load(text, Loader=_NoAliasLoader)  # a safe loader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -125,5 +144,8 @@ def effective_config(
             merged = deep_merge(labels.model_dump(), repo.labels)
             merged_labels = validate(LabelsConfig, merged, f"{source}: labels")
     except ConfigError as exc:
-        return EffectiveConfig(scoring=scoring, labels=labels, problem=str(exc))
+        problem = str(exc)
+        if len(problem) > PROBLEM_MAX_CHARS:
+            problem = problem[: PROBLEM_MAX_CHARS - 1].rstrip() + "…"
+        return EffectiveConfig(scoring=scoring, labels=labels, problem=problem)
     return EffectiveConfig(scoring=merged_scoring, labels=merged_labels)

@@ -10,6 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from core.loader import DEFAULT_CONFIG_DIR
 
@@ -57,13 +61,23 @@ def _private_key(env: Mapping[str, str]) -> str | None:
             raise SettingsError(
                 f"GITHUB_PRIVATE_KEY_PATH: cannot read {path} ({exc.strerror or exc})"
             ) from None
+        except UnicodeDecodeError:
+            raise SettingsError(
+                f"GITHUB_PRIVATE_KEY_PATH: {path} is not a PEM private key (not text)"
+            ) from None
     if not text:
         return None
     # Some platforms store multi-line secrets with literal "\n".
     text = text.replace("\\n", "\n")
+    source = "GITHUB_PRIVATE_KEY_PATH" if path else "GITHUB_PRIVATE_KEY"
     if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
-        source = "GITHUB_PRIVATE_KEY_PATH" if path else "GITHUB_PRIVATE_KEY"
         raise SettingsError(f"{source}: not a PEM private key")
+    # PEM armour around a truncated or mangled body would pass the check above
+    # and fail only when the first JWT is signed, on the first delivery.
+    try:
+        load_pem_private_key(text.encode("utf-8", errors="replace"), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise SettingsError(f"{source}: not a usable PEM private key") from None
     return text
 
 
@@ -72,7 +86,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     raw_id = env.get("GITHUB_APP_ID", "").strip()
     app_id: int | None = None
     if raw_id:
-        if not raw_id.isdigit():
+        if not (raw_id.isascii() and raw_id.isdigit()):
             raise SettingsError(f"GITHUB_APP_ID: must be the App's numeric id, got {raw_id!r}")
         app_id = int(raw_id)
     private_key = _private_key(env)
@@ -89,7 +103,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 raise SettingsError(f"{name}: missing (needed with App credentials)")
 
     api_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_API_URL
-    if not api_url.startswith(("https://", "http://")):
+    try:
+        parts = urlsplit(api_url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not api_url.startswith(("https://", "http://")) or not host or " " in api_url:
         raise SettingsError(f"GITHUB_API_URL: must be an http(s) URL, got {api_url!r}")
 
     return Settings(

@@ -22,4 +22,8 @@ def verify(secret: str, body: bytes, header: str | None) -> bool:
     ``sha1=`` scheme (X-Hub-Signature) is refused: it is not accepted alone."""
     if not header or not header.startswith(PREFIX):
         return False
-    return hmac.compare_digest(sign(secret, body), header)
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters
+    # (TypeError), and a forged header may carry any Latin-1 text.
+    return hmac.compare_digest(
+        sign(secret, body).encode(), header.encode("utf-8", errors="replace")
+    )

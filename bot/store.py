@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from bot.locks import file_lock
 from core.config import SubscriptionsConfig
 from core.loader import describe_validation_error
 from core.quota import Ledger, release_charge, roll_over, update_quota_tracking
-from core.types import ApiBudget, Payment, Subscription
+from core.types import ApiBudget, Payment, Subscription, as_utc
 
 STATE_VERSION = 1
 # GitHub lets a delivery be redelivered for three days; we remember ids a little
@@ -101,13 +101,15 @@ class State(BaseModel):
         self.dependencies.pop(issue, None)
 
     def remember_delivery(self, delivery_id: str, now: datetime) -> None:
-        self.deliveries[delivery_id] = now
+        self.deliveries[delivery_id] = as_utc(now)
 
     def prune_deliveries(self, now: datetime) -> None:
-        cutoff = now - DELIVERY_MEMORY
-        kept = {k: v for k, v in self.deliveries.items() if v >= cutoff}
+        # as_utc on both sides: a naive time (read as UTC, like everywhere
+        # else) compared with an aware one raises TypeError.
+        cutoff = as_utc(now) - DELIVERY_MEMORY
+        kept = {k: v for k, v in self.deliveries.items() if as_utc(v) >= cutoff}
         if len(kept) > DELIVERY_LIMIT:
-            newest = sorted(kept.items(), key=lambda item: item[1])[-DELIVERY_LIMIT:]
+            newest = sorted(kept.items(), key=lambda item: as_utc(item[1]))[-DELIVERY_LIMIT:]
             kept = dict(newest)
         if len(kept) != len(self.deliveries):
             self.deliveries = kept
@@ -168,10 +170,8 @@ def write_atomically(path: Path, text: str) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
@@ -186,6 +186,19 @@ class Store:
         self.defaults = defaults
         self.lock_path = path.with_name(path.name + ".lock")
 
+    @contextmanager
+    def _locked(self, exclusive: bool = True) -> Iterator[None]:
+        """The store's lock; failing to take it (its folder is not a folder,
+        or not writable) is a StoreError like any other store failure."""
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(file_lock(self.lock_path, exclusive=exclusive))
+            except OSError as exc:
+                raise StoreError(
+                    f"{self.path}: cannot lock {self.lock_path} ({exc.strerror or exc})"
+                ) from None
+            yield
+
     def _load(self) -> tuple[State, str | None]:
         try:
             text = self.path.read_text(encoding="utf-8")
@@ -199,7 +212,7 @@ class Store:
 
     def read(self) -> State:
         """A consistent snapshot, for reports; changes to it are not saved."""
-        with file_lock(self.lock_path, exclusive=False):
+        with self._locked(exclusive=False):
             return self._load()[0]
 
     @contextmanager
@@ -207,11 +220,14 @@ class Store:
         """Load, apply resets due at ``now``, let the caller change the state,
         save atomically; all under the exclusive lock. An exception inside
         leaves the file as it was."""
-        with file_lock(self.lock_path):
+        with self._locked():
             state, before = self._load()
             roll_over(state.ledger(), now)
             state.prune_deliveries(now)
             yield state
+            # Again after the caller's changes, so the saved document never
+            # holds more than DELIVERY_LIMIT ids.
+            state.prune_deliveries(now)
             after = serialize(state)
             if after != before:
                 try:
@@ -224,7 +240,7 @@ class Store:
 
     def check(self) -> None:
         """Raise StoreError when the file on disk is not a valid store."""
-        with file_lock(self.lock_path, exclusive=False):
+        with self._locked(exclusive=False):
             self._load()
 
     def ensure_writable(self) -> None:

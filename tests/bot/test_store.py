@@ -1,0 +1,837 @@
+"""The JSON quota store (bot/store.py) and its file locks (bot/locks.py).
+
+Everything runs against real files in a temporary folder; the crash and
+concurrency tests use real processes and real signals.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import multiprocessing
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.locks import ISSUE_LOCK_STRIPES, file_lock, issue_lock, issue_lock_path
+from bot.store import (
+    DELIVERY_LIMIT,
+    DELIVERY_MEMORY,
+    Reservation,
+    State,
+    Store,
+    StoreError,
+    initial_state,
+    parse_state,
+    serialize,
+)
+from core.config import SubscriptionsConfig
+from core.loader import load_engine_config
+from core.types import ApiBudget, Payment, Subscription
+from tests.helpers import CONFIG_DIR
+
+NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
+RESET = datetime(2026, 3, 1, tzinfo=UTC)
+# multiprocessing start method: fork is fast and available on Linux, where
+# flock and the atomic rename are what is under test.
+MP = multiprocessing.get_context("fork")
+
+
+def quotas(
+    *,
+    monthly: int | None = 5_000_000,
+    daily: int | None = 1_000_000,
+    budget: float = 100.0,
+    reset: datetime = RESET,
+    extra: tuple[Subscription, ...] = (),
+) -> SubscriptionsConfig:
+    return SubscriptionsConfig(
+        subscriptions=[
+            Subscription(
+                model_family="claude",
+                monthly_cost=20.0,
+                token_limit_daily=daily,
+                token_limit_monthly=monthly,
+                reset_date=reset,
+            ),
+            *extra,
+        ],
+        api_budget=ApiBudget(monthly_limit_usd=budget, reset_date=reset),
+    )
+
+
+def sub_payment(tokens: int, family: str = "claude") -> Payment:
+    return Payment(kind="subscription", family=family, tokens=tokens, cost_usd=0.0)
+
+
+def api_payment(cost: float, tokens: int = 10_000) -> Payment:
+    return Payment(kind="api", family="openai", tokens=tokens, cost_usd=cost)
+
+
+def held(payment: Payment, at: datetime = NOW, model: str = "sonnet-4.5") -> Reservation:
+    return Reservation(model=model, payment=payment, charged_at=at)
+
+
+def claude(state: State) -> Subscription:
+    return state.subscriptions["claude"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "data" / "state.json", quotas())
+
+
+def on_disk(store: Store) -> State:
+    """The document as saved, parsed independently of the Store."""
+    return State.model_validate_json(store.path.read_text(encoding="utf-8"))
+
+
+def temp_files(store: Store) -> list[str]:
+    return sorted(p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp"))
+
+
+# --- the initial state --------------------------------------------------------
+
+
+def test_initial_state_comes_from_config(tmp_path: Path) -> None:
+    config = load_engine_config(CONFIG_DIR).quotas
+    store = Store(tmp_path / "state.json", config)
+    state = store.read()
+    assert not store.path.exists(), "reading must not create the document"
+    assert set(state.subscriptions) == {s.model_family for s in config.subscriptions}
+    for configured in config.subscriptions:
+        stored = state.subscriptions[configured.model_family]
+        assert stored.token_limit_monthly == configured.token_limit_monthly
+        assert stored.token_limit_daily == configured.token_limit_daily
+        assert stored.tokens_used_month == configured.tokens_used_month
+        assert stored.reset_date == configured.reset_date
+    assert state.api_budget.monthly_limit_usd == config.api_budget.monthly_limit_usd
+    assert state.reservations == {} and state.deliveries == {} and state.comments == {}
+
+
+def test_first_transaction_saves_the_config_state(store: Store) -> None:
+    with store.transaction(NOW):
+        pass
+    saved = on_disk(store)
+    assert claude(saved).token_limit_monthly == 5_000_000
+    assert claude(saved).tokens_used_month == 0
+    assert claude(saved).usage_day == NOW.date()
+    assert saved.api_budget.monthly_limit_usd == 100.0
+    # The file is what the Store would write for it: one JSON document.
+    assert json.loads(store.path.read_text())["version"] == 1
+
+
+def test_initial_state_does_not_share_objects_with_config() -> None:
+    config = quotas()
+    state = initial_state(config)
+    claude(state).tokens_used_month = 123
+    state.api_budget.spent_usd = 4.0
+    assert config.subscriptions[0].tokens_used_month == 0
+    assert config.api_budget.spent_usd == 0.0
+
+
+# --- reserve, replace, release, settle -------------------------------------------
+
+
+def test_reserve_charges_the_subscription(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(40_000)))
+    saved = on_disk(store)
+    assert claude(saved).tokens_used_month == 40_000
+    assert claude(saved).tokens_used_today == 40_000
+    assert saved.reservations["o/r#1"].tokens == 40_000
+    assert saved.reservations["o/r#1"].model == "sonnet-4.5"
+
+
+def test_re_reserving_replaces_and_never_charges_twice(store: Store) -> None:
+    for tokens in (40_000, 40_000, 25_000, 90_000):
+        with store.transaction(NOW) as state:
+            state.reserve("o/r#1", held(sub_payment(tokens)))
+    saved = on_disk(store)
+    assert claude(saved).tokens_used_month == 90_000
+    assert claude(saved).tokens_used_today == 90_000
+    assert list(saved.reservations) == ["o/r#1"]
+
+
+def test_replacing_moves_the_charge_between_payers(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(api_payment(2.5), model="gpt-4-turbo"))
+    assert on_disk(store).api_budget.spent_usd == pytest.approx(2.5)
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(30_000)))
+    saved = on_disk(store)
+    assert saved.api_budget.spent_usd == pytest.approx(0.0)
+    assert claude(saved).tokens_used_month == 30_000
+
+
+def test_reservations_of_different_issues_add_up(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+        state.reserve("o/r#2", held(sub_payment(20_000)))
+        state.reserve("other/repo#1", held(api_payment(1.25)))
+    saved = on_disk(store)
+    assert claude(saved).tokens_used_month == 30_000
+    assert saved.api_budget.spent_usd == pytest.approx(1.25)
+
+
+def test_release_gives_the_charge_back(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+        state.reserve("o/r#2", held(sub_payment(20_000)))
+        state.reserve("o/r#3", held(api_payment(3.0)))
+    with store.transaction(NOW) as state:
+        released = state.release("o/r#2")
+        api = state.release("o/r#3")
+        nothing = state.release("o/r#404")
+    assert released is not None and released.tokens == 20_000
+    assert api is not None and api.cost_usd == pytest.approx(3.0)
+    assert nothing is None
+    saved = on_disk(store)
+    assert claude(saved).tokens_used_month == 10_000
+    assert claude(saved).tokens_used_today == 10_000
+    assert saved.api_budget.spent_usd == pytest.approx(0.0)
+    assert set(saved.reservations) == {"o/r#1"}
+
+
+def test_release_of_yesterdays_charge_leaves_today_alone(store: Store) -> None:
+    day1 = datetime(2026, 2, 10, 23, 0, tzinfo=UTC)
+    day2 = datetime(2026, 2, 11, 1, 0, tzinfo=UTC)
+    with store.transaction(day1) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000), at=day1))
+    with store.transaction(day2) as state:
+        assert claude(state).tokens_used_today == 0
+        state.reserve("o/r#2", held(sub_payment(3_000), at=day2))
+        state.release("o/r#1")
+    saved = on_disk(store)
+    assert claude(saved).tokens_used_today == 3_000, "yesterday's charge is not in today's count"
+    assert claude(saved).tokens_used_month == 3_000
+
+
+def test_release_after_the_monthly_reset_gives_nothing_back(store: Store) -> None:
+    before = datetime(2026, 2, 20, tzinfo=UTC)
+    after = datetime(2026, 3, 2, tzinfo=UTC)
+    with store.transaction(before) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000), at=before))
+        state.reserve("o/r#2", held(api_payment(4.0), at=before))
+    with store.transaction(after) as state:
+        state.reserve("o/r#3", held(sub_payment(7_000), at=after))
+        state.release("o/r#1")
+        state.release("o/r#2")
+    saved = on_disk(store)
+    assert claude(saved).tokens_used_month == 7_000
+    assert saved.api_budget.spent_usd == pytest.approx(0.0)
+
+
+def test_settle_keeps_the_usage(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+        state.comments["o/r#1"] = state.comments.get("o/r#1") or _comment()
+        state.dependencies["o/r#1"] = ["o/r#7"]
+    with store.transaction(NOW) as state:
+        settled = state.settle("o/r#1")
+        state.forget_issue("o/r#1")
+    assert settled is not None and settled.tokens == 10_000
+    saved = on_disk(store)
+    assert claude(saved).tokens_used_month == 10_000, "completed work stays as usage"
+    assert saved.reservations == {} and saved.comments == {} and saved.dependencies == {}
+    # A later release (say, a deletion after closing) finds nothing to give back.
+    with store.transaction(NOW) as state:
+        assert state.release("o/r#1") is None
+    assert claude(on_disk(store)).tokens_used_month == 10_000
+
+
+def _comment() -> Any:
+    from bot.store import CommentRecord
+
+    return CommentRecord(id=1, digest="abc")
+
+
+def test_exception_inside_a_transaction_saves_nothing(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+    before = store.path.read_bytes()
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.transaction(NOW) as state:
+        state.reserve("o/r#2", held(sub_payment(99_000)))
+        raise Boom
+    assert store.path.read_bytes() == before
+    assert temp_files(store) == []
+
+
+# --- resets ---------------------------------------------------------------------
+
+
+def test_daily_usage_resets_at_utc_midnight(store: Store) -> None:
+    last_second = datetime(2026, 2, 10, 23, 59, 59, tzinfo=UTC)
+    with store.transaction(last_second) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000), at=last_second))
+    with store.transaction(last_second + timedelta(microseconds=999_999)) as state:
+        assert claude(state).tokens_used_today == 10_000
+    with store.transaction(datetime(2026, 2, 11, tzinfo=UTC)) as state:
+        assert claude(state).tokens_used_today == 0
+        assert claude(state).tokens_used_month == 10_000
+    saved = on_disk(store)
+    assert claude(saved).tokens_used_today == 0
+    assert claude(saved).usage_day == datetime(2026, 2, 11).date()
+
+
+def test_midnight_is_utc_midnight_whatever_the_clocks_offset(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+    # 23:30 UTC on the same day, written with a +01:00 offset: no reset yet.
+    same_day = datetime(2026, 2, 11, 0, 30, tzinfo=timezone(timedelta(hours=1)))
+    with store.transaction(same_day) as state:
+        assert claude(state).tokens_used_today == 10_000
+    # 20:00 at -05:00 is 01:00 UTC the next day: reset.
+    next_day = datetime(2026, 2, 10, 20, 0, tzinfo=timezone(timedelta(hours=-5)))
+    with store.transaction(next_day) as state:
+        assert claude(state).tokens_used_today == 0
+        assert claude(state).tokens_used_month == 10_000
+
+
+def test_monthly_reset_is_applied_exactly_once(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+        state.reserve("o/r#2", held(api_payment(7.5)))
+    at_reset = RESET
+    with store.transaction(at_reset) as state:
+        assert claude(state).tokens_used_month == 0
+        assert state.api_budget.spent_usd == 0.0
+        assert claude(state).reset_date == datetime(2026, 4, 1, tzinfo=UTC)
+        assert state.api_budget.reset_date == datetime(2026, 4, 1, tzinfo=UTC)
+        state.reserve("o/r#3", held(sub_payment(5_000), at=at_reset))
+        state.reserve("o/r#4", held(api_payment(2.0), at=at_reset))
+    saved = on_disk(store)
+    assert claude(saved).reset_date == datetime(2026, 4, 1, tzinfo=UTC)
+    # The same instant again, and later that month: the reset is not repeated.
+    for later in (at_reset, at_reset + timedelta(days=30, hours=23)):
+        with store.transaction(later) as state:
+            assert claude(state).tokens_used_month == 5_000
+            assert state.api_budget.spent_usd == pytest.approx(2.0)
+            assert claude(state).reset_date == datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def test_a_store_asleep_for_months_resets_once_to_the_next_date(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+    woken = datetime(2026, 6, 15, 8, 0, tzinfo=UTC)
+    with store.transaction(woken) as state:
+        assert claude(state).tokens_used_month == 0
+        state.reserve("o/r#2", held(sub_payment(1_000), at=woken))
+    saved = on_disk(store)
+    assert claude(saved).reset_date == datetime(2026, 7, 1, tzinfo=UTC)
+    assert saved.api_budget.reset_date == datetime(2026, 7, 1, tzinfo=UTC)
+    assert claude(saved).tokens_used_month == 1_000
+
+
+def test_the_reset_date_comes_from_the_store_not_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    with Store(path, quotas()).transaction(RESET) as state:  # rolls to 1 April
+        state.reserve("o/r#1", held(sub_payment(10_000), at=RESET))
+    # The operator never touched config: it still says 1 March.
+    with Store(path, quotas()).transaction(RESET + timedelta(days=1)) as state:
+        assert claude(state).reset_date == datetime(2026, 4, 1, tzinfo=UTC)
+        assert claude(state).tokens_used_month == 10_000
+
+
+# --- sync with config -----------------------------------------------------------
+
+
+def test_limits_come_from_config_and_counters_from_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    april = datetime(2026, 4, 1, tzinfo=UTC)
+    old = State(
+        subscriptions={
+            "claude": Subscription(
+                model_family="claude",
+                monthly_cost=5.0,
+                token_limit_daily=10,
+                token_limit_monthly=1_000_000,
+                tokens_used_today=1_000,
+                tokens_used_month=300_000,
+                reset_date=april,
+                usage_day=NOW.date(),
+            ),
+            "retired": Subscription(model_family="retired", tokens_used_month=9, reset_date=april),
+        },
+        api_budget=ApiBudget(monthly_limit_usd=10.0, spent_usd=6.5, reset_date=april),
+    )
+    path.write_text(serialize(old))
+    openai = Subscription(model_family="openai", token_limit_monthly=2_000_000, reset_date=RESET)
+    store = Store(path, quotas(monthly=5_000_000, daily=None, budget=250.0, extra=(openai,)))
+    for state in (store.read(), _in_transaction(store)):
+        assert set(state.subscriptions) == {"claude", "openai"}
+        c = claude(state)
+        assert (c.token_limit_monthly, c.token_limit_daily, c.monthly_cost) == (
+            5_000_000,
+            None,
+            20.0,
+        )
+        assert (c.tokens_used_month, c.tokens_used_today) == (300_000, 1_000)
+        assert c.reset_date == april
+        assert state.subscriptions["openai"].tokens_used_month == 0
+        assert state.subscriptions["openai"].token_limit_monthly == 2_000_000
+        assert state.api_budget.monthly_limit_usd == 250.0
+        assert state.api_budget.spent_usd == 6.5
+        assert state.api_budget.reset_date == april
+    saved = on_disk(store)
+    assert "retired" not in saved.subscriptions
+    assert claude(saved).token_limit_monthly == 5_000_000
+
+
+def _in_transaction(store: Store) -> State:
+    with store.transaction(NOW) as state:
+        return state.model_copy(deep=True)
+
+
+# --- corrupt documents -----------------------------------------------------------
+
+
+VALID = serialize(initial_state(quotas()))
+SCHEMA_INVALID = {
+    "negative tokens": (
+        VALID.replace('"tokens_used_month": 0', '"tokens_used_month": -5'),
+        "subscriptions.claude.tokens_used_month",
+    ),
+    "wrong type": (
+        VALID.replace('"tokens_used_month": 0', '"tokens_used_month": "lots"'),
+        "subscriptions.claude.tokens_used_month",
+    ),
+    "unknown key": (VALID.replace('"version": 1', '"version": 1, "extra": true'), "extra"),
+    "missing budget": ('{"version": 1, "subscriptions": {}}', "api_budget"),
+    "top-level list": ("[]", ""),
+    "null": ("null", ""),
+}
+NOT_JSON = {
+    "garbage": "{this is not json",
+    "truncated": VALID[: len(VALID) // 2],
+    "empty": "",
+    "trailing comma": VALID.rstrip().rstrip("}") + ",}",
+}
+
+
+def _corrupt_cases() -> Iterator[Any]:
+    for name, text in NOT_JSON.items():
+        yield pytest.param(text.encode(), "not valid JSON", id=name)
+    for name, (text, key) in SCHEMA_INVALID.items():
+        yield pytest.param(text.encode(), key, id=name)
+    yield pytest.param(b"\xff\xfe{\x00", "cannot read", id="not utf-8")
+
+
+@pytest.mark.parametrize(("content", "says"), list(_corrupt_cases()))
+def test_corrupt_document_is_refused_and_left_untouched(
+    store: Store, content: bytes, says: str
+) -> None:
+    store.path.parent.mkdir(parents=True)
+    store.path.write_bytes(content)
+    stamp = store.path.stat().st_mtime_ns
+    ran = []
+
+    with pytest.raises(StoreError) as on_read:
+        store.read()
+    with pytest.raises(StoreError):
+        store.check()
+    with pytest.raises(StoreError) as on_write, store.transaction(NOW) as state:
+        ran.append(state)
+        state.reserve("o/r#1", held(sub_payment(1)))
+
+    for caught in (on_read, on_write):
+        message = str(caught.value)
+        assert str(store.path) in message
+        assert says in message
+        assert "\n" not in message
+    assert ran == [], "the transaction body must not run on a corrupt document"
+    assert store.path.read_bytes() == content
+    assert store.path.stat().st_mtime_ns == stamp
+    assert temp_files(store) == []
+
+
+def test_parse_state_names_the_source() -> None:
+    with pytest.raises(StoreError, match=r"^somewhere/state\.json: not valid JSON \(line 1"):
+        parse_state("{", "somewhere/state.json")
+
+
+# --- write failures ---------------------------------------------------------------
+
+
+def _fail_with(code: int) -> Any:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("function", "code"),
+    [("replace", errno.ENOSPC), ("fsync", errno.EIO), ("replace", errno.EROFS)],
+)
+def test_write_failure_keeps_the_previous_document(
+    store: Store, monkeypatch: pytest.MonkeyPatch, function: str, code: int
+) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+    before = store.path.read_bytes()
+
+    monkeypatch.setattr(os, function, _fail_with(code))
+    with pytest.raises(StoreError) as caught, store.transaction(NOW) as state:
+        state.reserve("o/r#2", held(sub_payment(20_000)))
+    monkeypatch.undo()
+
+    message = str(caught.value)
+    assert str(store.path) in message
+    assert "cannot write" in message and os.strerror(code) in message
+    assert store.path.read_bytes() == before
+    assert temp_files(store) == [], "the temporary file is cleaned up"
+    assert claude(store.read()).tokens_used_month == 10_000
+
+
+def test_state_folder_that_is_a_file_is_a_store_error(tmp_path: Path) -> None:
+    """Root ignores chmod, so an unwritable folder is made by putting a file
+    where the folder should be."""
+    (tmp_path / "data").write_text("not a folder")
+    store = Store(tmp_path / "data" / "state.json", quotas())
+    with pytest.raises(StoreError) as caught, store.transaction(NOW):
+        pass
+    assert str(store.path) in str(caught.value)
+    with pytest.raises(StoreError):
+        store.read()
+    with pytest.raises(StoreError, match="not writable"):
+        store.ensure_writable()
+    assert (tmp_path / "data").read_text() == "not a folder"
+
+
+def test_write_failure_when_the_folder_is_replaced_midway(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real mkstemp failing (the folder gone under us) is a StoreError too."""
+    with store.transaction(NOW):
+        pass
+    before = store.path.read_bytes()
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def no_space(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_space)
+    with pytest.raises(StoreError, match="No space left"), store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(5)))
+    monkeypatch.setattr(tempfile, "mkstemp", real)
+    assert store.path.read_bytes() == before
+
+
+def test_ensure_writable_passes_on_a_fresh_folder(tmp_path: Path) -> None:
+    store = Store(tmp_path / "new" / "deeper" / "state.json", quotas())
+    store.ensure_writable()
+    assert store.path.parent.is_dir()
+    assert list(store.path.parent.iterdir()) == []
+
+
+# --- delivery memory --------------------------------------------------------------
+
+
+def test_deliveries_are_remembered_and_pruned_by_age(store: Store) -> None:
+    ages = {
+        "five-days": timedelta(days=5),
+        "just-too-old": DELIVERY_MEMORY + timedelta(seconds=1),
+        "exactly-at-cutoff": DELIVERY_MEMORY,
+        "yesterday": timedelta(days=1),
+    }
+    with store.transaction(NOW - timedelta(days=6)) as state:
+        for name, age in ages.items():
+            state.remember_delivery(name, NOW - age)
+    with store.transaction(NOW) as state:
+        state.remember_delivery("now", NOW)
+    assert set(on_disk(store).deliveries) == {"exactly-at-cutoff", "yesterday", "now"}
+
+
+def test_deliveries_are_bounded_in_count(store: Store) -> None:
+    extra = 25
+    start = NOW - timedelta(days=1)
+    state = initial_state(quotas())
+    for i in range(DELIVERY_LIMIT + extra):
+        state.remember_delivery(f"d{i:05d}", start + timedelta(seconds=i))
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(serialize(state))
+
+    with store.transaction(NOW) as live:
+        assert len(live.deliveries) <= DELIVERY_LIMIT
+        live.remember_delivery("newest", NOW)
+    saved = on_disk(store).deliveries
+    assert len(saved) == DELIVERY_LIMIT
+    assert "newest" in saved
+    assert f"d{DELIVERY_LIMIT + extra - 1:05d}" in saved
+    assert "d00000" not in saved and f"d{extra:05d}" not in saved
+
+
+def test_naive_clock_is_read_as_utc(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.remember_delivery("aware", NOW)
+    naive = datetime(2026, 2, 10, 13, 0)
+    with store.transaction(naive) as state:
+        state.remember_delivery("naive", naive)
+    with store.transaction(NOW + timedelta(hours=2)):
+        pass
+    saved = on_disk(store).deliveries
+    assert saved["naive"] == datetime(2026, 2, 10, 13, 0, tzinfo=UTC)
+    assert set(saved) == {"aware", "naive"}
+
+
+def test_naive_and_aware_times_on_disk_are_pruned_together(store: Store) -> None:
+    """A document holding both kinds (naive = UTC) is pruned by age and count."""
+    deliveries = {
+        f"n{i:05d}": (NOW - timedelta(seconds=i)).replace(tzinfo=None).isoformat()
+        for i in range(0, 2 * DELIVERY_LIMIT, 2)
+    } | {f"a{i:05d}": (NOW - timedelta(seconds=i)).isoformat() for i in range(1, 60, 2)}
+    deliveries["n-old"] = (NOW - timedelta(days=5)).replace(tzinfo=None).isoformat()
+    document = json.loads(serialize(initial_state(quotas())))
+    document["deliveries"] = deliveries
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(json.dumps(document))
+
+    with store.transaction(NOW):
+        pass
+    saved = on_disk(store).deliveries
+    assert len(saved) == DELIVERY_LIMIT
+    assert "n-old" not in saved
+    assert {"n00000", "a00001", "a00059"} <= set(saved)
+
+
+# --- locks ------------------------------------------------------------------------
+
+
+def test_issue_locks_are_striped_and_stable(tmp_path: Path) -> None:
+    paths = {issue_lock_path(tmp_path, f"o/r#{n}") for n in range(5000)}
+    assert len(paths) <= ISSUE_LOCK_STRIPES
+    assert issue_lock_path(tmp_path, "o/r#1") == issue_lock_path(tmp_path, "o/r#1")
+    assert all(p.parent == tmp_path for p in paths)
+
+
+def test_file_lock_excludes_other_holders(tmp_path: Path) -> None:
+    lock = tmp_path / "locks" / "x.lock"
+    with file_lock(lock):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+    finally:
+        os.close(fd)
+
+
+def test_shared_locks_coexist_and_exclude_writers(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    with file_lock(lock, exclusive=False):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+
+
+def _hold_issue_lock(lock_dir: str, key: str, acquired: Any, release: Any) -> None:
+    with issue_lock(Path(lock_dir), key):
+        acquired.set()
+        release.wait(10)
+
+
+def test_issue_lock_serializes_across_processes(tmp_path: Path) -> None:
+    acquired, release = MP.Event(), MP.Event()
+    child = MP.Process(target=_hold_issue_lock, args=(str(tmp_path), "o/r#1", acquired, release))
+    child.start()
+    try:
+        assert acquired.wait(10)
+        fd = os.open(issue_lock_path(tmp_path, "o/r#1"), os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        release.set()
+        child.join(10)
+    assert child.exitcode == 0
+    with issue_lock(tmp_path, "o/r#1"):
+        pass
+
+
+# --- concurrency: no lost update ----------------------------------------------------
+
+
+WORKERS = 16
+PER_WORKER = 20
+
+
+def tokens_for(worker: int, i: int) -> int:
+    return 1_000 + worker * 100 + i
+
+
+def _reserve_many(path: str, config_json: str, worker: int, start: Any) -> None:
+    store = Store(Path(path), SubscriptionsConfig.model_validate_json(config_json))
+    start.wait(30)
+    for i in range(PER_WORKER):
+        with store.transaction(NOW) as state:
+            state.reserve(f"o/r#{worker}-{i}", held(sub_payment(tokens_for(worker, i))))
+            # Every worker also re-reserves one shared issue: replaced, never added.
+            state.reserve("o/r#hot", held(sub_payment(500 + worker)))
+            state.remember_delivery(f"delivery-{worker}-{i}", NOW)
+        if i % 3 == 0:
+            store.read()
+
+
+def test_concurrent_transactions_lose_no_update(store: Store) -> None:
+    start = MP.Event()
+    config_json = store.defaults.model_dump_json()
+    children = [
+        MP.Process(target=_reserve_many, args=(str(store.path), config_json, w, start))
+        for w in range(WORKERS)
+    ]
+    for child in children:
+        child.start()
+    start.set()
+    for child in children:
+        child.join(60)
+    assert [c.exitcode for c in children] == [0] * WORKERS
+
+    state = on_disk(store)
+    expected = sum(tokens_for(w, i) for w in range(WORKERS) for i in range(PER_WORKER))
+    hot = state.reservations["o/r#hot"].tokens
+    assert 500 <= hot < 500 + WORKERS
+    assert claude(state).tokens_used_month == expected + hot
+    assert claude(state).tokens_used_today == expected + hot
+    assert len(state.reservations) == WORKERS * PER_WORKER + 1
+    assert len(state.deliveries) == WORKERS * PER_WORKER
+    assert temp_files(store) == []
+
+
+# --- crashes: a valid document whatever the instant ----------------------------------
+
+
+def _write_forever(path: str, config_json: str) -> None:
+    store = Store(Path(path), SubscriptionsConfig.model_validate_json(config_json))
+    i = 0
+    while True:
+        with store.transaction(NOW) as state:
+            state.reserve(f"o/r#{i}", held(sub_payment(1_000 + i % 997)))
+            if i % 5 == 0:
+                state.release(f"o/r#{i - 3}")
+            state.remember_delivery(f"crash-{i}", NOW)
+        i += 1
+
+
+def _assert_consistent(store: Store) -> State:
+    text = store.path.read_text(encoding="utf-8")
+    json.loads(text)
+    state = parse_state(text, str(store.path))
+    store.check()
+    # The document is one committed state: its counters match its reservations.
+    assert claude(state).tokens_used_month == sum(r.tokens for r in state.reservations.values())
+    return state
+
+
+def _lock_is_free(store: Store) -> bool:
+    fd = os.open(store.lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_sigkill_at_any_instant_leaves_a_valid_document(store: Store) -> None:
+    # A bigger document makes each write take longer, so more kills land in one.
+    bulk = initial_state(quotas())
+    for n in range(3000):
+        bulk.remember_delivery(f"old-{n}", NOW - timedelta(hours=1))
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(serialize(bulk))
+
+    rng = random.Random(20260210)
+    config_json = store.defaults.model_dump_json()
+    seen_reservations = 0
+    for _ in range(30):
+        before = store.path.stat().st_mtime_ns
+        child = MP.Process(target=_write_forever, args=(str(store.path), config_json))
+        child.start()
+        deadline = time.monotonic() + 10
+        while store.path.stat().st_mtime_ns == before and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.03))
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        assert child.exitcode == -signal.SIGKILL
+
+        state = _assert_consistent(store)
+        assert len(state.reservations) >= seen_reservations, "a committed write was lost"
+        seen_reservations = len(state.reservations)
+        assert _lock_is_free(store), "the kernel drops a killed writer's lock"
+    assert seen_reservations > 0
+    # And the store goes on working after all of that.
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#after", held(sub_payment(1)))
+    _assert_consistent(store)
+
+
+def _stall_before_rename(path: str, config_json: str, stalled: Any) -> None:
+    """Write the temporary file, then stop just before the rename."""
+    real_replace = os.replace
+
+    def stall(src: Any, dst: Any) -> None:
+        stalled.set()
+        time.sleep(60)
+        real_replace(src, dst)
+
+    os.replace = stall  # type: ignore[assignment]  # this child only
+    store = Store(Path(path), SubscriptionsConfig.model_validate_json(config_json))
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#2", held(sub_payment(99_999)))
+
+
+def test_sigkill_between_temp_file_and_rename_keeps_the_old_document(store: Store) -> None:
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", held(sub_payment(10_000)))
+    before = store.path.read_bytes()
+
+    stalled = MP.Event()
+    child = MP.Process(
+        target=_stall_before_rename,
+        args=(str(store.path), store.defaults.model_dump_json(), stalled),
+    )
+    child.start()
+    try:
+        assert stalled.wait(10)
+        leftovers = temp_files(store)
+        assert len(leftovers) == 1
+        # The new document is complete in the temporary file, not yet in place.
+        assert '"o/r#2"' in (store.path.parent / leftovers[0]).read_text()
+    finally:
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+    assert store.path.read_bytes() == before
+    _assert_consistent(store)
+    assert _lock_is_free(store)
