@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
 from bot.handler import Handler
+from bot.metrics import metrics, prepare_multiprocess_dir
 from bot.repo_config import load_labels_config
 from bot.settings import Settings, SettingsError, load_settings
 from bot.signature import verify
@@ -29,6 +31,7 @@ from core.loader import ConfigError, load_engine_config
 log = logging.getLogger("model_assigner")
 
 DRY_RUN_BOT_LOGIN = "model-assigner[bot]"
+KNOWN_EVENTS = frozenset({"issues", "ping", "installation", "installation_repositories"})
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -106,6 +109,8 @@ def create_app(
         print(f"model-assigner: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(4) from None
 
+    prepare_multiprocess_dir(settings.state_path.parent / "metrics")
+    metrics()  # created in the master (--preload), shared by the workers' files
     if settings.dry_run:
         log.warning(
             "dry-run mode: no GitHub App credentials; decisions are recorded in %s and the "
@@ -123,30 +128,53 @@ def create_app(
 
     @app.post("/webhook")
     def webhook() -> Response:
+        started = time.perf_counter()
+        event = request.headers.get("X-GitHub-Event") or ""
+        status, body = deliver(event)
+        outcome = str(body.get("status") or body.get("outcome") or status)
+        m = metrics()
+        label = event if event in KNOWN_EVENTS else "other"
+        m.deliveries.labels(label, outcome).inc()
+        m.delivery_seconds.labels(label).observe(time.perf_counter() - started)
+        if outcome in ("assigned", "override") and body.get("model"):
+            m.decisions.labels(str(body["model"])).inc()
+        elif outcome == "deferred":
+            m.deferrals.inc()
+        return _json(status, body)
+
+    def deliver(event: str) -> tuple[int, dict[str, Any]]:
         body = request.get_data(cache=False)
         if settings.webhook_secret is not None and not verify(
             settings.webhook_secret, body, request.headers.get("X-Hub-Signature-256")
         ):
-            return _json(401, {"error": "missing or wrong X-Hub-Signature-256"})
-        event = request.headers.get("X-GitHub-Event")
+            return 401, {"error": "missing or wrong X-Hub-Signature-256", "outcome": "unauthorized"}
         if not event:
-            return _json(400, {"error": "missing X-GitHub-Event header"})
+            return 400, {"error": "missing X-GitHub-Event header", "outcome": "bad_request"}
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            return _json(400, {"error": "body is not JSON"})
+            return 400, {"error": "body is not JSON", "outcome": "bad_request"}
         if not isinstance(payload, dict):
-            return _json(400, {"error": "body is not a JSON object"})
+            return 400, {"error": "body is not a JSON object", "outcome": "bad_request"}
         delivery = request.headers.get("X-GitHub-Delivery") or None
         try:
             outcome = handler.handle(event, delivery, payload)
         except GitHubUnavailable as exc:
+            metrics().github_errors.inc()
             log.warning("delivery %s: GitHub unavailable: %s", delivery, exc)
-            return _json(503, {"error": "GitHub API unavailable; redeliver later"})
+            return 503, {
+                "error": "GitHub API unavailable; redeliver later",
+                "outcome": "github_unavailable",
+            }
         except StoreError as exc:
             log.error("delivery %s: store: %s", delivery, exc)
-            return _json(503, {"error": "quota store unavailable"})
-        return _json(outcome.status, outcome.body)
+            return 503, {"error": "quota store unavailable", "outcome": "store_unavailable"}
+        return outcome.status, outcome.body
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        data, content_type = metrics().exposition(store)
+        return Response(data, status=200, content_type=content_type)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -69,7 +69,11 @@ class DeliveryRetry(GithubRetry):
     ) -> Retry:
         if method == "POST" and isinstance(error, ReadTimeoutError):
             raise error
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        from bot.metrics import metrics
+
+        metrics().github_retries.inc()  # reached only when a retry will be made
+        return retry
 
     def sleep_for_retry(self, response: Any = None) -> bool:
         wait = self.get_retry_after(response) if response is not None else None

@@ -219,7 +219,7 @@ class Handler:
         released = event.action == "deleted" or event.state_reason in RELEASE_REASONS
         with self.store.transaction(now) as state:
             held = state.release(event.key) if released else state.settle(event.key)
-            state.forget_issue(event.key)
+            state.forget_issue(event.key, deleted=event.action == "deleted")
             if delivery:
                 state.remember_delivery(delivery, now)
         status = "released" if released else "settled"
@@ -301,7 +301,9 @@ class Handler:
             raise
 
         with self.store.transaction(self.clock()) as state:
-            state.comments[event.key] = comment
+            state.comments[event.key] = comment.model_copy(
+                update={"label": None if override is not None else label}
+            )
             if delivery:
                 state.remember_delivery(delivery, now)
 
@@ -331,9 +333,13 @@ class Handler:
     ) -> Override | None:
         """A `model:<name>` label that we did not set is a person's choice."""
         held = snapshot.reservations.get(event.key)
-        ours = held.model if held is not None and held.override_by is None else None
+        record = snapshot.comments.get(event.key)
+        ours = {
+            held.model if held is not None and held.override_by is None else None,
+            labels.model_from_label(record.label) if record and record.label else None,
+        }
         chosen = [
-            m for m in (labels.model_from_label(n) for n in labels_now) if m and m != ours
+            m for m in (labels.model_from_label(n) for n in labels_now) if m and m not in ours
         ]
         if not chosen:
             return None

@@ -63,6 +63,10 @@ class CommentRecord(BaseModel):
 
     id: int
     digest: str
+    # The model label the bot itself put on the issue (None when a person's
+    # override label stands). Kept across a close, so that on reopen the
+    # bot's own label is not mistaken for a person's choice.
+    label: str | None = None
 
 
 class State(BaseModel):
@@ -96,9 +100,12 @@ class State(BaseModel):
         """The work was done: the charge stays as usage, the record goes."""
         return self.reservations.pop(issue, None)
 
-    def forget_issue(self, issue: str) -> None:
-        self.comments.pop(issue, None)
+    def forget_issue(self, issue: str, deleted: bool = False) -> None:
+        """A closed issue no longer blocks anything; a deleted one has no
+        comment left to find again."""
         self.dependencies.pop(issue, None)
+        if deleted:
+            self.comments.pop(issue, None)
 
     def remember_delivery(self, delivery_id: str, now: datetime) -> None:
         self.deliveries[delivery_id] = as_utc(now)

@@ -431,12 +431,6 @@ def test_a_persons_label_for_a_model_outside_the_catalog_is_kept_unreserved(bot:
     assert not bot.state().reservations
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: once a close releases or settles the reservation, the store no longer "
-    "knows which model label the bot set, so on reopen the bot's own label reads as a "
-    "person's override; needs the store to record the bot's label per issue (bot/store.py)",
-)
 def test_a_reopened_issue_is_reassigned_not_taken_for_an_override(bot: Bot) -> None:
     assign(bot, P0_SMALL, "glm-4.7")
     assert bot.deliver(closed_small("not_planned"))[1]["status"] == "released"
@@ -598,7 +592,10 @@ def test_closed_as_completed_keeps_the_usage(bot: Bot) -> None:
     status, answer = bot.deliver(closed("completed"))
     assert (status, answer["status"], answer["had_reservation"]) == (200, "settled", True)
     state = bot.state()
-    assert KEY not in state.reservations and KEY not in state.comments
+    assert KEY not in state.reservations
+    # The comment record stays: a reopen edits the same comment and knows the
+    # model label on the issue is the bot's own, not a person's override.
+    assert state.comments[KEY].label == "model:sonnet-4.5"
     assert state.subscriptions["claude"].tokens_used_month == 80000
     assert bot.calls_since(mark) == []
 

@@ -25,7 +25,8 @@ def test_api_url_for_github_and_enterprise() -> None:
     assert api_url_for("https://github.com") == "https://api.github.com"
     assert api_url_for("https://ghe.example.com/") == "https://ghe.example.com/api/v3"
     assert new_app_url("https://github.com", None) == "https://github.com/settings/apps/new"
-    assert new_app_url("https://github.com", "acme").endswith("/organizations/acme/settings/apps/new")
+    org_url = new_app_url("https://github.com", "acme")
+    assert org_url.endswith("/organizations/acme/settings/apps/new")
 
 
 @responses.activate

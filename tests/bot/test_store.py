@@ -241,7 +241,11 @@ def test_settle_keeps_the_usage(store: Store) -> None:
     assert settled is not None and settled.tokens == 10_000
     saved = on_disk(store)
     assert claude(saved).tokens_used_month == 10_000, "completed work stays as usage"
-    assert saved.reservations == {} and saved.comments == {} and saved.dependencies == {}
+    assert saved.reservations == {} and saved.dependencies == {}
+    assert set(saved.comments) == {"o/r#1"}, "a closed issue keeps its comment record"
+    with store.transaction(NOW) as state:
+        state.forget_issue("o/r#1", deleted=True)
+    assert on_disk(store).comments == {}
     # A later release (say, a deletion after closing) finds nothing to give back.
     with store.transaction(NOW) as state:
         assert state.release("o/r#1") is None

@@ -461,6 +461,50 @@ def test_github_5xx_is_retried_and_a_persistent_one_leaves_the_store(
     assert (response.status_code, response.json()["status"]) == (200, "assigned")
 
 
+def metric_values(server: Server) -> dict[str, float]:
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def test_metrics_add_up_across_workers(server: Server, standin: GitHubStandIn) -> None:
+    """Runs after the deliveries above: every series the operator watches is
+    there, and counts from both workers are summed in one scrape."""
+    values = metric_values(server)
+    assert requests.get(f"{server.url}/metrics", timeout=10).headers["Content-Type"].startswith(
+        "text/plain"
+    )
+    assigned = sum(
+        v for k, v in values.items()
+        if k.startswith('model_assigner_deliveries_total{') and 'outcome="assigned"' in k
+    )
+    store = server.store()
+    assert assigned >= 16  # the 16 concurrent deliveries, spread over 2 workers
+    assert sum(v for k, v in values.items() if k.startswith("model_assigner_decisions_total{")) >= (
+        assigned
+    )
+    assert values['model_assigner_deliveries_total{event="issues",outcome="duplicate"}'] >= 1
+    assert values['model_assigner_deliveries_total{event="issues",outcome="unauthorized"}'] >= 1
+    assert values["model_assigner_github_errors_total"] >= 1
+    assert values["model_assigner_github_retries_total"] >= 2
+    assert values['model_assigner_delivery_seconds_count{event="issues"}'] >= assigned
+    claude = store["subscriptions"]["claude"]
+    assert values['model_assigner_quota_used_tokens{family="claude",period="month"}'] == (
+        claude["tokens_used_month"]
+    )
+    assert values['model_assigner_quota_left_tokens{family="claude",period="month"}'] == (
+        claude["token_limit_monthly"] - claude["tokens_used_month"]
+    )
+    assert values["model_assigner_api_budget_left_usd"] == pytest.approx(
+        store["api_budget"]["monthly_limit_usd"] - store["api_budget"]["spent_usd"]
+    )
+    assert values["model_assigner_reservations"] == len(store["reservations"])
+
+
 def test_logs_hold_decisions_and_no_secrets(server: Server, standin: GitHubStandIn) -> None:
     text = server.log_text()
     decisions = [line for line in text.splitlines() if '"event": "decision"' in line]

@@ -1,0 +1,129 @@
+"""Prometheus metrics (GET /metrics) across gunicorn's worker processes.
+
+Counters and histograms use prometheus-client's multiprocess mode: each worker
+writes its own files under PROMETHEUS_MULTIPROC_DIR, and a scrape, answered by
+any worker, adds them up. Quota and budget gauges are read from the store at
+scrape time instead, so they are the store's truth, never a worker's stale copy.
+
+The directory must be chosen before prometheus_client is first imported, which
+is why this module imports it only inside ``Metrics``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from core.quota import INF, get_remaining_monthly_budget, remaining_daily, remaining_monthly
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir(preferred: Path | None = None) -> Path:
+    """Use the operator's PROMETHEUS_MULTIPROC_DIR, or make a fresh one. Ours is
+    emptied at start-up (the gunicorn master, with --preload) so counts from a
+    previous run are not added to this one."""
+    existing = os.environ.get(ENV)
+    if existing:
+        Path(existing).mkdir(parents=True, exist_ok=True)
+        return Path(existing)
+    if preferred is not None:
+        shutil.rmtree(preferred, ignore_errors=True)
+        preferred.mkdir(parents=True, exist_ok=True)
+        folder = preferred
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="model-assigner-metrics-"))
+    os.environ[ENV] = str(folder)
+    return folder
+
+
+class Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.deliveries = Counter(
+            "model_assigner_deliveries", "Webhook deliveries by event and outcome",
+            ["event", "outcome"],
+        )
+        self.decisions = Counter(
+            "model_assigner_decisions", "Model assignments by model (overrides included)",
+            ["model"],
+        )
+        self.deferrals = Counter("model_assigner_deferrals", "Issues deferred")
+        self.github_errors = Counter(
+            "model_assigner_github_errors", "GitHub API calls that failed after retries"
+        )
+        self.github_retries = Counter(
+            "model_assigner_github_retries", "GitHub API requests retried"
+        )
+        self.delivery_seconds = Histogram(
+            "model_assigner_delivery_seconds", "Time to handle one delivery", ["event"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+    def exposition(self, store: Any) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(QuotaCollector(store))
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class QuotaCollector:
+    """Quota used and left per family, and the API budget, from the store."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        state = self.store.read()
+        used = GaugeMetricFamily(
+            "model_assigner_quota_used_tokens", "Subscription tokens used",
+            labels=["family", "period"],
+        )
+        left = GaugeMetricFamily(
+            "model_assigner_quota_left_tokens",
+            "Subscription tokens left (absent when unlimited)",
+            labels=["family", "period"],
+        )
+        for family, sub in state.subscriptions.items():
+            used.add_metric([family, "day"], sub.tokens_used_today)
+            used.add_metric([family, "month"], sub.tokens_used_month)
+            for period, value in (("day", remaining_daily(sub)), ("month", remaining_monthly(sub))):
+                if value != INF:
+                    left.add_metric([family, period], value)
+        yield used
+        yield left
+        yield GaugeMetricFamily(
+            "model_assigner_api_budget_left_usd", "API budget left this month",
+            value=get_remaining_monthly_budget(state.api_budget),
+        )
+        yield GaugeMetricFamily(
+            "model_assigner_api_budget_spent_usd", "API budget spent this month",
+            value=state.api_budget.spent_usd,
+        )
+        yield GaugeMetricFamily(
+            "model_assigner_reservations", "Issues holding a reservation",
+            value=len(state.reservations),
+        )
+
+
+_metrics: Metrics | None = None
+
+
+def metrics() -> Metrics:
+    """One set per process (prometheus-client refuses duplicate names)."""
+    global _metrics
+    if _metrics is None:
+        if ENV not in os.environ:
+            prepare_multiprocess_dir()
+        _metrics = Metrics()
+    return _metrics
