@@ -65,6 +65,7 @@ def build_handler(
     store = Store(settings.state_path, engine.quotas)
     store.ensure_writable()
     store.check()
+    store.remove_stale_temporaries()
 
     gateway_for: Callable[[int | None], IssueGateway]
     bot_login: Callable[[], str]

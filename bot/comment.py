@@ -24,6 +24,11 @@ class Override:
     known: bool
 
 
+def _code(text: str) -> str:
+    """Text from a person's label, safe inside a Markdown code span."""
+    return text.replace("`", "'").replace("\n", " ")[:100]
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -37,11 +42,12 @@ def render_comment(
     lines = [MARKER]
     if override is not None:
         who = f"@{override.by}" if override.by else "a maintainer"
-        lines.append(f"### Model: `{override.model}` (chosen by {who})")
+        lines.append(f"### Model: `{_code(override.model)}` (chosen by {who})")
         lines.append("")
         if not override.known:
             lines.append(
-                f"`{override.model}` is not in the model catalog, so no quota is reserved for it."
+                f"`{_code(override.model)}` is not in the model catalog, so no quota is reserved "
+                "for it."
             )
         else:
             lines.append(

@@ -91,6 +91,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         app_id = int(raw_id)
     private_key = _private_key(env)
     secret = env.get("GITHUB_WEBHOOK_SECRET") or None
+    if secret is not None and not secret.strip():
+        raise SettingsError("GITHUB_WEBHOOK_SECRET: blank; set a real secret or leave it unset")
 
     if app_id is not None or private_key is not None:
         # Not dry-run: everything a real installation needs must be there.

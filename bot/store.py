@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import datetime, timedelta
@@ -249,6 +250,18 @@ class Store:
         """Raise StoreError when the file on disk is not a valid store."""
         with self._locked(exclusive=False):
             self._load()
+
+    def remove_stale_temporaries(self, older_than: float = 60.0) -> int:
+        """Temporary files a crashed writer left behind (never a live one: a
+        write takes milliseconds). Called at start-up."""
+        removed = 0
+        cutoff = time.time() - older_than
+        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+        return removed
 
     def ensure_writable(self) -> None:
         """Fail at start-up, not on the first delivery, when the folder is not writable."""
