@@ -1,0 +1,157 @@
+"""`plan OWNER/REPO`: every open issue of a repository planned as one batch,
+against GitHub's documented issue-list answer (through `responses`)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from responses import matchers
+
+from bot.app import build_handler
+from bot.github_api import GitHubApp, InstallationGateway
+from bot.handler import Handler
+from bot.plan import apply_plan, build_plan, plan_rows
+from tests.bot.rest_mock import API, BRANCH, R, RestMock
+from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, rest_example
+from tests.bot.test_handler import CONFIG_DIR
+
+NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+
+
+def listed_issue(
+    number: int, labels: list[str], body: str, pull_request: bool = False
+) -> dict[str, Any]:
+    item: dict[str, Any] = copy.deepcopy(rest_example("issues/list-for-repo")[0])
+    base = f"https://api.github.com/repos/{REPO}"
+    item.update(
+        number=number,
+        url=f"{base}/issues/{number}",
+        repository_url=base,
+        title=f"issue {number}",
+        body=body,
+        state="open",
+        milestone=None,
+        labels=[{**item["labels"][0], "name": name} for name in labels],
+    )
+    if not pull_request:
+        item.pop("pull_request", None)
+    return item
+
+
+ISSUES = [
+    listed_issue(1, ["P0", "security", "hotfix"], "Estimated files: 8\nEstimated LOC: 800"),
+    listed_issue(2, ["P0", "backend"], "Estimated files: 3\nEstimated LOC: 150\nDepends on #1"),
+    listed_issue(3, ["P4", "docs"], "Typo"),
+    listed_issue(4, ["P2", "model:opus-4.6"], "Someone chose opus by hand"),
+    listed_issue(5, ["P0"], "a pull request, not an issue", pull_request=True),
+]
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def parts(tmp_path: Path, rsps: responses.RequestsMock) -> tuple[Handler, InstallationGateway]:
+    from bot.settings import Settings
+
+    settings = Settings(
+        app_id=APP_ID, private_key=app_key().private_pem, webhook_secret=SECRET,
+        api_url="https://api.github.com", state_path=tmp_path / "state.json",
+        config_dir=CONFIG_DIR, bot_login=None,
+    )
+    handler, _ = build_handler(settings, clock=lambda: NOW)
+    gh = RestMock(rsps)
+    gh.token()
+    gh.workspace()
+    repo = rest_example("repos/get")
+    repo.update(full_name=REPO, default_branch=BRANCH, url=f"https://api.github.com/repos/{REPO}")
+    rsps.get(f"{R}", json=repo)
+    rsps.get(
+        f"{R}/issues", json=ISSUES,
+        match=[matchers.query_param_matcher({"state": "open"})],
+    )
+    gateway = GitHubApp(settings).installation(INSTALLATION)
+    return handler, gateway
+
+
+def writes(rsps: responses.RequestsMock) -> list[tuple[str, str]]:
+    return [
+        (c.request.method or "", (c.request.url or "").removeprefix(API))
+        for c in rsps.calls
+        if c.request.method in ("POST", "PATCH", "PUT", "DELETE")
+        and "access_tokens" not in (c.request.url or "")
+    ]
+
+
+def test_plan_reads_open_issues_and_changes_nothing(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    handler, gateway = parts
+    before = handler.store.path.read_bytes() if handler.store.path.exists() else None
+    repo_plan = build_plan(handler, gateway, gateway.github, REPO, NOW)
+    rows = {row["issue"]: row for row in plan_rows(repo_plan)}
+    assert set(rows) == {f"{REPO}#{n}" for n in (1, 2, 3, 4)}  # the pull request is not planned
+    assert rows[f"{REPO}#1"]["model"] == "opus-4.6"  # 100 (clamped): the critical band
+    assert rows[f"{REPO}#1"]["paid_by"] == "subscription:claude"
+    assert rows[f"{REPO}#3"]["model"] is None  # low value: deferred
+    assert rows[f"{REPO}#4"]["paid_by"] == "override (kept)"
+    # Issue 2 depends on issue 1, so issue 1 blocks: its time bonus is the blocking one.
+    decision = next(d for d in repo_plan.plan.decisions if d.task_id == f"{REPO}#1")
+    assert decision.breakdown.time_bonus == 12
+    assert writes(rsps) == []
+    after = handler.store.path.read_bytes() if handler.store.path.exists() else None
+    assert after == before
+    # Only list reads: no issue was fetched one by one.
+    assert not [c for c in rsps.calls if "/issues/" in (c.request.url or "")
+                and c.request.method == "GET"]
+
+
+def expect_writes(gh: RestMock, planned: dict[int, str]) -> None:
+    for number, label in planned.items():
+        gh.comments(number, [])
+        gh.create_comment(number, 600 + number)
+        color = "d4c5f9" if label == "model:deferred" else "6f42c1"
+        description = ("model-assigner: deferred" if label == "model:deferred"
+                       else "model-assigner: model for this issue")
+        gh.create_label(label, color, description)
+        gh.add_labels(number, [label])
+
+
+def test_apply_reserves_in_one_update_and_writes_like_a_webhook(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    handler, gateway = parts
+    gh = RestMock(rsps)
+    planned = {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"}
+    expect_writes(gh, planned)
+    _, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
+    assert failed == []
+    state = handler.store.read()
+    assert set(state.reservations) == {f"{REPO}#1", f"{REPO}#2"}
+    assert state.reservations[f"{REPO}#1"].model == "opus-4.6"
+    assert state.reservations[f"{REPO}#2"].payment.kind == "api"
+    claude = state.subscriptions["claude"]
+    assert claude.tokens_used_month == state.reservations[f"{REPO}#1"].tokens
+    for number, label in planned.items():
+        assert ("POST", f"/repos/{REPO}/issues/{number}/comments") in writes(rsps)
+        assert state.comments[f"{REPO}#{number}"].label == label
+    # The person's label on issue 4 is left alone.
+    assert not [w for w in writes(rsps) if "/issues/4/" in w[1]]
+
+    # Re-planning replaces the reservations: nothing is charged twice.
+    spent = state.api_budget.spent_usd
+    gh.rsps.calls.reset()
+    _, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
+    assert failed == []
+    again = handler.store.read()
+    assert again.subscriptions["claude"].tokens_used_month == claude.tokens_used_month
+    assert again.api_budget.spent_usd == pytest.approx(spent)
