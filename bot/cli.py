@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.batch import optimize_task_assignments
+from core.batch import BatchPlan, optimize_task_assignments
 from core.config import EngineConfig
 from core.explain import explain
 from core.loader import ConfigError, load_engine_config
@@ -72,7 +72,26 @@ def decision_json(decision: Decision) -> dict[str, Any]:
     }
 
 
-def print_human(decisions: list[Decision], ledger: Ledger) -> None:
+def plan_summary(plan: BatchPlan) -> list[str]:
+    """Value captured, and for ``optimal`` the LP bound and the gap to it."""
+    assigned = sum(1 for d in plan.decisions if d.model is not None)
+    lines = [
+        f"value captured: {plan.value:,.1f} ({assigned} of {len(plan.decisions)} tasks assigned, "
+        f"API spend ${plan.api_spend_usd:,.2f})"
+    ]
+    if plan.upper_bound is not None:
+        how = "proven optimal" if plan.proven_optimal else "not proven optimal"
+        method = {"milp": "exact MILP", "lp-round": "LP relaxation, rounded and repaired"}.get(
+            plan.method or "", plan.method or "?"
+        )
+        lines.append(
+            f"LP upper bound: {plan.upper_bound:,.1f}  gap: {plan.gap or 0.0:,.1f} "
+            f"({(plan.gap_ratio or 0.0):.2%})  [{method}, {how}]"
+        )
+    return lines
+
+
+def print_human(decisions: list[Decision], ledger: Ledger, plan: BatchPlan) -> None:
     header = f"{'task':<20} {'model':<15} {'value':>6} {'tokens':>9} {'cost':>9}  paid by"
     print(header)
     print("-" * len(header))
@@ -81,6 +100,9 @@ def print_human(decisions: list[Decision], ledger: Ledger) -> None:
             f"{d.task_id[:20]:<20} {d.model or 'deferred':<15} {d.value_score:>6.1f} "
             f"{d.tokens.total:>9,} {'$' + format(d.cost_usd, ',.2f'):>9}  {d.paid_by or '-'}"
         )
+    print()
+    for line in plan_summary(plan):
+        print(line)
     for d in decisions:
         print(f"\n== {d.task_id}")
         for line in explain(d):
@@ -102,21 +124,72 @@ def cmd_assign(args: argparse.Namespace) -> int:
         config.quotas.api_budget.model_copy(),
     )
     roll_over(ledger, now)
-    if len(tasks) == 1:
+    if len(tasks) == 1 and strategy != "optimal":
+        # The seed's select_model for one task; `optimal` has no single-task
+        # form, so it plans a batch of one (and reports its bound).
         decision = select_model(
             tasks[0], ledger, config.models, config.scoring, now, quota_strategy=strategy
         )
-        decisions = [decision]
+        plan = BatchPlan(decisions=[decision], ledger=ledger)
     else:
         plan = optimize_task_assignments(
             tasks, ledger, config.models, config.scoring, now, strategy
         )
-        decisions, ledger = plan.decisions, plan.ledger
+    decisions, ledger = plan.decisions, plan.ledger
     if args.json:
         json.dump([decision_json(d) for d in decisions], sys.stdout, indent=2)
         print()
     else:
-        print_human(decisions, ledger)
+        print_human(decisions, ledger, plan)
+    return 0
+
+
+SEED_SUBSCRIPTION_FIELDS = (
+    "model_family",
+    "monthly_cost",
+    "token_limit_daily",
+    "token_limit_monthly",
+    "tokens_used_today",
+    "tokens_used_month",
+    "reset_date",
+)
+
+
+def effective_config(config: EngineConfig, ledger: Ledger) -> dict[str, Any]:
+    """What `assign` plans with: the catalog, the quota state after the resets
+    due at --now, and every scoring setting. With a plan's JSON, enough to
+    check the plan independently."""
+    return {
+        "models": [model.model_dump(mode="json") for model in config.models],
+        "subscriptions": [
+            {
+                key: value
+                for key, value in sub.model_dump(mode="json").items()
+                if key in SEED_SUBSCRIPTION_FIELDS
+            }
+            for sub in ledger.subscriptions
+        ],
+        "api_budget": ledger.budget.model_dump(mode="json"),
+        "scoring": config.scoring.model_dump(mode="json"),
+    }
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    now = parse_now(args.now)
+    config = load_config(args.config)
+    ledger = Ledger(
+        [sub.model_copy() for sub in config.quotas.subscriptions],
+        config.quotas.api_budget.model_copy(),
+    )
+    roll_over(ledger, now)
+    document = effective_config(config, ledger)
+    if args.json:
+        json.dump(document, sys.stdout, indent=2)
+        print()
+    else:
+        print(yaml.safe_dump(document, sort_keys=False, width=100), end="")
     return 0
 
 
@@ -134,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--json", action="store_true", help="print a JSON array")
     assign.add_argument("--config", help="config folder (default: the bundled config/)")
     assign.set_defaults(handler=cmd_assign)
+
+    show = sub.add_parser(
+        "config", help="print the effective configuration: models, quotas, budget, scoring"
+    )
+    show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    show.add_argument(
+        "--now", help="apply the quota resets due at this time, as assign does (ISO 8601)"
+    )
+    show.add_argument("--config", help="config folder (default: the bundled config/)")
+    show.set_defaults(handler=cmd_config)
 
     from bot import cli_ops, cli_server, setup_flow
 

@@ -1,13 +1,16 @@
 """Phase 4 of the seed: assign a whole batch under one quota strategy.
 
-Each strategy walks the tasks in the seed's order and charges as it goes, on a
-copy of the ledger, so the caller's quota state changes only if it adopts the
-plan's ledger. Every strategy only ever assigns what select_model (or the
-cheaper fallbacks here) found payable, so no plan exceeds a quota or the budget.
+Each of the seed's strategies walks the tasks in the seed's order and charges as
+it goes, on a copy of the ledger, so the caller's quota state changes only if it
+adopts the plan's ledger. Every strategy only ever assigns what select_model (or
+the cheaper fallbacks here) found payable, so no plan exceeds a quota or the
+budget. The fourth strategy, ``optimal``, plans the batch as a whole
+(core/optimal.py) and returns the same kind of plan.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,10 +33,45 @@ from core.types import STRATEGIES, Decision, Model, Task
 
 @dataclass
 class BatchPlan:
-    """Decisions in the order the tasks were given, and the ledger after them."""
+    """Decisions in the order the tasks were given, and the ledger after them.
+
+    ``upper_bound`` is the LP bound on the value any plan can capture: set by
+    ``optimal`` (core/optimal.py), None for the greedy strategies. ``method``
+    says how ``optimal`` found its plan ("milp" or "lp-round"), and
+    ``proven_optimal`` whether HiGHS proved it the best possible."""
 
     decisions: list[Decision]
     ledger: Ledger
+    upper_bound: float | None = None
+    method: str | None = None
+    proven_optimal: bool | None = None
+
+    @property
+    def value(self) -> float:
+        """The total value score of the tasks the plan assigns."""
+        return math.fsum(d.value_score for d in self.decisions if d.model is not None)
+
+    @property
+    def api_spend_usd(self) -> float:
+        return math.fsum(d.payment.cost_usd for d in self.decisions if d.payment is not None)
+
+    @property
+    def bound(self) -> float | None:
+        """Alias of ``upper_bound`` (bot/plan.py reads this name)."""
+        return self.upper_bound
+
+    @property
+    def gap(self) -> float | None:
+        """How much value the bound leaves room for (never negative)."""
+        return None if self.upper_bound is None else max(0.0, self.upper_bound - self.value)
+
+    @property
+    def gap_ratio(self) -> float | None:
+        """The gap as a fraction of the bound (0 when the bound is 0)."""
+        gap = self.gap
+        if gap is None or self.upper_bound is None:
+            return None
+        return gap / self.upper_bound if self.upper_bound > 0 else 0.0
 
 
 def try_subscription_models(
@@ -64,6 +102,12 @@ def _commit(ledger: Ledger, decision: Decision) -> None:
         update_quota_tracking(ledger, decision.payment)
 
 
+def _check_ids(ids: list[str]) -> None:
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"task id {duplicate!r} appears more than once")
+
+
 def optimize_task_assignments(
     tasks: Sequence[Task],
     ledger: Ledger,
@@ -74,14 +118,32 @@ def optimize_task_assignments(
 ) -> BatchPlan:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    ids = [task.id for task in tasks]
-    if len(set(ids)) != len(ids):
-        duplicate = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"task id {duplicate!r} appears more than once")
-
-    ledger = ledger.copy()
+    _check_ids([task.id for task in tasks])
     depended_on = depended_on_ids(tasks)
     scored = [assess(task, config, now, depended_on) for task in tasks]
+    return plan_assessed(scored, ledger, models, config, now, strategy)
+
+
+def plan_assessed(
+    scored: Sequence[Assessment],
+    ledger: Ledger,
+    models: list[Model],
+    config: ScoringConfig,
+    now: datetime,
+    strategy: str = "maximize_subscription_usage",
+) -> BatchPlan:
+    """Phase 4 on tasks already scored (Phases 1 and 2), in the given order:
+    what optimize_task_assignments does after scoring, and what the benchmark
+    times."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    ids = [a.task.id for a in scored]
+    _check_ids(ids)
+    ledger = ledger.copy()
+    if strategy == "optimal":
+        from core.optimal import plan_optimal  # imports scipy: only when asked for
+
+        return plan_optimal(scored, ledger, models, config)
     decisions: dict[str, Decision] = {}
     thresholds = config.batch_thresholds
 

@@ -19,7 +19,8 @@ TIERS: tuple[Tier, ...] = ("premium", "mid-premium", "mid-range", "budget")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or nan: a weight of 1e400 would clamp every score to 100.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TimeBonuses(_Strict):
@@ -94,6 +95,18 @@ class BatchThresholds(_Strict):
     minimize_cost_api_overflow: float = Field(default=40, ge=0)
 
 
+class OptimalSettings(_Strict):
+    """How the ``optimal`` strategy solves its plan (core/optimal.py).
+
+    The upper limits keep a repository's override from tying up the App."""
+
+    # HiGHS stops the exact MILP after this long and keeps its best plan so far.
+    time_limit_seconds: float = Field(default=0.25, gt=0, le=30)
+    # Above this many integer variables (after grouping identical tasks) the
+    # plan comes from the LP relaxation, rounded down and repaired greedily.
+    milp_max_variables: int = Field(default=20_000, ge=0, le=1_000_000)
+
+
 class ScoringConfig(_Strict):
     """config/scoring.yaml."""
 
@@ -131,6 +144,7 @@ class ScoringConfig(_Strict):
     allow_downgrade: bool = True
     capability_floor: float = Field(default=0.7, ge=0)
     batch_thresholds: BatchThresholds = BatchThresholds()
+    optimal: OptimalSettings = OptimalSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

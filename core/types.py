@@ -14,13 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Priority = Literal["P0", "P1", "P2", "P3", "P4"]
 Tier = Literal["premium", "mid-premium", "mid-range", "budget"]
 Complexity = Literal["simple", "moderate", "complex", "highly_complex"]
-Strategy = Literal["maximize_subscription_usage", "minimize_cost", "maximize_value"]
+Strategy = Literal["maximize_subscription_usage", "minimize_cost", "maximize_value", "optimal"]
 
 STRATEGIES: tuple[Strategy, ...] = (
     "maximize_subscription_usage",
     "minimize_cost",
     "maximize_value",
+    "optimal",
 )
+# The seed's Phase 4 strategies, each a single greedy pass over the batch.
+GREEDY_STRATEGIES: tuple[Strategy, ...] = STRATEGIES[:3]
 
 
 def as_utc(value: datetime) -> datetime:
