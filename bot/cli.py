@@ -218,11 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--config", help="config folder (default: the bundled config/)")
     show.set_defaults(handler=cmd_config)
 
-    from bot import cli_ops, cli_server, setup_flow
+    from bot import cli_ops, cli_server, plan, setup_flow
 
     cli_server.add_commands(sub)
     cli_ops.add_commands(sub)
     setup_flow.add_commands(sub)
+    plan.add_commands(sub, STRATEGIES)
     return parser
 
 

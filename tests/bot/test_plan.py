@@ -155,3 +155,28 @@ def test_apply_reserves_in_one_update_and_writes_like_a_webhook(
     again = handler.store.read()
     assert again.subscriptions["claude"].tokens_used_month == claude.tokens_used_month
     assert again.api_budget.spent_usd == pytest.approx(spent)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["plan", "not-a-repo"], "expected OWNER/REPO"),
+        (["plan", "octo/repo"], "plan reads the repository through the App"),
+        (["plan", "octo/repo", "--strategy", "nope"], "invalid choice"),
+    ],
+)
+def test_plan_cli_bad_input_is_one_line(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import main
+
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own usage errors
+        status = int(exit_.code or 0)
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
