@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from core.selection import select_model
 from core.types import STRATEGIES, Decision
 
 EXIT_USAGE = 2
+CONFIG_HELP = "config folder (default: MODEL_ASSIGNER_CONFIG, else the bundled config/)"
 
 
 class CliError(Exception):
@@ -40,6 +42,9 @@ def parse_now(text: str | None) -> datetime:
 
 
 def load_config(folder: str | None) -> EngineConfig:
+    """--config, else MODEL_ASSIGNER_CONFIG (as the server reads it), else the
+    bundled config/: the CLI must see what the server sees."""
+    folder = folder or os.environ.get("MODEL_ASSIGNER_CONFIG", "").strip() or None
     try:
         return load_engine_config(folder) if folder else load_engine_config()
     except ConfigError as exc:
@@ -205,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--strategy", choices=STRATEGIES, help="default: quota_strategy in config")
     assign.add_argument("--now", help="the clock, ISO 8601 (default: the current UTC time)")
     assign.add_argument("--json", action="store_true", help="print a JSON array")
-    assign.add_argument("--config", help="config folder (default: the bundled config/)")
+    assign.add_argument("--config", help=CONFIG_HELP)
     assign.set_defaults(handler=cmd_assign)
 
     show = sub.add_parser(
@@ -215,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--now", help="apply the quota resets due at this time, as assign does (ISO 8601)"
     )
-    show.add_argument("--config", help="config folder (default: the bundled config/)")
+    show.add_argument("--config", help=CONFIG_HELP)
     show.set_defaults(handler=cmd_config)
 
     from bot import cli_ops, cli_server, plan, setup_flow

@@ -39,6 +39,11 @@ def open_store(args: argparse.Namespace) -> Store:
 
 
 def _read(store: Store) -> State:
+    if not store.path.exists():
+        raise _fail(
+            f"{store.path}: no store yet (it is created on the first delivery); "
+            "is MODEL_ASSIGNER_STATE the server's?"
+        )
     try:
         return store.read()
     except StoreError as exc:
@@ -114,7 +119,8 @@ def cmd_quota(args: argparse.Namespace) -> int:
     api = report["api_budget"]
     print(
         f"\nAPI budget: ${api['spent_usd']:,.2f} of ${api['monthly_limit_usd']:,.2f} spent, "
-        f"${api['remaining_usd']:,.2f} left, {api['reservations']} reservations; "
+        f"${api['remaining_usd']:,.2f} left, {api['reservations']} reservation"
+        f"{'' if api['reservations'] == 1 else 's'}; "
         f"resets {api['reset_date']}"
     )
     return 0

@@ -30,13 +30,24 @@ def procfile_command(process: str = "web") -> str:
     raise LookupError(f"{PROCFILE}: no {process!r} process")
 
 
+def _positive(name: str, value: str, upper: int) -> str:
+    from bot.cli import CliError
+
+    if not value.strip().isdigit() or not 1 <= int(value) <= upper:
+        raise CliError(f"{name}: must be a whole number from 1 to {upper}, got {value!r}")
+    return value.strip()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
-    env["PORT"] = str(args.port)
+    env["PORT"] = _positive("PORT", str(args.port or env.get("PORT", "8000")), 65535)
+    for name, default in (("WEB_CONCURRENCY", "2"), ("MODEL_ASSIGNER_THREADS", "4")):
+        env[name] = _positive(name, env.get(name, default), 256)
     # The console script's folder first, so the Procfile's `gunicorn` is ours.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     os.chdir(ROOT)
-    os.execvpe("sh", ["sh", "-c", procfile_command()], env)
+    # exec: gunicorn replaces the shell, so signals sent to `serve` reach it.
+    os.execvpe("sh", ["sh", "-c", "exec " + procfile_command()], env)
 
 
 def cmd_send_sample(args: argparse.Namespace) -> int:
@@ -83,7 +94,7 @@ def cmd_send_sample(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sub.add_parser("serve", help="run the webhook server (the Procfile's web process)")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--port", help="default: PORT, else 8000")
     serve.set_defaults(handler=cmd_serve)
 
     sample = sub.add_parser("send-sample", help="POST a signed sample issues event to the server")

@@ -19,6 +19,7 @@ from core.loader import DEFAULT_CONFIG_DIR
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_STATE = "data/state.json"
+PROJECT_ROOT = DEFAULT_CONFIG_DIR.parent
 
 
 class SettingsError(ValueError):
@@ -118,7 +119,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         private_key=private_key,
         webhook_secret=secret,
         api_url=api_url.rstrip("/"),
-        state_path=Path(env.get("MODEL_ASSIGNER_STATE", "").strip() or DEFAULT_STATE),
+        # Relative paths are the project folder's, where `serve` runs, so the
+        # operator commands find the server's store from any folder.
+        state_path=PROJECT_ROOT / (env.get("MODEL_ASSIGNER_STATE", "").strip() or DEFAULT_STATE),
         config_dir=Path(env.get("MODEL_ASSIGNER_CONFIG", "").strip() or DEFAULT_CONFIG_DIR),
         bot_login=env.get("MODEL_ASSIGNER_BOT_LOGIN", "").strip() or None,
     )

@@ -54,13 +54,26 @@ def error_for(env: dict[str, str]) -> str:
 # -- dry-run and defaults -----------------------------------------------------
 
 
+def test_a_relative_state_path_is_the_project_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({"MODEL_ASSIGNER_STATE": "x/s.json"}).state_path == (
+        DEFAULT_CONFIG_DIR.parent / "x/s.json"
+    )
+    absolute = tmp_path / "abs.json"
+    assert load_settings({"MODEL_ASSIGNER_STATE": str(absolute)}).state_path == absolute
+
+
 def test_no_credentials_is_dry_run_with_defaults() -> None:
     settings = load_settings({})
     assert settings.dry_run
     assert settings.app_id is None and settings.private_key is None
     assert settings.webhook_secret is None
     assert settings.api_url == DEFAULT_API_URL == "https://api.github.com"
-    assert settings.state_path == Path(DEFAULT_STATE) == Path("data/state.json")
+    # data/state.json of the project folder (where `serve` runs), from any cwd
+    assert settings.state_path == DEFAULT_CONFIG_DIR.parent / DEFAULT_STATE
+    assert DEFAULT_STATE == "data/state.json"
     assert settings.config_dir == DEFAULT_CONFIG_DIR
     assert settings.max_body_bytes == 25 * 1024 * 1024
 

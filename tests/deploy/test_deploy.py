@@ -57,7 +57,7 @@ def test_dockerfile_cmd_is_the_procfile_command() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
     assert cmd, "no exec-form CMD"
-    assert json.loads(cmd.group(1)) == ["sh", "-c", procfile_web()]
+    assert json.loads(cmd.group(1)) == ["sh", "-c", "exec " + procfile_web()]
     assert re.search(r"^USER (?!root)\S+", text, re.M), "must not run as root"
     assert "HEALTHCHECK" in text and "/healthz" in text
     assert re.search(r"^VOLUME .*\/data", text, re.M)
