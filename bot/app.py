@@ -20,7 +20,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
-from bot.handler import Handler
+from bot.handler import BadPayload, Handler
 from bot.metrics import metrics, prepare_multiprocess_dir
 from bot.repo_config import load_labels_config
 from bot.settings import Settings, SettingsError, load_settings
@@ -79,8 +79,8 @@ def build_handler(
         app = GitHubApp(settings)
 
         def gateway_for(installation: int | None) -> IssueGateway:
-            if installation is None:
-                raise GitHubUnavailable("the delivery names no installation")
+            if installation is None:  # not a GitHub App's delivery: retrying cannot help
+                raise BadPayload("installation.id: missing (not a GitHub App delivery)")
             return app.installation(installation)
 
         bot_login = app.bot_login

@@ -29,7 +29,9 @@ from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.IssueComment import IssueComment
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
 
+from bot import deadline
 from bot.gateway import CommentGone, GitHubUnavailable, IssueGone, Workspace
 from bot.settings import Settings
 
@@ -47,6 +49,34 @@ V = TypeVar("V")
 class RetryAfterTooLong(GithubException):
     def __init__(self, wait: float) -> None:
         super().__init__(429, {"message": f"Retry-After {wait:g}s exceeds the delivery window"})
+
+
+class DeliveryBudgetSpent(GithubException):
+    def __init__(self, what: str) -> None:
+        super().__init__(504, {"message": f"the delivery's time budget is spent ({what})"})
+
+
+class BudgetTimeout(int, Timeout):
+    """Each request's timeout, cut to what is left of the delivery's budget
+    (bot/deadline.py). urllib3 takes a fresh copy of the timeout for every
+    attempt, retries included, so this is where an attempt that cannot fit is
+    refused, before a connection is taken from the pool.
+
+    An int too: PyGithub asserts that its timeout is one, and passes it on to
+    requests untouched, which hands a urllib3 Timeout on as it is."""
+
+    def __new__(cls, seconds: int) -> BudgetTimeout:
+        return super().__new__(cls, seconds)
+
+    def __init__(self, seconds: int) -> None:
+        Timeout.__init__(self, connect=seconds, read=seconds)
+
+    def clone(self) -> Timeout:
+        left = deadline.remaining()
+        if not deadline.can_start():
+            raise DeliveryBudgetSpent(f"{max(left, 0.0):.1f}s left")
+        cap = min(float(int(self)), left)
+        return Timeout(connect=cap, read=cap, total=cap)
 
 
 class DeliveryRetry(GithubRetry):
@@ -79,7 +109,15 @@ class DeliveryRetry(GithubRetry):
         wait = self.get_retry_after(response) if response is not None else None
         if wait is not None and wait > MAX_RETRY_WAIT:
             raise RetryAfterTooLong(wait)
+        if wait is not None and not deadline.can_start(wait):
+            raise DeliveryBudgetSpent(f"Retry-After {wait:g}s does not fit")
         return bool(super().sleep_for_retry(response))
+
+    def _sleep_backoff(self) -> None:
+        wait = self.get_backoff_time()
+        if not deadline.can_start(wait):
+            raise DeliveryBudgetSpent(f"a back-off of {wait:g}s does not fit")
+        super()._sleep_backoff()
 
 
 def delivery_retry() -> DeliveryRetry:
@@ -123,6 +161,8 @@ def _status(exc: GithubException) -> int:
 
 
 def _unavailable(what: str, exc: Exception) -> GitHubUnavailable:
+    if isinstance(exc, DeliveryBudgetSpent):
+        return GitHubUnavailable(f"{what}: {exc.data['message']}")
     if isinstance(exc, GithubException):
         message = exc.data.get("message") if isinstance(exc.data, dict) else None
         detail = f"HTTP {exc.status}" + (f": {message}" if message else "")
@@ -137,8 +177,9 @@ class GitHubApp:
     def __init__(self, settings: Settings) -> None:
         assert settings.app_id is not None and settings.private_key is not None
         self._auth = Auth.AppAuth(settings.app_id, settings.private_key)
+        options = {**CLIENT_OPTIONS, "timeout": BudgetTimeout(CLIENT_OPTIONS["timeout"])}
         self.integration = GithubIntegration(
-            auth=self._auth, base_url=settings.api_url, retry=delivery_retry(), **CLIENT_OPTIONS
+            auth=self._auth, base_url=settings.api_url, retry=delivery_retry(), **options
         )
         self._bot_login = settings.bot_login
         self._clients: BoundedCache[int, InstallationGateway] = BoundedCache(CACHE_SIZE)

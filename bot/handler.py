@@ -4,8 +4,10 @@ The order of work for an issue event, and why:
 1. Serialize on the issue (a file lock shared by all workers): a new issue with
    labels and a milestone arrives as several deliveries at once, and they must
    end as one label, one comment and one reservation.
-2. Read the issue's latest state from GitHub: the payload of an early delivery
-   may already be stale when a later one is handled first.
+2. Decide from the issue's latest state: the delivery's payload when it is
+   newer than the state the issue was last decided (or closed) from, else the
+   issue read from GitHub (the payload of an early delivery may already be
+   stale when a later one was handled first).
 3. Reserve quota in the store (replacing the issue's previous reservation), so
    two issues can never both spend the same last tokens.
 4. Write the comment, then the labels (stale `model:*` labels off first, the
@@ -22,18 +24,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.comment import MARKER, Override, digest, render_comment
+from bot.deadline import delivery_budget
 from bot.gateway import CommentGone, GitHubUnavailable, IssueGateway, IssueGone
 from bot.issue_task import issue_key, issue_to_task, label_names
 from bot.locks import issue_lock
 from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
-from bot.store import CommentRecord, Reservation, State, Store
+from bot.store import CommentRecord, Reservation, State, Store, issue_time
 from core.assessment import assess
 from core.batch import optimize_task_assignments
 from core.catalog import find_model
@@ -48,6 +52,8 @@ ASSIGN_ACTIONS = frozenset(
     {"opened", "reopened", "edited", "labeled", "unlabeled", "milestoned", "demilestoned"}
 )
 RELEASE_REASONS = frozenset({"not_planned", "duplicate"})
+# Owner and repository names as GitHub (and GitHub Enterprise Server) allow them.
+REPO_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 
 
 @dataclass
@@ -80,6 +86,15 @@ class _Counters:
         )
 
 
+class _Reserved(NamedTuple):
+    """What the reservation step decided, and how to undo it."""
+
+    decision: Decision
+    override: Override | None
+    comment: CommentRecord | None
+    undo: _Undo
+
+
 @dataclass(frozen=True)
 class _Undo:
     """What the reservation step changed, so that a failed write-back can put
@@ -88,6 +103,7 @@ class _Undo:
     key: str
     reservation: Reservation | None
     dependencies: list[str] | None
+    comment: CommentRecord | None
     before: _Counters
     after: _Counters
 
@@ -113,6 +129,9 @@ class _Undo:
         state.dependencies.pop(self.key, None)
         if self.dependencies is not None:
             state.dependencies[self.key] = self.dependencies
+        state.comments.pop(self.key, None)
+        if self.comment is not None:
+            state.comments[self.key] = self.comment
 
 
 def _get(mapping: Mapping[str, Any], *path: str) -> Any:
@@ -148,6 +167,9 @@ class IssueEvent:
             raise BadPayload("action: missing")
         if not isinstance(repo, str) or repo.count("/") != 1:
             raise BadPayload("repository.full_name: missing")
+        if not REPO_NAME.fullmatch(repo) or set(repo.split("/")) & {".", ".."}:
+            # It goes into API paths: nothing GitHub would not name a repository.
+            raise BadPayload("repository.full_name: not a repository name")
         if not isinstance(issue, Mapping) or not isinstance(number, int) or number < 1:
             raise BadPayload("issue.number: missing")
         installation = _get(payload, "installation", "id")
@@ -200,28 +222,42 @@ class Handler:
             return Outcome(400, {"error": f"not an issues event payload: {exc}"})
         if parsed.action not in ASSIGN_ACTIONS | {"closed", "deleted"}:
             return Outcome(202, {"status": "ignored", "reason": f"action {parsed.action!r}"})
-        if delivery and delivery in self.store.read().deliveries:
-            return Outcome(200, {"status": "duplicate", "delivery": delivery})
-        if parsed.sender is not None and parsed.sender == self.bot_login():
-            return Outcome(202, {"status": "ignored", "reason": "our own event"})
-
-        with issue_lock(self.lock_dir, parsed.key):
-            if delivery and delivery in self.store.read().deliveries:
+        # GitHub gives a delivery 10 s: every GitHub call below fits in the budget.
+        with delivery_budget():
+            if delivery and self.store.seen_delivery(delivery):
                 return Outcome(200, {"status": "duplicate", "delivery": delivery})
-            if parsed.action in ("closed", "deleted"):
-                return self._close(parsed, delivery)
-            return self._assign(parsed, delivery)
+            if parsed.sender is not None and parsed.sender == self.bot_login():
+                return Outcome(202, {"status": "ignored", "reason": "our own event"})
+
+            with issue_lock(self.lock_dir, parsed.key):
+                if delivery and self.store.seen_delivery(delivery):
+                    return Outcome(200, {"status": "duplicate", "delivery": delivery})
+                if parsed.action in ("closed", "deleted"):
+                    return self._close(parsed, delivery)
+                try:
+                    return self._assign(parsed, delivery)
+                except BadPayload as exc:
+                    return Outcome(400, {"error": f"not an issues event payload: {exc}"})
 
     # -- closing -----------------------------------------------------------
 
     def _close(self, event: IssueEvent, delivery: str | None) -> Outcome:
         now = self.clock()
         released = event.action == "deleted" or event.state_reason in RELEASE_REASONS
-        with self.store.transaction(now) as state:
+        updated_at = event.issue.get("updated_at")
+
+        def close(state: State) -> Reservation | None:
             held = state.release(event.key) if released else state.settle(event.key)
-            state.forget_issue(event.key, deleted=event.action == "deleted")
+            state.forget_issue(
+                event.key,
+                deleted=event.action == "deleted",
+                updated_at=updated_at if isinstance(updated_at, str) else None,
+            )
             if delivery:
                 state.remember_delivery(delivery, now)
+            return held
+
+        held = self.store.apply(now, close)
         status = "released" if released else "settled"
         log.info(
             json.dumps(
@@ -233,10 +269,36 @@ class Handler:
 
     # -- assigning ---------------------------------------------------------
 
+    def _latest_issue(
+        self, gateway: IssueGateway, event: IssueEvent, trace: tuple[CommentRecord | None, bool]
+    ) -> dict[str, Any]:
+        """The issue's latest state. The payload is that state when it is newer
+        than the state the issue was last decided (or closed) from, or when
+        the store has no trace of the issue at all (its first delivery).
+        Otherwise the issue is read from GitHub: a delivery handled out of
+        order, or one of a burst within the same second (GitHub's
+        ``updated_at`` has whole seconds), carries a payload that is not
+        newer; and after a delivery that did not finish (a crash between the
+        reservation and its record), what is on GitHub may differ from every
+        payload. Deliveries handled in order, the usual case, cost no read."""
+        record, reserved = trace
+        payload_time = issue_time(event.issue.get("updated_at"))
+        if record is None:
+            trusted = not reserved
+        else:
+            seen = issue_time(record.issue_updated_at)
+            trusted = seen is not None and payload_time is not None and payload_time > seen
+        if payload_time is not None and trusted:
+            return dict(event.issue)
+        return gateway.get_issue(event.repo, event.number, event.issue)
+
     def _assign(self, event: IssueEvent, delivery: str | None) -> Outcome:
         gateway = self.gateway_for(event.installation_id)
+        trace = self.store.view(
+            lambda state: (state.comments.get(event.key), event.key in state.reservations)
+        )
         try:
-            issue = gateway.get_issue(event.repo, event.number, event.issue)
+            issue = self._latest_issue(gateway, event, trace)
         except IssueGone:
             return self._close(
                 IssueEvent(**{**event.__dict__, "action": "deleted"}), delivery
@@ -251,18 +313,22 @@ class Handler:
             self.engine.catalog,
         )
         now = self.clock()
-        snapshot = self.store.read()
-        dependents = [
-            other
-            for other, deps in snapshot.dependencies.items()
-            if event.key in deps and other != event.key
-        ]
-        task = issue_to_task(issue, event.repo, settings.labels, workspace.file_count, dependents)
         labels_now = label_names(issue)
-        override = self._override(event, labels_now, snapshot, settings.labels)
 
         # Reserve (replacing the previous reservation) before writing to GitHub.
-        with self.store.transaction(now) as state:
+        # The task is built here, under the store's lock, from the same
+        # document the decision charges: the issues that depend on this one,
+        # and whether a model label is ours or a person's.
+        def reserve(state: State) -> _Reserved:
+            dependents = [
+                other
+                for other, deps in state.dependencies.items()
+                if event.key in deps and other != event.key
+            ]
+            task = issue_to_task(
+                issue, event.repo, settings.labels, workspace.file_count, dependents
+            )
+            override = self._override(event, labels_now, state, settings.labels)
             before = _Counters.of(state)
             previous = state.reservations.get(event.key)
             previous_dependencies = state.dependencies.get(event.key)
@@ -282,8 +348,21 @@ class Handler:
                 state.dependencies[event.key] = task.dependencies
             else:
                 state.dependencies.pop(event.key, None)
-            comment = state.comments.get(event.key)
-            undo = _Undo(event.key, previous, previous_dependencies, before, _Counters.of(state))
+            # Until the delivery's record is written, the issue's state on
+            # GitHub is not known to match any payload: mark it so (a crash
+            # in between leaves the mark), and put the record back on undo.
+            record = state.comments.get(event.key)
+            state.comments[event.key] = (
+                record.model_copy(update={"issue_updated_at": None})
+                if record is not None
+                else CommentRecord()
+            )
+            undo = _Undo(
+                event.key, previous, previous_dependencies, record, before, _Counters.of(state)
+            )
+            return _Reserved(decision, override, record, undo)
+
+        decision, override, comment, undo = self.store.apply(now, reserve)
 
         if override is not None:  # kept as the person set it, in the catalog or not
             label = settings.labels.model_label(override.model)
@@ -296,16 +375,23 @@ class Handler:
             comment = self._write_comment(gateway, event, comment, body)
             self._write_label(gateway, event, labels_now, label, settings.labels, override)
         except GitHubUnavailable:
-            with self.store.transaction(self.clock()) as state:
-                undo.apply(state)
+            self.store.apply(self.clock(), undo.apply)
             raise
 
-        with self.store.transaction(self.clock()) as state:
-            state.comments[event.key] = comment.model_copy(
-                update={"label": None if override is not None else label}
-            )
+        updated_at = issue.get("updated_at")
+        written = comment.model_copy(
+            update={
+                "label": None if override is not None else label,
+                "issue_updated_at": updated_at if isinstance(updated_at, str) else None,
+            }
+        )
+
+        def remember(state: State) -> None:
+            state.comments[event.key] = written
             if delivery:
                 state.remember_delivery(delivery, now)
+
+        self.store.apply(self.clock(), remember)
 
         self._log(delivery, event.key, decision, override)
         result: dict[str, Any] = {
@@ -328,12 +414,12 @@ class Handler:
         self,
         event: IssueEvent,
         labels_now: list[str],
-        snapshot: State,
+        state: State,
         labels: LabelsConfig,
     ) -> Override | None:
         """A `model:<name>` label that we did not set is a person's choice."""
-        held = snapshot.reservations.get(event.key)
-        record = snapshot.comments.get(event.key)
+        held = state.reservations.get(event.key)
+        record = state.comments.get(event.key)
         ours = {
             held.model if held is not None and held.override_by is None else None,
             labels.model_from_label(record.label) if record and record.label else None,
@@ -432,7 +518,7 @@ class Handler:
         gateway: IssueGateway, event: IssueEvent, record: CommentRecord | None, body: str
     ) -> CommentRecord:
         text_digest = digest(body)
-        if record is not None:
+        if record is not None and record.id is not None:
             if record.digest == text_digest:
                 return record
             try:

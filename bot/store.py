@@ -8,16 +8,25 @@ workers never lose each other's updates.
 
 from __future__ import annotations
 
+import functools
+import heapq
+import itertools
 import json
+import operator
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import to_json
 
 from bot.locks import file_lock
 from core.config import SubscriptionsConfig
@@ -31,6 +40,9 @@ STATE_VERSION = 1
 DELIVERY_MEMORY = timedelta(days=4)
 DELIVERY_LIMIT = 5000
 
+T = TypeVar("T")
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
 
 class StoreError(RuntimeError):
     """The store cannot be read or written; ``str()`` names the file and problem."""
@@ -38,9 +50,11 @@ class StoreError(RuntimeError):
 
 class Reservation(BaseModel):
     """The quota one issue holds: replaced on re-assignment, released on
-    deferral, 'not planned' or deletion, kept as usage on completion."""
+    deferral, 'not planned' or deletion, kept as usage on completion.
+    Frozen: replaced, never changed in place (the store's parsed copy is
+    shared between threads)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str
     payment: Payment
@@ -56,18 +70,35 @@ class Reservation(BaseModel):
         return self.payment.cost_usd
 
 
+def issue_time(value: object) -> datetime | None:
+    """GitHub's ``updated_at`` (``2026-11-25T21:12:10Z``) as an aware time;
+    None when absent or not a time."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
 class CommentRecord(BaseModel):
-    """Where the bot's comment is and a digest of its text, so an unchanged
-    explanation costs no GitHub call at all."""
+    """What the bot knows of an issue on GitHub: where its comment is and a
+    digest of its text, so an unchanged explanation costs no GitHub call at
+    all (``id`` None: no comment known, find it by its marker). Frozen, like
+    Reservation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: int
-    digest: str
+    id: int | None = None
+    digest: str = ""
     # The model label the bot itself put on the issue (None when a person's
     # override label stands). Kept across a close, so that on reopen the
     # bot's own label is not mistaken for a person's choice.
     label: str | None = None
+    # The issue's `updated_at` when it was last decided, closed or deleted: a
+    # delivery whose payload is newer is decided from its payload, without
+    # reading the issue; an older or equal one reads the issue from GitHub.
+    issue_updated_at: str | None = None
 
 
 class State(BaseModel):
@@ -101,26 +132,76 @@ class State(BaseModel):
         """The work was done: the charge stays as usage, the record goes."""
         return self.reservations.pop(issue, None)
 
-    def forget_issue(self, issue: str, deleted: bool = False) -> None:
+    def forget_issue(
+        self, issue: str, deleted: bool = False, updated_at: str | None = None
+    ) -> None:
         """A closed issue no longer blocks anything; a deleted one has no
-        comment left to find again."""
+        comment left to find again. ``updated_at``, the issue's time in the
+        closing delivery, is kept: a late delivery of an older event is then
+        checked against GitHub instead of being decided from its payload."""
         self.dependencies.pop(issue, None)
-        if deleted:
-            self.comments.pop(issue, None)
+        record = None if deleted else self.comments.get(issue)
+        if issue_time(updated_at) is None:
+            if deleted:
+                self.comments.pop(issue, None)
+            return
+        if record is None:
+            self.comments[issue] = CommentRecord(issue_updated_at=updated_at)
+        else:
+            known = issue_time(record.issue_updated_at)
+            if known is None or known < (issue_time(updated_at) or known):
+                self.comments[issue] = record.model_copy(update={"issue_updated_at": updated_at})
 
     def remember_delivery(self, delivery_id: str, now: datetime) -> None:
         self.deliveries[delivery_id] = as_utc(now)
 
     def prune_deliveries(self, now: datetime) -> None:
-        # as_utc on both sides: a naive time (read as UTC, like everywhere
-        # else) compared with an aware one raises TypeError.
+        """Forget ids older than DELIVERY_MEMORY, then the oldest beyond
+        DELIVERY_LIMIT (among equal times, the first recorded). This runs on
+        every commit, with thousands of ids: the passes over them are C's,
+        and the usual case (the oldest are the first recorded) looks at the
+        few that go."""
         cutoff = as_utc(now) - DELIVERY_MEMORY
-        kept = {k: v for k, v in self.deliveries.items() if as_utc(v) >= cutoff}
-        if len(kept) > DELIVERY_LIMIT:
-            newest = sorted(kept.items(), key=lambda item: as_utc(item[1]))[-DELIVERY_LIMIT:]
-            kept = dict(newest)
-        if len(kept) != len(self.deliveries):
+        deliveries = self.deliveries
+        try:
+            if deliveries and min(deliveries.values()) < cutoff:
+                older = functools.partial(operator.gt, cutoff)
+                for key in list(itertools.compress(deliveries, map(older, deliveries.values()))):
+                    del deliveries[key]
+            excess = len(deliveries) - DELIVERY_LIMIT
+            if excess > 0:
+                head = list(itertools.islice(deliveries.items(), excess))
+                rest = itertools.islice(deliveries.values(), excess, None)
+                if max(moment for _, moment in head) <= min(rest, default=_NEVER):
+                    going = head
+                else:
+                    going = heapq.nsmallest(excess, deliveries.items(), key=operator.itemgetter(1))
+                for key, _ in going:
+                    del deliveries[key]
+        except TypeError:
+            # Naive and aware times mixed (a naive time is read as UTC, like
+            # everywhere else, but cannot be compared with an aware one).
+            kept = {k: v for k, v in deliveries.items() if as_utc(v) >= cutoff}
+            if len(kept) > DELIVERY_LIMIT:
+                newest = sorted(kept.items(), key=lambda item: as_utc(item[1]))[-DELIVERY_LIMIT:]
+                kept = dict(newest)
             self.deliveries = kept
+
+
+def apply_resets(state: State, now: datetime) -> None:
+    """The daily and monthly resets due at ``now``, never undone by a clock that
+    is behind. Workers take their time before they queue for the store's
+    lock, so a change timed 23:59:59.9 can be written after one timed
+    00:00:00.1 that has already moved the day on: the engine's roll-over would
+    then see another day, zero today's usage again and move the day back
+    (and the next change would zero it once more). Time in the store only
+    moves forward: the day already reached stands for a clock behind it, so
+    each reset happens exactly once, whichever worker gets there first."""
+    moment = as_utc(now)
+    for sub in state.subscriptions.values():
+        if sub.usage_day is not None and sub.usage_day > moment.date():
+            moment = datetime.combine(sub.usage_day, dt_time.min, tzinfo=UTC)
+    roll_over(state.ledger(), moment)
 
 
 def initial_state(defaults: SubscriptionsConfig) -> State:
@@ -150,30 +231,218 @@ def sync_with_config(state: State, defaults: SubscriptionsConfig) -> None:
     state.api_budget.monthly_limit_usd = defaults.api_budget.monthly_limit_usd
 
 
-def parse_state(text: str, source: str) -> State:
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StoreError(
-            f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
+def parse_state(text: str | bytes, source: str) -> State:
+    """Parse and validate in one pass (pydantic's JSON parser); only when that
+    fails is the text parsed again, to say where the JSON is broken."""
     try:
         return State.model_validate_json(text)
     except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as bad:
+                raise StoreError(
+                    f"{source}: not valid JSON (line {bad.lineno}, column {bad.colno}: {bad.msg})"
+                ) from None
         raise StoreError(describe_validation_error(source, exc)) from None
 
 
+# -- reading and writing the document incrementally ---------------------------
+#
+# The document grows with the issues held (a reservation, a comment record)
+# and the deliveries remembered; a transaction changes a few entries of it.
+# Parsing and validating all of it on every load, and dumping all of it on
+# every write, made each delivery cost O(issues) of Python and pydantic work
+# under the store lock. The codec below keeps, per process, the exact text of
+# each entry of the three big sections next to its parsed value: a load
+# parses only the entries whose text it has not seen (those another worker
+# changed), a dump writes only the entries whose value it has not seen. The
+# bytes are exactly ``serialize(state)``'s, and anything not laid out that
+# way (a file edited by hand, say) is parsed whole, as before.
+
+BIG_SECTIONS = ("reservations", "comments", "deliveries")
+_SECTION_TYPES: dict[str, Any] = {
+    "reservations": dict[str, Reservation],
+    "comments": dict[str, CommentRecord],
+    "deliveries": dict[str, datetime],
+}
+_ENTRY_TYPES: dict[str, Any] = {
+    "reservations": Reservation,
+    "comments": CommentRecord,
+    "deliveries": datetime,
+}
+_ENTRY_SEPARATOR = b',\n  "'  # an entry of a top-level section starts a line with 2 spaces
+_SECTION_END = b"\n }"  # nothing inside an entry is indented less than 2 spaces
+
+
+class _Layout(NamedTuple):
+    small: bytes  # the document with the big sections emptied ({})
+    chunks: dict[str, list[bytes]]  # per section: '"key": value' of each entry, in order
+
+
+def _split_section(doc: bytes, section: str) -> tuple[bytes, list[bytes]] | None:
+    """``doc`` with the top-level ``section`` emptied, and that section's
+    entries ('"key": value' each, in order); None when not laid out so."""
+    head = b'\n "' + section.encode() + b'": {'
+    start = doc.find(head)
+    if start < 0 or doc.find(head, start + 1) >= 0:
+        return None
+    body_start = start + len(head)
+    if doc[body_start : body_start + 1] == b"}":
+        return doc, []
+    if doc[body_start : body_start + 4] != b'\n  "':
+        return None
+    end = doc.find(_SECTION_END, body_start)
+    if end < 0:
+        return None
+    parts = doc[body_start + 3 : end].split(_ENTRY_SEPARATOR)
+    chunks = [parts[0], *(b'"' + part for part in parts[1:])]
+    return doc[:body_start] + b"}" + doc[end + len(_SECTION_END) :], chunks
+
+
+def _split(raw: bytes) -> _Layout | None:
+    """The big sections' entries, when ``raw`` is laid out as serialize()
+    lays it out; None otherwise."""
+    small = raw
+    chunks: dict[str, list[bytes]] = {}
+    for section in BIG_SECTIONS:
+        found = _split_section(small, section)
+        if found is None:
+            return None
+        small, chunks[section] = found
+    return _Layout(small, chunks)
+
+
+@functools.cache
+def _adapters() -> tuple[dict[str, TypeAdapter[Any]], dict[str, TypeAdapter[Any]]]:
+    """pydantic's validators for a section and serializers for one entry (made once)."""
+    return (
+        {name: TypeAdapter(kind) for name, kind in _SECTION_TYPES.items()},
+        {name: TypeAdapter(kind) for name, kind in _ENTRY_TYPES.items()},
+    )
+
+
+class _Codec:
+    """Per process: each big-section entry's text and parsed value, both ways
+    (the values are immutable: frozen models, datetimes). The maps only grow
+    by what changed, and are trimmed when they hold far more than the
+    document does. The passes over all entries are map/filter/dict calls, so
+    that their cost per entry is C's, not Python's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._adapters, self._entry_adapters = _adapters()
+        # section -> entry text -> (key, value), for loading
+        self._parsed: dict[str, dict[bytes, tuple[str, object]]] = {s: {} for s in BIG_SECTIONS}
+        # section -> key -> the value last dumped or loaded, and its entry text
+        self._value: dict[str, dict[str, object]] = {s: {} for s in BIG_SECTIONS}
+        self._text: dict[str, dict[str, bytes]] = {s: {} for s in BIG_SECTIONS}
+
+    def loads(self, raw: bytes, source: str) -> State:
+        with self._lock:
+            try:
+                state = self._loads(raw)
+            except ValueError:  # pydantic's ValidationError included
+                state = None
+            if state is None:  # not our layout, or invalid: the whole way, which says why
+                state = parse_state(raw.decode("utf-8"), source)
+                layout = _split(raw)
+                if layout is not None:
+                    self._remember_parsed(state, layout)
+            return state
+
+    def _loads(self, raw: bytes) -> State | None:
+        layout = _split(raw)
+        if layout is None:
+            return None
+        small = State.model_validate_json(layout.small)
+        sections: dict[str, dict[str, object]] = {}
+        for section in BIG_SECTIONS:
+            chunks = layout.chunks[section]
+            known = self._parsed[section]
+            missing = list(itertools.filterfalse(known.__contains__, chunks))
+            if missing:
+                parsed = self._adapters[section].validate_json(b"{" + b",".join(missing) + b"}")
+                if len(parsed) != len(missing):
+                    return None  # a key twice: the whole way
+                self._learn(section, missing, list(parsed.items()))
+            entries = dict(map(known.__getitem__, chunks))
+            if len(entries) != len(chunks):
+                return None
+            sections[section] = entries
+            self._trim(section, chunks, entries)
+        return small.model_copy(update=sections)
+
+    def _learn(self, section: str, chunks: list[bytes], entries: list[tuple[str, object]]) -> None:
+        self._parsed[section].update(zip(chunks, entries, strict=True))
+        self._value[section].update(entries)
+        self._text[section].update(zip((key for key, _ in entries), chunks, strict=True))
+
+    def _remember_parsed(self, state: State, layout: _Layout) -> None:
+        for section in BIG_SECTIONS:
+            entries = list(getattr(state, section).items())
+            chunks = layout.chunks[section]
+            if len(entries) == len(chunks):
+                self._learn(section, chunks, entries)
+
+    def _trim(self, section: str, chunks: list[bytes], entries: dict[str, object]) -> None:
+        """Keep only what the document holds, once the maps hold much more
+        (replaced and removed entries): memory stays bounded by the document."""
+        limit = len(entries) + len(entries) // 8 + 64
+        if max(len(self._parsed[section]), len(self._value[section])) > limit:
+            self._parsed[section] = dict(zip(chunks, entries.items(), strict=True))
+            self._value[section] = dict(entries)
+            self._text[section] = dict(zip(entries, chunks, strict=True))
+
+    def dumps(self, state: State) -> bytes:
+        """The document: pretty-printed (one space per level), except that each
+        entry of the big sections is one compact line."""
+        with self._lock:
+            empty: dict[str, Any] = {section: {} for section in BIG_SECTIONS}
+            small = state.model_copy(update=empty).model_dump_json(indent=1) + "\n"
+            text = small.encode("utf-8")
+            parts: list[bytes] = []
+            done = 0  # text[:done] is in parts
+            for section in BIG_SECTIONS:
+                entries: dict[str, object] = getattr(state, section)
+                if not entries:
+                    continue
+                placeholder = b'\n "' + section.encode() + b'": {}'
+                at = text.index(placeholder, done) + len(placeholder) - 1  # at its "}"
+                parts += [text[done:at], b"\n  ", b",\n  ".join(self._section_chunks(
+                    section, entries)), _SECTION_END]
+                done = at + 1
+            return b"".join([*parts, text[done:]])
+
+    def _section_chunks(self, section: str, entries: dict[str, object]) -> list[bytes]:
+        same = list(map(operator.is_, map(self._value[section].get, entries), entries.values()))
+        if not all(same):
+            dump = self._entry_adapters[section].dump_json
+            stale = itertools.compress(entries, map(operator.not_, same))
+            changed = [(key, entries[key]) for key in stale]
+            chunks = [to_json(key) + b": " + dump(value) for key, value in changed]
+            self._learn(section, chunks, changed)
+        body = list(map(self._text[section].__getitem__, entries))
+        self._trim(section, body, entries)
+        return body
+
+
 def serialize(state: State) -> str:
-    return state.model_dump_json(indent=1) + "\n"
+    """The document as the store writes it (see _Codec.dumps)."""
+    return _Codec().dumps(state).decode("utf-8")
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str | bytes) -> None:
     folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except FileNotFoundError:  # the first write: make the folder
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -188,11 +457,72 @@ def write_atomically(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+@dataclass(eq=False)
+class _Change:
+    """One ``Store.apply`` call, waiting for its batch to be written."""
+
+    now: datetime
+    change: Callable[[State], object]
+    result: object = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+def _writable_copy(state: State) -> State:
+    """A copy a transaction may change without touching ``state``: new
+    containers, and new copies of the few records changed in place (the
+    quota counters). Reservations, comment records and delivery times are
+    only ever replaced, so they are shared."""
+    return state.model_copy(
+        update={
+            "subscriptions": {k: v.model_copy() for k, v in state.subscriptions.items()},
+            "api_budget": state.api_budget.model_copy(),
+            "reservations": dict(state.reservations),
+            "comments": dict(state.comments),
+            "dependencies": {k: list(v) for k, v in state.dependencies.items()},
+            "deliveries": dict(state.deliveries),
+        }
+    )
+
+
+def _run_changes(state: State, pending: list[_Change]) -> _Change | None:
+    """Apply each change in turn (resets due at its time first); the first one
+    that raises is returned, with its error, and the state is then spoilt."""
+    for item in pending:
+        apply_resets(state, item.now)
+        try:
+            item.result = item.change(state)
+        except Exception as exc:
+            item.error, item.result = exc, None
+            return item
+    return None
+
+
 class Store:
+    """The store file, and this process's parsed copy of it.
+
+    Parsing and validating the document is what a transaction costs most, and
+    it grows with the number of issues held. Each process keeps the document
+    it last read or wrote, with the exact bytes it was parsed from: while the
+    file still holds those bytes (compared, not guessed from a timestamp),
+    the parsed copy stands for it. That copy is never changed: a transaction
+    changes a copy of its containers (cheap: the entries themselves are
+    replaced, never changed in place), which becomes the cached copy once it
+    is written; an exception inside a transaction or a failed write simply
+    drops it."""
+
     def __init__(self, path: Path, defaults: SubscriptionsConfig) -> None:
         self.path = path
         self.defaults = defaults
         self.lock_path = path.with_name(path.name + ".lock")
+        self._cache: tuple[bytes, State] | None = None
+        self._cache_lock = threading.Lock()
+        self._parse_lock = threading.Lock()  # one parse at a time per process
+        self._codec = _Codec()
+        # Group commit (``apply``): changes waiting for the leader's next write.
+        self._batch_cond = threading.Condition()
+        self._queue: list[_Change] = []
+        self._leading = False
 
     @contextmanager
     def _locked(self, exclusive: bool = True) -> Iterator[None]:
@@ -207,21 +537,69 @@ class Store:
                 ) from None
             yield
 
-    def _load(self) -> tuple[State, str | None]:
+    def _raw(self) -> bytes | None:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            return self.path.read_bytes()
         except FileNotFoundError:
-            return initial_state(self.defaults), None
-        except (OSError, UnicodeDecodeError) as exc:
+            return None
+        except OSError as exc:
             raise StoreError(f"{self.path}: cannot read ({exc})") from None
-        state = parse_state(text, str(self.path))
+
+    def _parse(self, raw: bytes | None) -> State:
+        if raw is None:
+            return initial_state(self.defaults)
+        try:
+            state = self._codec.loads(raw, str(self.path))
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{self.path}: cannot read ({exc})") from None
         sync_with_config(state, self.defaults)
-        return state, text
+        return state
+
+    def _load(self) -> tuple[State, bytes | None]:
+        raw = self._raw()
+        return self._parse(raw), raw
+
+    def _committed(self, raw: bytes | None) -> State:
+        """The document ``raw`` holds, parsed once per process: treat it as
+        read-only (it is shared with other threads)."""
+        if raw is None:
+            return initial_state(self.defaults)
+        with self._cache_lock:
+            cache = self._cache
+        if cache is not None and cache[0] == raw:
+            return cache[1]
+        with self._parse_lock:  # threads that missed together parse once
+            with self._cache_lock:
+                cache = self._cache
+            if cache is not None and cache[0] == raw:
+                return cache[1]
+            state = self._parse(raw)
+            self._put_cached(raw, state)
+            return state
+
+    def _put_cached(self, raw: bytes, state: State) -> None:
+        with self._cache_lock:
+            self._cache = (raw, state)
+
+    def _drop_cached(self) -> None:
+        with self._cache_lock:
+            self._cache = None
 
     def read(self) -> State:
         """A consistent snapshot, for reports; changes to it are not saved."""
         with self._locked(exclusive=False):
             return self._load()[0]
+
+    def view(self, look: Callable[[State], T]) -> T:
+        """``look(state)`` on the current document, without a lock: the file
+        is only ever replaced whole (rename), so any read sees a whole
+        document. Usually answered from this process's parsed copy. ``look``
+        must neither change the state nor keep a reference to it."""
+        return look(self._committed(self._raw()))
+
+    def seen_delivery(self, delivery_id: str) -> bool:
+        """Whether a delivery id is recorded as handled."""
+        return self.view(lambda state: delivery_id in state.deliveries)
 
     @contextmanager
     def transaction(self, now: datetime) -> Iterator[State]:
@@ -229,14 +607,15 @@ class Store:
         save atomically; all under the exclusive lock. An exception inside
         leaves the file as it was."""
         with self._locked():
-            state, before = self._load()
-            roll_over(state.ledger(), now)
+            before = self._raw()
+            state = _writable_copy(self._committed(before))
+            apply_resets(state, now)
             state.prune_deliveries(now)
             yield state
             # Again after the caller's changes, so the saved document never
             # holds more than DELIVERY_LIMIT ids.
             state.prune_deliveries(now)
-            after = serialize(state)
+            after = self._codec.dumps(state)
             if after != before:
                 try:
                     write_atomically(self.path, after)
@@ -245,6 +624,85 @@ class Store:
                         f"{self.path}: cannot write ({exc.strerror or exc}); "
                         "the previous document is intact"
                     ) from None
+            # A copy: the caller still holds ``state`` and may change it.
+            self._put_cached(after, _writable_copy(state))
+
+    def apply(self, now: datetime, change: Callable[[State], T]) -> T:
+        """``with transaction(now) as state: return change(state)``, with the
+        changes of this process's concurrent threads committed together: one
+        lock, one load, one write (and fsync) for all of them, in the order
+        they came. Under load, the store lock is what deliveries queue for;
+        a batch makes each of its turns count several times over.
+
+        ``change`` must only change the state and return: it may run more
+        than once (when another change of its batch raises, the batch is
+        redone on a fresh copy without that one). An exception from
+        ``change`` is raised here and nothing of it is saved; when the write
+        fails, every change of the batch gets the StoreError."""
+        item = _Change(now, change)
+        with self._batch_cond:
+            self._queue.append(item)
+            while self._leading and not item.done:
+                self._batch_cond.wait()
+            lead = not item.done
+            if lead:
+                self._leading = True
+        if lead:
+            batch: list[_Change] = []
+            try:
+                self._commit(batch)
+            finally:
+                with self._batch_cond:
+                    for other in batch:
+                        other.done = True
+                    self._leading = False
+                    self._batch_cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        return cast(T, item.result)
+
+    def _take_queue(self, batch: list[_Change]) -> None:
+        with self._batch_cond:
+            batch.extend(self._queue)
+            self._queue = []
+
+    def _commit(self, batch: list[_Change]) -> None:
+        """Lead one batch: the changes queued by the time the store lock is
+        held (the wait for it is when most of them arrive) go in ``batch``."""
+        try:
+            with self._locked():
+                self._take_queue(batch)
+                before = self._raw()
+                committed = self._committed(before)
+                state = _writable_copy(committed)
+                pending = list(batch)
+                while True:
+                    failed = _run_changes(state, pending)
+                    if failed is None:
+                        break
+                    pending.remove(failed)  # its error is kept; redo the others
+                    state = _writable_copy(committed)
+                if not pending:
+                    return
+                state.prune_deliveries(max(item.now for item in pending))
+                after = self._codec.dumps(state)
+                if after != before:
+                    try:
+                        write_atomically(self.path, after)
+                    except OSError as exc:
+                        raise StoreError(
+                            f"{self.path}: cannot write ({exc.strerror or exc}); "
+                            "the previous document is intact"
+                        ) from None
+                self._put_cached(after, state)
+        except BaseException as exc:
+            self._take_queue(batch)  # failed before taking them: they fail too
+            for item in batch:
+                if item.error is None:
+                    item.error = exc
+                    item.result = None
+            if not isinstance(exc, Exception):
+                raise
 
     def check(self) -> None:
         """Raise StoreError when the file on disk is not a valid store."""
@@ -264,11 +722,19 @@ class Store:
         return removed
 
     def ensure_writable(self) -> None:
-        """Fail at start-up, not on the first delivery, when the folder is not writable."""
+        """Fail at start-up, not on the first delivery, when the folder is not
+        writable; and tell /healthz when the disk is full. A write as the store
+        does it (a temporary file, some bytes, fsync), then removed."""
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.") as _:
-                pass
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe.")
+            try:
+                os.write(fd, b"\0" * 4096)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                with suppress(OSError):
+                    os.unlink(probe)
         except OSError as exc:
             raise StoreError(f"{folder}: not writable ({exc.strerror or exc})") from None

@@ -57,12 +57,14 @@ P1_HOTFIX = issue_fields(["P1", "security", "hotfix"], BIG_HOTFIX)  # deepseek-v
 P0_HOTFIX = issue_fields(["P0", "security", "hotfix"], BIG_HOTFIX)  # sonnet-4.5, subscription
 
 
-def reads(number: int = 1, first: bool = True) -> list[tuple[str, str]]:
+def reads(number: int = 1, first: bool = True, issue_read: bool = True) -> list[tuple[str, str]]:
     """The GETs of one delivery: the App's slug and a token on the first one
-    only, the issue's latest state, then the default branch's tree and the
-    repository's config (cached after the first delivery)."""
+    only, the issue's latest state (not when the payload is newer than what
+    the store knows of the issue: a first delivery for it, say), then the
+    default branch's tree and the repository's config (cached after the
+    first delivery)."""
     head = [("GET", "/app"), ("POST", "/app/installations/1/access_tokens")] if first else []
-    issue = [("GET", f"/repos/{REPO}/issues/{number}")]
+    issue = [("GET", f"/repos/{REPO}/issues/{number}")] if issue_read else []
     workspace = [
         ("GET", f"/repos/{REPO}/branches/master"),
         ("GET", f"/repos/{REPO}/git/trees/{TREE_SHA}?recursive=1"),
@@ -175,8 +177,9 @@ def test_opened_issue_gets_one_label_and_one_comment(bot: Bot) -> None:
         "dry_run": False,
     }
     calls = bot.gh.calls()
+    # A new issue: its payload is its latest state (no GET of the issue).
     assert [(c.method, c.url) for c in calls] == [
-        *reads(),
+        *reads(issue_read=False),
         ("GET", f"{ISSUE}/comments"),
         ("POST", f"{ISSUE}/comments"),
         ("POST", f"/repos/{REPO}/labels"),
@@ -241,13 +244,13 @@ def test_the_comment_found_by_its_marker_is_edited_in_place(bot: Bot) -> None:
 
     assert status == 200
     calls = bot.gh.calls()
-    assert [(c.method, c.url) for c in calls[len(reads()):]] == [
+    assert [(c.method, c.url) for c in calls[len(reads(issue_read=False)):]] == [
         ("GET", f"{ISSUE}/comments"),
         ("PATCH", f"/repos/{REPO}/issues/comments/12"),
         ("POST", f"/repos/{REPO}/labels"),
         ("POST", f"{ISSUE}/labels"),
     ]
-    assert "### Model: `glm-4.7`" in calls[len(reads()) + 1].body["body"]
+    assert "### Model: `glm-4.7`" in calls[len(reads(issue_read=False)) + 1].body["body"]
     assert bot.state().comments[KEY].id == 12
 
 
@@ -460,13 +463,14 @@ def test_a_redelivery_changes_nothing(bot: Bot) -> None:
 
 def test_500_and_502_are_retried_then_the_delivery_succeeds(bot: Bot) -> None:
     rsps = bot.gh.rsps
-    rsps.get(f"https://api.github.com:443{ISSUE}", json={"message": "Server Error"}, status=500)
-    rsps.get(f"https://api.github.com:443{ISSUE}", body="<html>Bad Gateway</html>", status=502)
+    comments = f"https://api.github.com:443{ISSUE}/comments"
+    rsps.get(comments, json={"message": "Server Error"}, status=500)
+    rsps.get(comments, body="<html>Bad Gateway</html>", status=502)
     bot.gh.comments(1, [])
     bot.gh.create_comment(1, status=502)
     assign(bot, P0_SMALL, "glm-4.7")
     summary = bot.gh.summary()
-    assert summary.count(("GET", ISSUE)) == 3
+    assert summary.count(("GET", f"{ISSUE}/comments")) == 3
     assert summary.count(("POST", f"{ISSUE}/comments")) == 2
     assert bot.state().reservations[KEY].model == "glm-4.7"
 
@@ -568,12 +572,16 @@ def test_the_handler_raises_github_unavailable_and_undoes_across_a_day(tmp_path:
 
 
 def test_a_retry_after_too_long_answers_503(bot: Bot) -> None:
+    # A new issue: the first read is its comments (the payload is its state).
     bot.gh.rsps.get(
-        f"https://api.github.com:443{ISSUE}", status=403, headers={"Retry-After": "3600"},
+        f"https://api.github.com:443{ISSUE}/comments", status=403,
+        headers={"Retry-After": "3600"},
         json={"message": "You have exceeded a secondary rate limit."},
     )
+    mark = bot.mark()
     status, _ = bot.deliver(webhook("issues.opened", **P0_SMALL))
     assert status == 503
+    assert bot.gh.summary()[mark:][-1:] == [("GET", f"{ISSUE}/comments")]  # asked once
     assert not bot.state().reservations
 
 
@@ -629,11 +637,19 @@ def test_an_issue_gone_from_github_is_released(bot: Bot) -> None:
 
 
 def test_a_late_event_for_a_closed_issue_writes_nothing(bot: Bot) -> None:
-    bot.gh.issue(webhook("issues.opened", state="closed", state_reason="completed",
-                         **P0_SMALL)["issue"])
+    """The issue was closed, and that delivery handled, before the delivery of
+    an older event: its payload (open) is not trusted, GitHub is asked."""
+    closing = webhook("issues.opened", action="closed", state="closed",
+                      state_reason="completed", **P0_SMALL)
+    closing["issue"]["updated_at"] = "2019-05-15T15:30:00Z"
+    assert bot.deliver(closing)[1]["status"] == "settled"
+    bot.gh.issue(closing["issue"])
+    mark = bot.mark()
     status, answer = bot.deliver(webhook("issues.labeled", label="P0", **P0_SMALL))
     assert (status, answer["status"]) == (202, "ignored")
+    assert ("GET", ISSUE) in bot.gh.summary()[mark:]
     assert all(c.method == "GET" or "access_tokens" in c.url for c in bot.gh.calls())
+    assert KEY not in bot.state().reservations
 
 
 # -- the HTTP surface --------------------------------------------------------------------

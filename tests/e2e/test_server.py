@@ -438,12 +438,12 @@ def test_github_5xx_is_retried_and_a_persistent_one_leaves_the_store(
     server: Server, standin: GitHubStandIn
 ) -> None:
     new_issue(standin, 5, ["P0", "backend"], SMALL_BACKEND)
-    standin.inject_fault(f"/repos/{REPO}/issues/5", "502", times=2)
+    # A new issue: its payload is its latest state; the first read is the comments.
+    comments = f"/repos/{REPO}/issues/5/comments"
+    standin.inject_fault(comments, "502", times=2, method="GET")
     response = server.post(event(standin, "opened", 5))
     assert response.status_code == 200, response.text
-    assert [c.status for c in standin.calls("GET", f"/repos/{REPO}/issues/5")][-3:] == [
-        502, 502, 200
-    ]
+    assert [c.status for c in standin.calls("GET", comments)][-3:] == [502, 502, 200]
 
     new_issue(standin, 6, ["P0", "backend"], SMALL_BACKEND)
     before = server.state.read_bytes()
