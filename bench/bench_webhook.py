@@ -152,7 +152,7 @@ def _spy(pid: int, folder: Path, name: str, idle: bool) -> subprocess.Popen[byte
     folder.mkdir(parents=True, exist_ok=True)
     command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
                "--format", "raw", "--rate", "250", "--output", str(folder / f"{name}.txt")]
-    spy = subprocess.Popen(command + (["--idle"] if idle else []),
+    spy = subprocess.Popen(command + (["--idle"] if idle else ["--gil"]),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # attached before the load starts
     return spy
@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=32)
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="record the workers and the stand-in with py-spy into DIR")
-    parser.add_argument("--idle", action="store_true", help="py-spy: sample waiting threads too")
+    parser.add_argument("--idle", action="store_true",
+                        help="py-spy: sample waiting threads too (default: the GIL's holder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
 

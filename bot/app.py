@@ -126,6 +126,7 @@ def create_app(
 
     app = Flask("model_assigner")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    catalog_models = frozenset(model.name for model in handler.engine.models)
 
     @app.post("/webhook")
     def webhook() -> Response:
@@ -138,7 +139,9 @@ def create_app(
         m.deliveries.labels(label, outcome).inc()
         m.delivery_seconds.labels(label).observe(time.perf_counter() - started)
         if outcome in ("assigned", "override") and body.get("model"):
-            m.decisions.labels(str(body["model"])).inc()
+            # A person's label may name any model: the series stay the catalog's.
+            model = str(body["model"])
+            m.decisions.labels(model if model in catalog_models else "other").inc()
         elif outcome == "deferred":
             m.deferrals.inc()
         return _json(status, body)

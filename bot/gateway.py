@@ -9,6 +9,7 @@ decisions rather than HTTP calls.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -69,7 +70,9 @@ class DryRunGateway:
     dry_run = True
 
     def __init__(self) -> None:
-        self.writes: list[dict[str, Any]] = []
+        # The last writes it would have made, for a look in a debugger; bounded,
+        # as a dry-run server may run for as long as a real one.
+        self.writes: deque[dict[str, Any]] = deque(maxlen=100)
         self._next_comment = 1
 
     def _record(self, action: str, **details: Any) -> None:

@@ -170,7 +170,8 @@ class IssueEvent:
         if not REPO_NAME.fullmatch(repo) or set(repo.split("/")) & {".", ".."}:
             # It goes into API paths: nothing GitHub would not name a repository.
             raise BadPayload("repository.full_name: not a repository name")
-        if not isinstance(issue, Mapping) or not isinstance(number, int) or number < 1:
+        # type(), not isinstance(): JSON's true is a Python int too.
+        if not isinstance(issue, Mapping) or type(number) is not int or number < 1:
             raise BadPayload("issue.number: missing")
         installation = _get(payload, "installation", "id")
         branch = _get(payload, "repository", "default_branch")
@@ -181,7 +182,9 @@ class IssueEvent:
             action=action,
             repo=repo,
             number=number,
-            installation_id=installation if isinstance(installation, int) else None,
+            installation_id=(
+                installation if type(installation) is int and installation > 0 else None
+            ),
             sender=sender if isinstance(sender, str) else None,
             label=label if isinstance(label, str) else None,
             issue=issue,

@@ -257,8 +257,9 @@ def parse_state(text: str | bytes, source: str) -> State:
 # each entry of the three big sections next to its parsed value: a load
 # parses only the entries whose text it has not seen (those another worker
 # changed), a dump writes only the entries whose value it has not seen. The
-# bytes are exactly ``serialize(state)``'s, and anything not laid out that
-# way (a file edited by hand, say) is parsed whole, as before.
+# bytes are ``serialize(state)``'s (an entry read in the earlier layout,
+# pydantic's indent=1 throughout, keeps its text until it changes), and a
+# document laid out otherwise (reformatted by hand, say) is parsed whole.
 
 BIG_SECTIONS = ("reservations", "comments", "deliveries")
 _SECTION_TYPES: dict[str, Any] = {
@@ -277,12 +278,14 @@ _SECTION_END = b"\n }"  # nothing inside an entry is indented less than 2 spaces
 
 class _Layout(NamedTuple):
     small: bytes  # the document with the big sections emptied ({})
-    chunks: dict[str, list[bytes]]  # per section: '"key": value' of each entry, in order
+    # Per section, each entry in order: 'key": value', without the opening
+    # quote (the separator ends with it), so that splitting copies nothing twice.
+    chunks: dict[str, list[bytes]]
 
 
 def _split_section(doc: bytes, section: str) -> tuple[bytes, list[bytes]] | None:
     """``doc`` with the top-level ``section`` emptied, and that section's
-    entries ('"key": value' each, in order); None when not laid out so."""
+    entries (see _Layout); None when not laid out so."""
     head = b'\n "' + section.encode() + b'": {'
     start = doc.find(head)
     if start < 0 or doc.find(head, start + 1) >= 0:
@@ -295,8 +298,7 @@ def _split_section(doc: bytes, section: str) -> tuple[bytes, list[bytes]] | None
     end = doc.find(_SECTION_END, body_start)
     if end < 0:
         return None
-    parts = doc[body_start + 3 : end].split(_ENTRY_SEPARATOR)
-    chunks = [parts[0], *(b'"' + part for part in parts[1:])]
+    chunks = doc[body_start + 4 : end].split(_ENTRY_SEPARATOR)
     return doc[:body_start] + b"}" + doc[end + len(_SECTION_END) :], chunks
 
 
@@ -362,7 +364,9 @@ class _Codec:
             known = self._parsed[section]
             missing = list(itertools.filterfalse(known.__contains__, chunks))
             if missing:
-                parsed = self._adapters[section].validate_json(b"{" + b",".join(missing) + b"}")
+                parsed = self._adapters[section].validate_json(
+                    b'{"' + b',"'.join(missing) + b"}"
+                )
                 if len(parsed) != len(missing):
                     return None  # a key twice: the whole way
                 self._learn(section, missing, list(parsed.items()))
@@ -409,7 +413,7 @@ class _Codec:
                     continue
                 placeholder = b'\n "' + section.encode() + b'": {}'
                 at = text.index(placeholder, done) + len(placeholder) - 1  # at its "}"
-                parts += [text[done:at], b"\n  ", b",\n  ".join(self._section_chunks(
+                parts += [text[done:at], b'\n  "', _ENTRY_SEPARATOR.join(self._section_chunks(
                     section, entries)), _SECTION_END]
                 done = at + 1
             return b"".join([*parts, text[done:]])
@@ -420,7 +424,7 @@ class _Codec:
             dump = self._entry_adapters[section].dump_json
             stale = itertools.compress(entries, map(operator.not_, same))
             changed = [(key, entries[key]) for key in stale]
-            chunks = [to_json(key) + b": " + dump(value) for key, value in changed]
+            chunks = [to_json(key)[1:] + b": " + dump(value) for key, value in changed]
             self._learn(section, chunks, changed)
         body = list(map(self._text[section].__getitem__, entries))
         self._trim(section, body, entries)

@@ -394,3 +394,36 @@ def test_an_unsafe_repo_config_is_refused_in_the_comment(tmp_path: Path, name: s
     [comment] = comments
     assert comment.startswith(MARKER) and says in comment
     assert not marker.exists()
+
+
+def test_a_persons_label_for_any_model_adds_no_metric_series(
+    endpoint: tuple[FlaskClient, Path],
+) -> None:
+    client, _ = endpoint
+    for n in range(3):
+        name = f"model:made-up-{n}-😀"
+        payload = webhook("issues.labeled", number=50 + n, label=name,
+                          **issue_fields(["P0", name], SMALL_BACKEND))
+        response = post(client, "issues", encode(payload))
+        assert response.get_json()["status"] == "override", response.get_json()
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "made-up" not in metrics and "😀" not in metrics
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [(("issue", "number"), True), (("issue", "number"), 0), (("issue", "number"), "1"),
+     (("installation", "id"), -1), (("installation", "id"), True), (("installation", "id"), 0)],
+)
+def test_numbers_that_are_not_ids_are_refused(
+    endpoint: tuple[FlaskClient, Path], path: tuple[str, str], value: Any
+) -> None:
+    client, state = endpoint
+    payload = webhook("issues.opened")
+    payload[path[0]][path[1]] = value
+    before = snapshot(state)
+    response = post(client, "issues", encode(payload))
+    check(response, state, before)
+    if path[0] == "issue" or response.status_code != 200:  # dry-run needs no installation
+        assert response.status_code == 400, response.get_json()
+        assert snapshot(state) == before
