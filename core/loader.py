@@ -93,6 +93,13 @@ def check_references(scoring: ScoringConfig, catalog: CatalogConfig, source: str
 
 def load_engine_config(config_dir: Path | str = DEFAULT_CONFIG_DIR) -> EngineConfig:
     folder = Path(config_dir)
+    if not folder.is_dir():
+        # Said plainly: "models.yaml/scoring.yaml: Not a directory" is a riddle.
+        problem = "is a file, not a folder" if folder.exists() else "no such folder"
+        raise ConfigError(
+            f"{folder}: {problem} (the config folder holds {SCORING_FILE}, {MODELS_FILE} "
+            f"and {SUBSCRIPTIONS_FILE})"
+        )
     scoring_path = folder / SCORING_FILE
     scoring = validate(ScoringConfig, read_yaml_file(scoring_path), str(scoring_path))
     models_path = folder / MODELS_FILE

@@ -133,10 +133,30 @@ def defer_low_value(assessment: Assessment, config: ScoringConfig, strategy: str
             "rather than spending tokens on it"
         ),
         unblock_hint=(
-            f"a value of {floor:g} or more would assign it: a higher priority label, "
-            "a nearer milestone due date, or other issues depending on this one"
+            f"a value of {floor:g} or more would assign it: "
+            + _or_list(value_levers(assessment, config))
         ),
     )
+
+
+def value_levers(assessment: Assessment, config: ScoringConfig) -> list[str]:
+    """What could still raise a deferred task's value: only the terms not
+    already at their highest, so the hint never asks for what the issue has."""
+    b = assessment.breakdown
+    levers = []
+    if b.priority_weight < max(config.priority_weights.values(), default=0.0):
+        levers.append("a higher priority label")
+    if b.time_bonus < max(config.time_sensitivity_bonuses.model_dump().values()):
+        levers.append("a nearer milestone due date")
+    if b.time_bonus < config.blocking_time_bonus:
+        levers.append("other issues depending on this one")
+    return levers or ["a change to the scoring configuration"]
+
+
+def _or_list(items: list[str]) -> str:
+    if len(items) <= 2:
+        return " or ".join(items)
+    return f"{', '.join(items[:-1])}, or {items[-1]}"
 
 
 def defer_unaffordable(

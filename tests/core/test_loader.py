@@ -342,6 +342,19 @@ def test_missing_file(config_copy: Path) -> None:
     assert message.startswith(f"{config_copy / 'models.yaml'}: cannot read")
 
 
+def test_config_folder_that_is_a_file_or_missing(config_copy: Path) -> None:
+    """MODEL_ASSIGNER_CONFIG set to a file (models.yaml, say) or a wrong path
+    is named as such, not as "models.yaml/scoring.yaml: Not a directory"."""
+    a_file = config_copy / "models.yaml"
+    assert load_error(a_file) == (
+        f"{a_file}: is a file, not a folder (the config folder holds scoring.yaml, "
+        "models.yaml and subscriptions.yaml)"
+    )
+    assert load_error(config_copy / "nowhere").startswith(
+        f"{config_copy / 'nowhere'}: no such folder"
+    )
+
+
 def test_several_problems_in_one_line(config_copy: Path) -> None:
     edit(config_copy / "scoring.yaml", "  P0: 40", "  P0: -40")
     edit(config_copy / "scoring.yaml", "  P1: 30", "  P1: x")

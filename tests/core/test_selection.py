@@ -460,3 +460,23 @@ def test_same_input_same_decision(models: list[Model], scoring: ScoringConfig) -
     first = decide(seed_task(), build_ledger(claude_used=4_990_000), models, scoring)
     second = decide(seed_task(), build_ledger(claude_used=4_990_000), models, scoring)
     assert first.model_dump() == second.model_dump()
+
+
+def test_deferral_hint_names_only_the_levers_left(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
+    """A deferred task that already blocks others is not told to find issues
+    depending on it; one with nothing going for it is told every lever."""
+    plain = decide(task_for("P3", "simple", 0, "frontend", "sandbox"), build_ledger(), models,
+                   scoring, "maximize_value")
+    assert plain.deferred and plain.unblock_hint is not None
+    for lever in ("a higher priority label", "a nearer milestone due date",
+                  "other issues depending on this one"):
+        assert lever in plain.unblock_hint
+
+    blocking = task_for("P3", "simple", 0, "frontend", "sandbox", blocks=["repo#2"])
+    decision = decide(blocking, build_ledger(), models, scoring, "maximize_value")
+    assert decision.deferred and decision.breakdown.time_bonus == scoring.blocking_time_bonus
+    assert decision.unblock_hint is not None
+    assert "depending on this one" not in decision.unblock_hint
+    assert decision.unblock_hint.endswith("a higher priority label or a nearer milestone due date")
