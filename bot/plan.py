@@ -4,8 +4,9 @@ Reads the repository's open issues through the App's installation, plans them
 as one batch with the configured strategy (core.batch), and prints the plan.
 With ``--apply`` it writes what webhook handling writes: the reservations in
 one store update (planned against the store's state inside its lock, so the
-plan can never overrun what other deliveries spent meanwhile), then each
-issue's label and comment under that issue's lock.
+plan can never overrun what other deliveries spent meanwhile; GitHub is read
+before, never under the lock), then each issue's label and comment under that
+issue's lock, unless a delivery has re-decided the issue in between.
 
 Issues that carry a person's ``model:<name>`` label are left as they are: a
 person's choice is never re-planned.
@@ -27,8 +28,9 @@ from bot.comment import Override, render_comment
 from bot.gateway import GitHubUnavailable, IssueGateway
 from bot.handler import Handler, IssueEvent
 from bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
+from bot.locks import issue_lock
 from bot.repo_config import EffectiveConfig, effective_config
-from bot.store import Reservation, State
+from bot.store import CommentRecord, Reservation, State
 from core.batch import BatchPlan, optimize_task_assignments
 from core.quota import Ledger
 from core.types import Decision, Task
@@ -73,15 +75,18 @@ def _ledger_without(state: State, keys: set[str]) -> Ledger:
     return copy.ledger()
 
 
-def build_plan(
-    handler: Handler,
-    gateway: IssueGateway,
-    github: Any,
-    repo: str,
-    now: datetime,
-    strategy: str | None = None,
-    state: State | None = None,
-) -> RepoPlan:
+@dataclass
+class RepoSnapshot:
+    """What GitHub says of the repository, read before any lock is taken: a
+    slow GitHub must never hold up webhook deliveries waiting on the store."""
+
+    repo: str
+    issues: dict[str, dict[str, Any]]
+    file_count: int
+    settings: EffectiveConfig
+
+
+def read_repo(handler: Handler, gateway: IssueGateway, github: Any, repo: str) -> RepoSnapshot:
     try:
         issues = list_open_issues(github, repo)
         branch = default_branch(github, repo)
@@ -94,73 +99,135 @@ def build_plan(
         handler.labels,
         handler.engine.catalog,
     )
-    snapshot = state if state is not None else handler.store.read()
     by_key = {issue_key(repo, i["number"]): i for i in issues if isinstance(i.get("number"), int)}
+    return RepoSnapshot(repo, by_key, workspace.file_count, settings)
+
+
+def plan_repo(
+    handler: Handler, snap: RepoSnapshot, state: State, now: datetime, strategy: str | None
+) -> RepoPlan:
+    """The batch plan of the snapshot's open issues against the store ``state``."""
+    repo, settings = snap.repo, snap.settings
     dependents: dict[str, list[str]] = {}
-    for key, issue in by_key.items():
+    for key, issue in snap.issues.items():
         for dep in parse_dependencies(str(issue.get("body") or ""), repo):
             dependents.setdefault(dep, []).append(key)
 
     tasks: list[Task] = []
     overrides: dict[str, Override] = {}
-    for key, issue in by_key.items():
+    for key, issue in snap.issues.items():
         event = IssueEvent.parse(
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
         )
-        override = handler._override(event, label_names(issue), snapshot, settings.labels)
+        override = handler._override(event, label_names(issue), state, settings.labels)
         if override is not None:
             overrides[key] = override
             continue
         tasks.append(
-            issue_to_task(issue, repo, settings.labels, workspace.file_count,
-                          dependents.get(key, []))
+            issue_to_task(issue, repo, settings.labels, snap.file_count, dependents.get(key, []))
         )
     chosen = strategy or settings.scoring.quota_strategy
-    ledger = _ledger_without(snapshot, {t.id for t in tasks})
+    ledger = _ledger_without(state, {t.id for t in tasks})
     plan = optimize_task_assignments(
         tasks, ledger, handler.engine.models, settings.scoring, now, chosen
     )
-    return RepoPlan(repo, chosen, tasks, by_key, overrides, plan, settings)
+    return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, settings)
+
+
+def build_plan(
+    handler: Handler,
+    gateway: IssueGateway,
+    github: Any,
+    repo: str,
+    now: datetime,
+    strategy: str | None = None,
+) -> RepoPlan:
+    snap = read_repo(handler, gateway, github, repo)
+    return plan_repo(handler, snap, handler.store.read(), now, strategy)
+
+
+@dataclass(frozen=True)
+class _Left:
+    """What the plan left in the store for one issue. A webhook that
+    re-decides the issue afterwards changes it; its write-back then wins."""
+
+    reservation: Reservation | None
+    mark: CommentRecord
+    previous: CommentRecord | None
 
 
 def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                now: datetime, strategy: str | None = None) -> tuple[RepoPlan, list[str]]:
-    """Reserve in one store update, then write each issue; returns the plan and
-    the issues whose write-back failed (their reservations stand; re-run to
-    finish them)."""
-    with handler.store.transaction(now) as state:
-        repo_plan = build_plan(handler, gateway, github, repo, now, strategy, state)
+    """Read GitHub, then reserve in one store update (planned against the
+    store's state inside its lock, so the plan never overruns what deliveries
+    spent meanwhile), then write each issue under its lock as a webhook
+    would; returns the plan and the issues whose write-back failed (their
+    reservations stand; re-run to finish them)."""
+    snap = read_repo(handler, gateway, github, repo)
+
+    def reserve(state: State) -> tuple[RepoPlan, dict[str, _Left]]:
+        repo_plan = plan_repo(handler, snap, state, now, strategy)
+        tasks = {task.id: task for task in repo_plan.tasks}
+        left: dict[str, _Left] = {}
         for decision in repo_plan.plan.decisions:
-            state.release(decision.task_id)
+            key = decision.task_id
+            state.release(key)
+            reservation = None
             if decision.payment is not None and decision.model is not None:
-                state.reserve(
-                    decision.task_id,
-                    Reservation(model=decision.model, payment=decision.payment, charged_at=now),
+                reservation = Reservation(
+                    model=decision.model, payment=decision.payment, charged_at=now
                 )
-        records = dict(state.comments)
+                state.reserve(key, reservation)
+            dependencies = tasks[key].dependencies
+            if dependencies:
+                state.dependencies[key] = dependencies
+            else:
+                state.dependencies.pop(key, None)
+            # As the handler does: until the write-back is recorded, the
+            # issue's state on GitHub is not known to match what we read.
+            previous = state.comments.get(key)
+            mark = (previous.model_copy(update={"issue_updated_at": None})
+                    if previous is not None else CommentRecord())
+            state.comments[key] = mark
+            left[key] = _Left(reservation, mark, previous)
+        return repo_plan, left
+
+    repo_plan, left = handler.store.apply(now, reserve)
 
     failed: list[str] = []
     labels = repo_plan.settings.labels
-    written = {}
     for decision in repo_plan.plan.decisions:
         key = decision.task_id
         issue = repo_plan.issues[key]
+        ours = left[key]
         event = IssueEvent.parse(
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
         )
         label = labels.model_label(decision.model) if decision.model else labels.deferred_label
         body = render_comment(decision, label, None, repo_plan.settings.problem)
-        try:
-            from bot.locks import issue_lock
-
-            with issue_lock(handler.lock_dir, key):
-                record = handler._write_comment(gateway, event, records.get(key), body)
+        with issue_lock(handler.lock_dir, key):
+            still_ours = handler.store.view(
+                lambda state, key=key, ours=ours: state.reservations.get(key) == ours.reservation
+                and state.comments.get(key) == ours.mark
+            )
+            if not still_ours:
+                continue  # a delivery re-decided it since: its label and comment stand
+            try:
+                record = handler._write_comment(gateway, event, ours.previous, body)
                 handler._write_label(gateway, event, label_names(issue), label, labels, None)
-            written[key] = record.model_copy(update={"label": label})
-        except GitHubUnavailable:
-            failed.append(key)
-    with handler.store.transaction(datetime.now(UTC)) as state:
-        state.comments.update(written)
+            except GitHubUnavailable:
+                failed.append(key)
+                continue
+            updated_at = issue.get("updated_at")
+            written = record.model_copy(update={
+                "label": label,
+                "issue_updated_at": updated_at if isinstance(updated_at, str) else None,
+            })
+
+            def remember(state: State, key: str = key, written: CommentRecord = written) -> None:
+                state.comments[key] = written
+
+            handler.store.apply(handler.clock(), remember)
     return repo_plan, failed
 
 

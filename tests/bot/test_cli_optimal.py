@@ -278,7 +278,7 @@ def test_config_human_output_is_the_same_document_as_yaml(
     ("argv", "fragment"),
     [
         (["--now", "tomorrow"], "--now: not an ISO 8601 date-time"),
-        (["--config", "/nonexistent-folder"], "cannot read"),
+        (["--config", "/nonexistent-folder"], "no such folder"),
     ],
 )
 def test_config_bad_input(

@@ -180,3 +180,117 @@ def test_plan_cli_bad_input_is_one_line(
     assert status == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+# -- the command itself, and what may happen between reserving and writing -----
+
+
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    state = tmp_path / "state.json"
+    for name, value in {
+        "GITHUB_APP_ID": str(APP_ID),
+        "GITHUB_PRIVATE_KEY": app_key().private_pem,
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": "https://api.github.com",
+        "MODEL_ASSIGNER_STATE": str(state),
+        "MODEL_ASSIGNER_CONFIG": str(CONFIG_DIR),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GITHUB_PRIVATE_KEY_PATH", raising=False)
+    return state
+
+
+def two_pages(rsps: responses.RequestsMock) -> None:
+    """The open issues on two pages, linked as GitHub links them (no port)."""
+    page2 = f"https://api.github.com/repos/{REPO}/issues?state=open&page=2"
+    rsps.replace(
+        responses.GET, f"{R}/issues", json=ISSUES[:2],
+        headers={"Link": f'<{page2}>; rel="next", <{page2}>; rel="last"'},
+        match=[matchers.query_param_matcher({"state": "open"})],
+    )
+    rsps.get(f"{R}/issues", json=ISSUES[2:],
+             match=[matchers.query_param_matcher({"state": "open", "page": "2"})])
+
+
+def test_plan_command_prints_the_table_and_changes_nothing(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import main
+
+    state = cli_env(monkeypatch, tmp_path / "cli")
+    rsps.get(f"{R}/installation", json=rest_example("apps/get-repo-installation"))
+    two_pages(rsps)
+    assert main(["plan", REPO, "--strategy", "optimal"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if "#" in line}
+    assert set(lines) == {f"{REPO}#{n}" for n in (1, 2, 3, 4)}  # both pages, no pull request
+    assert lines[f"{REPO}#1"][1:3] == ["100.0", "opus-4.6"]
+    assert lines[f"{REPO}#1"][-1] == "subscription:claude"
+    assert float(lines[f"{REPO}#3"][1]) < 40  # low value: optimal gives it the budget tier
+    assert lines[f"{REPO}#4"][-2:] == ["override", "(kept)"]
+    assert f"{REPO}: 4 open issues, strategy optimal" in out
+    assert "LP bound" in out and "gap" in out
+    assert writes(rsps) == [] and not state.exists()
+
+
+def test_plan_apply_command_and_a_failed_write_back(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import main
+    from bot.store import parse_state
+
+    state_path = cli_env(monkeypatch, tmp_path / "cli")
+    rsps.get(f"{R}/installation", json=rest_example("apps/get-repo-installation"))
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 3: "model:deferred"})
+    gh.comments(2, [])
+    gh.create_comment(2, status=500)  # GitHub fails issue 2's comment, every retry
+    status = main(["plan", REPO, "--apply"])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"write-back failed for {REPO}#2" in captured.err
+    assert "Traceback" not in captured.err
+    state = parse_state(state_path.read_bytes(), str(state_path))
+    # Reserved for all in one update; written where GitHub answered.
+    assert set(state.reservations) == {f"{REPO}#1", f"{REPO}#2"}
+    assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
+    assert state.comments[f"{REPO}#3"].label == "model:deferred"
+    assert state.comments[f"{REPO}#2"].id is None  # unknown: the next run looks for it
+    assert state.dependencies == {f"{REPO}#2": [f"{REPO}#1"]}
+
+
+def test_apply_leaves_an_issue_a_delivery_re_decided_meanwhile(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    """A webhook delivery re-decides issue 3 while the plan writes issue 1:
+    the plan does not write issue 3's label and comment over the delivery's."""
+    from bot.store import CommentRecord, Reservation
+
+    handler, gateway = parts
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7"})
+    delivered = CommentRecord(id=903, label="model:qwen2.5-coder",
+                              issue_updated_at="2026-11-10T12:00:05Z")
+
+    def a_delivery_meanwhile(request: Any) -> tuple[int, dict[str, str], str]:
+        def decided(state: Any) -> None:
+            held = state.reservations[f"{REPO}#1"]
+            payment = held.payment.model_copy(update={"kind": "api", "tokens": 1000,
+                                                      "cost_usd": 0.01})
+            state.reserve(f"{REPO}#3", Reservation(model="qwen2.5-coder", payment=payment,
+                                                   charged_at=NOW))
+            state.comments[f"{REPO}#3"] = delivered
+        handler.store.apply(NOW, decided)
+        return 200, {}, "[]"
+
+    rsps.remove(responses.GET, f"{R}/issues/1/comments")
+    rsps.add_callback(responses.GET, f"{R}/issues/1/comments", callback=a_delivery_meanwhile)
+    _, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
+    assert failed == []
+    assert not [w for w in writes(rsps) if "/issues/3/" in w[1]]
+    state = handler.store.read()
+    assert state.comments[f"{REPO}#3"] == delivered
+    assert state.reservations[f"{REPO}#3"].model == "qwen2.5-coder"
+    assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
