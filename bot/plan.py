@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from github import GithubException
@@ -82,7 +83,7 @@ class RepoSnapshot:
 
     repo: str
     issues: dict[str, dict[str, Any]]
-    file_count: int
+    file_count: int | None
     settings: EffectiveConfig
 
 
@@ -156,6 +157,10 @@ class _Left:
     previous: CommentRecord | None
 
 
+def _still_ours(key: str, ours: _Left, state: State) -> bool:
+    return state.reservations.get(key) == ours.reservation and state.comments.get(key) == ours.mark
+
+
 def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                now: datetime, strategy: str | None = None) -> tuple[RepoPlan, list[str]]:
     """Read GitHub, then reserve in one store update (planned against the
@@ -206,11 +211,7 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
         label = labels.model_label(decision.model) if decision.model else labels.deferred_label
         body = render_comment(decision, label, None, repo_plan.settings.problem)
         with issue_lock(handler.lock_dir, key):
-            still_ours = handler.store.view(
-                lambda state, key=key, ours=ours: state.reservations.get(key) == ours.reservation
-                and state.comments.get(key) == ours.mark
-            )
-            if not still_ours:
+            if not handler.store.view(partial(_still_ours, key, ours)):
                 continue  # a delivery re-decided it since: its label and comment stand
             try:
                 record = handler._write_comment(gateway, event, ours.previous, body)
