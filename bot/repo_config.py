@@ -14,7 +14,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.config import CatalogConfig, ScoringConfig
-from core.loader import ConfigError, deep_merge, override_scoring, read_yaml_file, validate
+from core.loader import (
+    ConfigError,
+    StringDatesLoader,
+    deep_merge,
+    override_scoring,
+    parse_yaml,
+    read_yaml_file,
+    validate,
+)
 from core.types import Priority
 
 LABELS_FILE = "labels.yaml"
@@ -81,7 +89,7 @@ def load_labels_config(config_dir: Path) -> LabelsConfig:
     return validate(LabelsConfig, read_yaml_file(path), str(path))
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class _NoAliasLoader(StringDatesLoader):
     """Safe YAML that also refuses anchors/aliases and deep nesting."""
 
     _depth = 0
@@ -109,13 +117,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 def parse_untrusted_yaml(text: str, source: str) -> Any:
     if len(text.encode("utf-8", errors="replace")) > REPO_CONFIG_MAX_BYTES:
         raise ConfigError(f"{source}: (top level): larger than {REPO_CONFIG_MAX_BYTES:,} bytes")
-    try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # a safe loader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: {where}not valid YAML ({problem})") from None
+    return parse_yaml(text, source, _NoAliasLoader)
 
 
 def effective_config(

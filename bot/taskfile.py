@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from core.loader import ConfigError, parse_yaml
 from core.types import Task
 
 
@@ -55,10 +55,14 @@ def load_tasks(path: Path) -> list[Task]:
         raise TaskFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise TaskFileError(f"{path}: not UTF-8 text") from None
+    kind = path.suffix.lstrip(".") or "YAML"
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
-        kind = path.suffix.lstrip(".") or "YAML"
-        raise TaskFileError(f"{path}: not valid {kind} ({first})") from None
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = parse_yaml(text, str(path), kind=kind)
+    except json.JSONDecodeError as exc:
+        raise TaskFileError(f"{path}: not valid {kind} ({str(exc).splitlines()[0]})") from None
+    except ConfigError as exc:
+        raise TaskFileError(str(exc)) from None
     return parse_tasks(data, str(path))

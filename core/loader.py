@@ -41,15 +41,32 @@ def describe_validation_error(source: str, error: ValidationError) -> str:
     return f"{source}: " + "; ".join(problems)
 
 
-def parse_yaml(text: str, source: str) -> Any:
+class StringDatesLoader(yaml.SafeLoader):
+    """Safe YAML whose dates stay text. pydantic then parses them, and a bad
+    one (``2026-13-01``) is reported with its key, where PyYAML's own
+    timestamp constructor would raise a bare ValueError from deep inside."""
+
+
+StringDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_yaml(
+    text: str, source: str, loader: type[yaml.SafeLoader] = StringDatesLoader, kind: str = "YAML"
+) -> Any:
     """Safe YAML only: tags such as ``!!python/object`` are refused, not run."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: {where}not valid YAML ({problem})") from None
+        raise ConfigError(f"{source}: {where}not valid {kind} ({problem})") from None
+    except (ValueError, OverflowError) as exc:
+        # An explicit tag with a bad value: ``!!timestamp 2026-13-01``, ``!!int x``.
+        raise ConfigError(f"{source}: not valid {kind} ({exc})") from None
 
 
 def read_yaml_file(path: Path) -> Any:

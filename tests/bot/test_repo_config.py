@@ -175,6 +175,9 @@ def test_labels_override_merges_aliases(
         ("plain text\n", ["(top level)", "mapping"]),
         ("scoring: [\n", ["line ", "not valid YAML"]),
         ("scoring:\n\tpriority_weights: {}\n", ["line 2", "not valid YAML"]),
+        # A date PyYAML cannot build: text, so pydantic names the key.
+        ("scoring:\n  score_max: 2026-13-01\n", ["score_max", "valid number"]),
+        ("scoring:\n  score_max: !!timestamp 2026-13-01\n", ["not valid YAML", "month"]),
     ],
 )
 def test_invalid_file_gives_a_problem_and_the_defaults(

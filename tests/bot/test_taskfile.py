@@ -127,8 +127,37 @@ def test_unparsable_files(tmp_path: Path, name: str, content: str, message: str)
     with pytest.raises(TaskFileError) as caught:
         load_tasks(path)
     text = str(caught.value)
-    assert text.startswith(f"{path}: {message}")
+    assert text.startswith(f"{path}: ") and message in text
     assert "\n" not in text
+
+
+TASK = "id: a\ntitle: b\npriority: P1\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "key", "problem"),
+    [
+        (f"{TASK}deadline: 2026-13-01\n", "deadline", "month value is outside"),
+        (f"{TASK}deadline: 2026-02-30T10:00:00Z\n", "deadline", "day value is outside"),
+        (f"{TASK}deadline: !!timestamp 2026-13-01\n", "", "month must be in 1..12"),
+    ],
+)
+def test_an_impossible_date_is_one_line_naming_the_key(
+    tmp_path: Path, content: str, key: str, problem: str
+) -> None:
+    """PyYAML would raise a bare ValueError for these; dates stay text and
+    pydantic names the key (an explicit tag: the file and the problem)."""
+    path = write(tmp_path, "tasks.yaml", content)
+    with pytest.raises(TaskFileError) as caught:
+        load_tasks(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: ") and key in text and problem in text
+    assert "\n" not in text
+
+
+def test_unquoted_dates_still_parse(tmp_path: Path) -> None:
+    path = write(tmp_path, "tasks.yaml", f"{TASK}deadline: 2026-02-10T14:00:00Z\n")
+    assert load_tasks(path)[0].deadline == datetime(2026, 2, 10, 14, tzinfo=UTC)
 
 
 def test_unreadable_files(tmp_path: Path) -> None:

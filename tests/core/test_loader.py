@@ -315,6 +315,8 @@ def test_missing_required_key(config_copy: Path) -> None:
         ("- just\n- a list\n", "(top level): expected a mapping of settings"),
         ("", "(top level): expected a mapping of settings"),
         ("!!python/object/apply:os.system ['true']\n", "not valid YAML"),
+        ("score_max: 2026-13-01\n", "score_max: Input should be a valid number"),
+        ("score_max: !!timestamp 2026-13-01\n", "not valid YAML (month must be in 1..12)"),
     ],
 )
 def test_non_yaml_or_non_mapping(config_copy: Path, content: str, problem: str) -> None:
