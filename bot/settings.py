@@ -120,8 +120,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_secret=secret,
         api_url=api_url.rstrip("/"),
         # Relative paths are the project folder's, where `serve` runs, so the
-        # operator commands find the server's store from any folder.
+        # operator commands find the server's store and config from any folder.
         state_path=PROJECT_ROOT / (env.get("MODEL_ASSIGNER_STATE", "").strip() or DEFAULT_STATE),
-        config_dir=Path(env.get("MODEL_ASSIGNER_CONFIG", "").strip() or DEFAULT_CONFIG_DIR),
+        config_dir=PROJECT_ROOT
+        / (env.get("MODEL_ASSIGNER_CONFIG", "").strip() or DEFAULT_CONFIG_DIR),
         bot_login=env.get("MODEL_ASSIGNER_BOT_LOGIN", "").strip() or None,
     )

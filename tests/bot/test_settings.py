@@ -65,6 +65,17 @@ def test_a_relative_state_path_is_the_project_folders(
     assert load_settings({"MODEL_ASSIGNER_STATE": str(absolute)}).state_path == absolute
 
 
+def test_a_relative_config_folder_is_the_project_folders_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`MODEL_ASSIGNER_CONFIG=config` (as .env files say) means the same
+    folder for the server and for `model-assigner quota` run from anywhere."""
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({"MODEL_ASSIGNER_CONFIG": "config"}).config_dir == DEFAULT_CONFIG_DIR
+    assert load_settings({"MODEL_ASSIGNER_CONFIG": str(tmp_path)}).config_dir == tmp_path
+    assert load_settings({}).config_dir == DEFAULT_CONFIG_DIR
+
+
 def test_no_credentials_is_dry_run_with_defaults() -> None:
     settings = load_settings({})
     assert settings.dry_run

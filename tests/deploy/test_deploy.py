@@ -31,11 +31,10 @@ def settings_read_by_code() -> set[str]:
 
 
 def test_every_setting_the_code_reads_is_in_env_example() -> None:
-    documented = {
-        line.split("=", 1)[0].strip()
-        for line in (DEPLOY / ".env.example").read_text().splitlines()
-        if "=" in line and not line.lstrip().startswith("#")
-    }
+    # Each as "# NAME=default": a copied file overrides nothing by accident.
+    documented = set(
+        re.findall(r"^# ([A-Z][A-Z0-9_]+)=", (DEPLOY / ".env.example").read_text(), re.M)
+    )
     read = settings_read_by_code() | set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", procfile_web()))
     read -= {"PATH"}  # the operating system's, passed through by `serve`
     assert read, "the scan found no settings at all"
@@ -67,6 +66,17 @@ def kube(name: str) -> list[dict]:  # type: ignore[type-arg]
     return [doc for doc in yaml.safe_load_all((DEPLOY / "kubernetes" / name).read_text()) if doc]
 
 
+def test_applying_the_kubernetes_folder_leaves_the_secret_alone() -> None:
+    """`kubectl apply -f deploy/kubernetes/` applies every .yaml, .yml and
+    .json file there: none may hold a Secret, or its placeholders would
+    replace the credentials made with `kubectl create secret`."""
+    applied = [p for p in (DEPLOY / "kubernetes").iterdir()
+               if p.suffix in (".yaml", ".yml", ".json")]
+    assert {p.name for p in applied} >= {"deployment.yaml", "service.yaml", "pvc.yaml"}
+    kinds = [doc["kind"] for p in applied for doc in kube(p.name)]
+    assert "Secret" not in kinds
+
+
 def test_kubernetes_deployment_matches_the_image_and_store() -> None:
     (deployment,) = kube("deployment.yaml")
     spec = deployment["spec"]
@@ -82,7 +92,7 @@ def test_kubernetes_deployment_matches_the_image_and_store() -> None:
     (pvc,) = kube("pvc.yaml")
     assert pvc["metadata"]["name"] == claim
     secret_name = container["envFrom"][0]["secretRef"]["name"]
-    (secret,) = kube("secret.example.yaml")
+    (secret,) = kube("secret.yaml.example")
     assert secret["metadata"]["name"] == secret_name
     assert {"GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET"} <= set(
         secret["stringData"]
