@@ -129,25 +129,25 @@ def release_charge(ledger: Ledger, payment: Payment, charged_at: datetime) -> No
         ledger.budget.spent_usd = max(0.0, ledger.budget.spent_usd - payment.cost_usd)
 
 
-def add_months(moment: datetime, months: int) -> datetime:
-    """Same day next month, clamped to the month's last day (Jan 31 -> Feb 28)."""
+def add_months(moment: datetime, months: int, day: int | None = None) -> datetime:
+    """``day`` (default: moment's) of the month ``months`` on, clamped to that
+    month's last day (Jan 31 -> Feb 28)."""
     index = moment.month - 1 + months
     year, month = moment.year + index // 12, index % 12 + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
+    day = min(day or moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
 
 
-def next_reset(reset_date: datetime, now: datetime) -> datetime:
-    """The first of reset_date, +1 month, +2 months ... that lies after now.
-
-    Each step counts from reset_date itself, not from the previous step, so a
-    reset on the 31st asleep for months lands on 31 March, not on the 28th that
-    stepping through February would leave behind."""
+def next_reset(reset_date: datetime, now: datetime, day: int | None = None) -> datetime:
+    """The first of reset_date, +1 month, +2 months ... that lies after now,
+    each on ``day`` of its month (default reset_date's), clamped to the
+    month's last day: resets on the 31st fall on 28 February, then on 31
+    March again, not on the 28th for ever after."""
     months = 0
     moved = reset_date
     while moved <= now:
         months += 1
-        moved = add_months(reset_date, months)
+        moved = add_months(reset_date, months, day)
     return moved
 
 
@@ -167,7 +167,7 @@ def roll_over_subscription(sub: Subscription, now: datetime) -> bool:
         changed = True
     if now >= sub.reset_date:
         sub.tokens_used_month = 0
-        sub.reset_date = next_reset(sub.reset_date, now)
+        sub.reset_date = next_reset(sub.reset_date, now, sub.reset_day)
         changed = True
     return changed
 
@@ -176,7 +176,7 @@ def roll_over_budget(budget: ApiBudget, now: datetime) -> bool:
     now = as_utc(now)
     if now >= budget.reset_date:
         budget.spent_usd = 0.0
-        budget.reset_date = next_reset(budget.reset_date, now)
+        budget.reset_date = next_reset(budget.reset_date, now, budget.reset_day)
         return True
     return False
 

@@ -7,9 +7,9 @@ The seed's fields keep their names (``tokens_used_today``, ``cost_per_mtok_input
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Priority = Literal["P0", "P1", "P2", "P3", "P4"]
 Tier = Literal["premium", "mid-premium", "mid-range", "budget"]
@@ -92,11 +92,20 @@ class Subscription(BaseModel):
     tokens_used_month: int = Field(default=0, ge=0)
     reset_date: datetime
     usage_day: date | None = None
+    # Ours: the day of the month resets fall on. reset_date alone forgets it
+    # once a short month clamps it (31 Jan -> 28 Feb -> 28 Mar ...).
+    reset_day: int | None = Field(default=None, ge=1, le=31)
 
     @field_validator("reset_date")
     @classmethod
     def _reset_utc(cls, value: datetime) -> datetime:
         return as_utc(value)
+
+    @model_validator(mode="after")
+    def _remember_reset_day(self) -> Self:
+        if self.reset_day is None:
+            self.reset_day = self.reset_date.day
+        return self
 
 
 class ApiBudget(BaseModel):
@@ -108,11 +117,18 @@ class ApiBudget(BaseModel):
     monthly_limit_usd: float = Field(ge=0)
     spent_usd: float = Field(default=0.0, ge=0)
     reset_date: datetime
+    reset_day: int | None = Field(default=None, ge=1, le=31)  # as Subscription's
 
     @field_validator("reset_date")
     @classmethod
     def _reset_utc(cls, value: datetime) -> datetime:
         return as_utc(value)
+
+    @model_validator(mode="after")
+    def _remember_reset_day(self) -> Self:
+        if self.reset_day is None:
+            self.reset_day = self.reset_date.day
+        return self
 
 
 class Factor(BaseModel):

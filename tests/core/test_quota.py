@@ -359,6 +359,29 @@ def test_monthly_reset_after_months_asleep_moves_several_months() -> None:
     assert s.reset_date == datetime(2026, 7, 1, tzinfo=UTC)
 
 
+def test_month_by_month_resets_on_the_31st_do_not_drift_to_the_28th() -> None:
+    """Each reset seen on time (not asleep): the subscription remembers its
+    day, through a store round trip too, so February's clamp is not kept."""
+    s = sub(reset=datetime(2026, 1, 31, tzinfo=UTC))
+    b = ApiBudget(monthly_limit_usd=10, reset_date=datetime(2026, 1, 31, tzinfo=UTC))
+    seen = []
+    for day in (date(2026, 1, 31), date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30)):
+        now = datetime(day.year, day.month, day.day, 1, tzinfo=UTC)
+        assert roll_over_subscription(s, now) and roll_over_budget(b, now)
+        s = Subscription.model_validate_json(s.model_dump_json())
+        b = ApiBudget.model_validate_json(b.model_dump_json())
+        seen.append((s.reset_date.date(), b.reset_date.date()))
+    assert [pair[0] for pair in seen] == [
+        date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30), date(2026, 5, 31)
+    ]
+    assert [pair[1] for pair in seen] == [pair[0] for pair in seen]
+
+
+def test_a_record_without_a_reset_day_takes_its_reset_dates() -> None:
+    data = sub(reset=datetime(2026, 3, 30, tzinfo=UTC)).model_dump(exclude={"reset_day"})
+    assert Subscription.model_validate(data).reset_day == 30
+
+
 def test_budget_resets_at_its_reset_date() -> None:
     budget = ApiBudget(
         monthly_limit_usd=100, spent_usd=80, reset_date=datetime(2026, 3, 1, tzinfo=UTC)
