@@ -25,7 +25,7 @@ from datetime import time as dt_time
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_core import to_json
 
 from bot.locks import file_lock
@@ -110,6 +110,16 @@ class State(BaseModel):
     reservations: dict[str, Reservation] = Field(default_factory=dict)
     comments: dict[str, CommentRecord] = Field(default_factory=dict)
     dependencies: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        # A newer model-assigner's store may mean what this one cannot read.
+        if value != STATE_VERSION:
+            raise ValueError(
+                f"store format {value}; this model-assigner reads format {STATE_VERSION}"
+            )
+        return value
     deliveries: dict[str, datetime] = Field(default_factory=dict)
 
     def ledger(self) -> Ledger:

@@ -414,6 +414,10 @@ SCHEMA_INVALID = {
     ),
     "unknown key": (VALID.replace('"version": 1', '"version": 1, "extra": true'), "extra"),
     "missing budget": ('{"version": 1, "subscriptions": {}}', "api_budget"),
+    "a newer format": (
+        VALID.replace('"version": 1', '"version": 2'),
+        "version: store format 2; this model-assigner reads format 1",
+    ),
     "top-level list": ("[]", ""),
     "null": ("null", ""),
 }
