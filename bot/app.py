@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -38,10 +37,9 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(json.dumps(body) + "\n", status=status, mimetype="application/json")
 
 
-def configure_logging() -> None:
+def configure_logging(level: str = "INFO") -> None:
     """Plain lines for people, and the decision log as pure JSON lines (one
     object per line, nothing around it) so log pipelines can parse it."""
-    level = os.environ.get("MODEL_ASSIGNER_LOG_LEVEL", "INFO").upper()
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=level,
@@ -102,9 +100,9 @@ def create_app(
 ) -> Flask:
     """Gunicorn calls this (``bot.app:create_app()``). A bad setting, config or
     store stops start-up with one line naming it."""
-    configure_logging()
     try:
         settings = settings or load_settings()
+        configure_logging(settings.log_level)
         handler, store = build_handler(settings, clock)
     except (SettingsError, ConfigError, StoreError) as exc:
         print(f"model-assigner: cannot start: {exc}", file=sys.stderr, flush=True)

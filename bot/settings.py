@@ -36,6 +36,7 @@ class Settings:
     config_dir: Path
     bot_login: str | None
     max_body_bytes: int = 25 * 1024 * 1024
+    log_level: str = "INFO"
 
     @property
     def dry_run(self) -> bool:
@@ -82,8 +83,21 @@ def _private_key(env: Mapping[str, str]) -> str | None:
     return text
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str]) -> str:
+    level = env.get("MODEL_ASSIGNER_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise SettingsError(
+            f"MODEL_ASSIGNER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {level!r}"
+        )
+    return level
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
+    level = log_level(env)
     raw_id = env.get("GITHUB_APP_ID", "").strip()
     app_id: int | None = None
     if raw_id:
@@ -125,4 +139,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         config_dir=PROJECT_ROOT
         / (env.get("MODEL_ASSIGNER_CONFIG", "").strip() or DEFAULT_CONFIG_DIR),
         bot_login=env.get("MODEL_ASSIGNER_BOT_LOGIN", "").strip() or None,
+        log_level=level,
     )

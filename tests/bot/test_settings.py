@@ -315,3 +315,28 @@ def test_errors_do_not_chain_the_key(full_env: dict[str, str]) -> None:
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
     assert NOT_A_KEY_BODY not in repr(caught.value.args)
+
+
+def test_log_level_is_checked_with_the_other_settings() -> None:
+    assert load_settings({}).log_level == "INFO"
+    assert load_settings({"MODEL_ASSIGNER_LOG_LEVEL": " debug "}).log_level == "DEBUG"
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"MODEL_ASSIGNER_LOG_LEVEL": "loud"})
+    assert str(caught.value) == (
+        "MODEL_ASSIGNER_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
+        "got 'LOUD'"
+    )
+
+
+def test_a_bad_log_level_stops_the_server_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.app import create_app
+
+    monkeypatch.setenv("MODEL_ASSIGNER_LOG_LEVEL", "LOUD")
+    with pytest.raises(SystemExit) as exited:
+        create_app()
+    assert exited.value.code == 4
+    err = capsys.readouterr().err
+    assert err.startswith("model-assigner: cannot start: MODEL_ASSIGNER_LOG_LEVEL: ")
+    assert "Traceback" not in err
