@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.assessment import Assessment, assess
-from core.catalog import filter_models, get_cheapest_capable_model, price_key
-from core.config import ScoringConfig
-from core.quota import Ledger, has_room, payment_for, update_quota_tracking
+from core.catalog import filter_models, find_model, get_cheapest_capable_model, price_key
+from core.config import ScoringConfig, ValueBand
+from core.quota import Ledger, calculate_cost, has_room, payment_for, update_quota_tracking
 from core.scoring import depended_on_ids
 from core.selection import (
     band_for,
@@ -27,8 +27,9 @@ from core.selection import (
     make_decision,
     preferred_order_for,
     select_model,
+    why_unaffordable,
 )
-from core.types import STRATEGIES, Decision, Model, Task
+from core.types import STRATEGIES, Decision, Model, PassedOver, Task
 
 
 @dataclass
@@ -191,17 +192,62 @@ def _minimize_cost_one(
     if model is not None:
         payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
         reason = f"{model.name} fits the {model.family} subscription (value {a.value:.1f})"
-        return make_decision(a, model, payment, band.name, strategy, reason)
+        passed = cost_passed_over(a, model, band, ledger, models, config)
+        return make_decision(a, model, payment, band.name, strategy, reason, passed)
     if a.value < config.batch_thresholds.minimize_cost_api_overflow:
         return defer_low_value(a, config, strategy)
     model = get_cheapest_capable_model(
         models, a.domain, config.capability_floor, ledger, tokens.input_tokens, tokens.output_tokens
     )
     if model is None:
-        return defer_unaffordable(a, band, ledger, strategy, [])
+        passed = cost_passed_over(a, None, band, ledger, models, config)
+        return defer_unaffordable(a, band, ledger, strategy, passed)
     payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
     reason = (
         f"no subscription has room; {model.name} is the cheapest model rated "
         f">= {config.capability_floor:g} for {a.domain} that the API budget can pay for"
     )
-    return make_decision(a, model, payment, band.name, strategy, reason)
+    passed = cost_passed_over(a, model, band, ledger, models, config)
+    return make_decision(a, model, payment, band.name, strategy, reason, passed)
+
+
+def cost_passed_over(
+    a: Assessment,
+    chosen: Model | None,
+    band: ValueBand,
+    ledger: Ledger,
+    models: list[Model],
+    config: ScoringConfig,
+) -> list[PassedOver]:
+    """Why minimize_cost did not take the models the task's band prefers:
+    nothing pays for one, or it costs more than the model taken."""
+    t = a.tokens
+    order = preferred_order_for(band, ledger.subscriptions, a.domain, a.value, models, config)
+    chosen_cost = (
+        0.0 if chosen is None or _paid_by_subscription(chosen, ledger, t.total)
+        else calculate_cost(chosen, t.input_tokens, t.output_tokens)
+    )
+    passed = []
+    for name in order:
+        model = find_model(models, name)
+        if model is None or (chosen is not None and model.name == chosen.name):
+            continue
+        if payment_for(model, ledger, t.input_tokens, t.output_tokens) is None:
+            reason = why_unaffordable(model, ledger, t.input_tokens, t.output_tokens)
+        elif _paid_by_subscription(model, ledger, t.total):
+            reason = "minimize_cost takes the cheapest subscription model with room first"
+        else:
+            cost = f"${calculate_cost(model, t.input_tokens, t.output_tokens):,.4f} on the API"
+            if chosen is None:
+                reason = f"costs {cost}"
+            elif chosen_cost:
+                reason = f"costs {cost}, more than {chosen.name} (${chosen_cost:,.4f})"
+            else:
+                reason = f"costs {cost}; {chosen.name} is paid by the {chosen.family} subscription"
+        passed.append(PassedOver(model=name, reason=reason))
+    return passed
+
+
+def _paid_by_subscription(model: Model, ledger: Ledger, tokens: int) -> bool:
+    sub = ledger.subscription_for(model.family)
+    return sub is not None and has_room(sub, tokens)

@@ -150,6 +150,26 @@ def test_minimize_cost_uses_the_subscription_before_cheaper_api_models(
     assert by_cost.ledger.budget.spent_usd == 0
 
 
+def test_minimize_cost_says_why_it_passed_over_the_bands_preferred_models(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
+    task = task_for(*AT_60, id="mid")
+    (decision,) = plan_for([task], build_ledger(), models, scoring, "minimize_cost").decisions
+    (by_value,) = plan_for([task], build_ledger(), models, scoring, "maximize_value").decisions
+    assert decision.model == "sonnet-4.5"
+    passed = {p.model: p.reason for p in decision.passed_over}
+    # The band's own first choice (what maximize_value takes) is among them.
+    assert by_value.model in passed
+    assert "sonnet-4.5" not in passed
+    for reason in passed.values():
+        assert "on the API; sonnet-4.5 is paid by the claude subscription" in reason
+
+    broke = build_ledger(claude_used=5_000_000, budget=0)
+    (deferred,) = plan_for([task], broke, models, scoring, "minimize_cost").decisions
+    assert deferred.model is None and deferred.passed_over
+    assert all("over the $0.00 budget left" in p.reason for p in deferred.passed_over)
+
+
 def test_minimize_cost_defers_what_nothing_can_pay(
     models: list[Model], scoring: ScoringConfig
 ) -> None:
