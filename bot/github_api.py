@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import requests
@@ -200,7 +200,9 @@ class GitHubApp:
             client = self._clients.get(installation_id)
             if client is None:
                 github = self.integration.get_github_for_installation(installation_id)
-                client = self._clients.put(installation_id, InstallationGateway(github))
+                client = self._clients.put(
+                    installation_id, InstallationGateway(github, self.bot_login)
+                )
             return client
 
 
@@ -209,8 +211,9 @@ class InstallationGateway:
 
     dry_run = False
 
-    def __init__(self, github: Github) -> None:
+    def __init__(self, github: Github, bot_login: Callable[[], str] | None = None) -> None:
         self.github = github
+        self._bot_login = bot_login
         self._branches: BoundedCache[tuple[str, str], tuple[float, str, str]] = BoundedCache()
         self._tree_counts: BoundedCache[tuple[str, str], int] = BoundedCache()
         self._configs: BoundedCache[tuple[str, str], str | None] = BoundedCache()
@@ -287,10 +290,15 @@ class InstallationGateway:
 
     def find_comment(self, repo: str, number: int, marker: str) -> tuple[int, str] | None:
         try:
+            ours = self._bot_login().casefold() if self._bot_login else None
             for comment in self._repo(repo).get_issue(number).get_comments():
-                # Only an App's comment: a person quoting our marker must not
-                # become the comment we edit (we could not, and would 503).
-                if marker in (comment.body or "") and comment.user.type == "Bot":
+                # Only our own comment: a person quoting our marker, or another
+                # App's copy of it, must not become the comment we edit (we
+                # could not: 403, and every delivery for the issue would 503).
+                user = comment.user
+                if marker not in (comment.body or "") or user is None:
+                    continue
+                if (user.login or "").casefold() == ours if ours else user.type == "Bot":
                     return comment.id, comment.body
         except GithubException as exc:
             raise _unavailable(f"GET comments {repo}#{number}", exc) from None

@@ -47,6 +47,7 @@ def rsps() -> Iterator[responses.RequestsMock]:
 def gh(rsps: responses.RequestsMock) -> RestMock:
     mock = RestMock(rsps)
     mock.token()
+    mock.app()  # GET /app: whose comments are ours
     return mock
 
 
@@ -161,7 +162,7 @@ def test_no_repo_config_is_none(gh: RestMock, gateway: InstallationGateway) -> N
 
 
 OCTOCAT_USER = {"login": "octocat", "id": 1, "type": "User"}
-BOT_USER = {"login": "model-assigner[bot]", "id": 2, "type": "Bot"}
+BOT_USER = {"login": BOT, "id": 2, "type": "Bot"}
 
 
 def test_find_comment_follows_pages_to_the_marker(
@@ -187,6 +188,20 @@ def test_find_comment_follows_pages_to_the_marker(
 
 def test_find_comment_none(gh: RestMock, gateway: InstallationGateway) -> None:
     gh.comments(1, [(1, "octocat", "Me too")])
+    assert gateway.find_comment(REPO, 1, MARKER) is None
+
+
+def test_find_comment_takes_only_our_own_apps(gh: RestMock, gateway: InstallationGateway) -> None:
+    """A person quoting the marker, or another App that copied it, is not us:
+    editing their comment would be refused (403) on every delivery."""
+    gh.comments(1, [
+        (1, "octocat", f"{MARKER}\nquoted"),
+        (2, "other-app[bot]", f"{MARKER}\ncopied"),
+        (3, BOT, f"{MARKER}\nours"),
+    ])
+    assert gateway.find_comment(REPO, 1, MARKER) == (3, f"{MARKER}\nours")
+    gh.rsps.remove(responses.GET, f"{R}/issues/1/comments")
+    gh.comments(1, [(2, "other-app[bot]", f"{MARKER}\ncopied")])
     assert gateway.find_comment(REPO, 1, MARKER) is None
 
 

@@ -71,6 +71,7 @@ def parts(tmp_path: Path, rsps: responses.RequestsMock) -> tuple[Handler, Instal
     handler, _ = build_handler(settings, clock=lambda: NOW)
     gh = RestMock(rsps)
     gh.token()
+    gh.app()  # GET /app: whose comments are ours
     gh.workspace()
     repo = rest_example("repos/get")
     repo.update(full_name=REPO, default_branch=BRANCH, url=f"https://api.github.com/repos/{REPO}")
