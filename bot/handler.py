@@ -52,6 +52,10 @@ ASSIGN_ACTIONS = frozenset(
     {"opened", "reopened", "edited", "labeled", "unlabeled", "milestoned", "demilestoned"}
 )
 RELEASE_REASONS = frozenset({"not_planned", "duplicate"})
+# The issue is no longer this repository's: deleted, or moved to another one
+# (where, if the App is installed there, it arrives as a new issue). Its
+# reservation is released, or the quota would stay held for ever.
+GONE_ACTIONS = frozenset({"deleted", "transferred"})
 # Owner and repository names as GitHub (and GitHub Enterprise Server) allow them.
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 
@@ -223,7 +227,7 @@ class Handler:
             parsed = IssueEvent.parse(payload)
         except BadPayload as exc:
             return Outcome(400, {"error": f"not an issues event payload: {exc}"})
-        if parsed.action not in ASSIGN_ACTIONS | {"closed", "deleted"}:
+        if parsed.action not in ASSIGN_ACTIONS | GONE_ACTIONS | {"closed"}:
             return Outcome(202, {"status": "ignored", "reason": f"action {parsed.action!r}"})
         # GitHub gives a delivery 10 s: every GitHub call below fits in the budget.
         with delivery_budget():
@@ -235,7 +239,7 @@ class Handler:
             with issue_lock(self.lock_dir, parsed.key):
                 if delivery and self.store.seen_delivery(delivery):
                     return Outcome(200, {"status": "duplicate", "delivery": delivery})
-                if parsed.action in ("closed", "deleted"):
+                if parsed.action in GONE_ACTIONS | {"closed"}:
                     return self._close(parsed, delivery)
                 try:
                     return self._assign(parsed, delivery)
@@ -246,14 +250,15 @@ class Handler:
 
     def _close(self, event: IssueEvent, delivery: str | None) -> Outcome:
         now = self.clock()
-        released = event.action == "deleted" or event.state_reason in RELEASE_REASONS
+        gone = event.action in GONE_ACTIONS
+        released = gone or event.state_reason in RELEASE_REASONS
         updated_at = event.issue.get("updated_at")
 
         def close(state: State) -> Reservation | None:
             held = state.release(event.key) if released else state.settle(event.key)
             state.forget_issue(
                 event.key,
-                deleted=event.action == "deleted",
+                deleted=gone,
                 updated_at=updated_at if isinstance(updated_at, str) else None,
             )
             if delivery:

@@ -627,6 +627,19 @@ def test_a_deleted_issue_releases_the_reservation(bot: Bot) -> None:
     assert bot.state().api_budget.spent_usd == 0.0 and not bot.state().reservations
 
 
+def test_a_transferred_issue_releases_the_reservation(bot: Bot) -> None:
+    """Moved to another repository, the issue is no longer this one's: its
+    quota must not stay held for ever (the new repository sees it opened)."""
+    assign(bot, P1_HOTFIX, "deepseek-v3")
+    payload = webhook("issues.transferred")
+    payload["repository"] = webhook("issues.opened")["repository"]  # our issue #1 moves
+    status, answer = bot.deliver(payload)
+    assert (status, answer["status"]) == (200, "released")
+    state = bot.state()
+    assert not state.reservations and state.api_budget.spent_usd == 0.0
+    assert state.comments[KEY].id is None  # only the time, against late deliveries
+
+
 def test_an_issue_gone_from_github_is_released(bot: Bot) -> None:
     assign(bot, P1_HOTFIX, "deepseek-v3")
     bot.gh.rsps.replace(responses.GET, f"https://api.github.com:443{ISSUE}",
