@@ -295,6 +295,37 @@ def test_a_chain_of_slow_calls_ends_inside_githubs_window(
     assigned_everywhere(standin, server.store(), number, again.json()["model"])
 
 
+def test_a_github_that_does_not_answer_times_out_retries_then_5xx(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    """The list of comments hangs for longer than the 3 s request timeout,
+    every time: each try times out, is retried (a GET) within the delivery's
+    budget, and the delivery answers 503 inside GitHub's 10 s with the store
+    as before; the redelivery, once GitHub answers, succeeds."""
+    number = issue_number()
+    new_issue(standin, number, ["P0", "backend"], SMALL_BACKEND)
+    payload, delivery = event(standin, "opened", number), str(uuid.uuid4())
+    comments = f"/repos/{REPO}/issues/{number}/comments"
+    before = raw(server)
+    standin.inject_fault(comments, "hang", times=None, method="GET", hang_seconds=5.0)
+    try:
+        started = time.monotonic()
+        response = deliver(server, payload, delivery)
+        elapsed = time.monotonic() - started
+    finally:
+        standin.clear_faults()
+    assert response.status_code == 503, response.text
+    assert response.json()["outcome"] == "github_unavailable"
+    assert elapsed < 9.5, f"answered after {elapsed:.1f}s"
+    assert len(standin.calls("GET", comments)) >= 2  # timed out, then tried again
+    assert raw(server) == before
+    assert model_labels(standin, number) == [] and bot_comments(standin, number) == []
+
+    again = deliver(server, payload, delivery)
+    assert (again.status_code, again.json()["status"]) == (200, "assigned"), again.text
+    assigned_everywhere(standin, server.store(), number, again.json()["model"])
+
+
 # -- a corrupt store at start ---------------------------------------------------------------
 
 
