@@ -105,6 +105,10 @@ class OptimalSettings(_Strict):
     # Above this many integer variables (after grouping identical tasks) the
     # plan comes from the LP relaxation, rounded down and repaired greedily.
     milp_max_variables: int = Field(default=20_000, ge=0, le=1_000_000)
+    # A plan not proven optimal is checked against the greedy strategies'
+    # plans (and replaced by a better one) for batches up to this many tasks;
+    # larger batches would spend more time on the check than on the plan.
+    greedy_check_max_tasks: int = Field(default=2_000, ge=0)
 
 
 class ScoringConfig(_Strict):
