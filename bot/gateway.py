@@ -77,7 +77,11 @@ class DryRunGateway:
 
     def _record(self, action: str, **details: Any) -> None:
         self.writes.append({"action": action, **details})
-        log.info("dry-run: would %s %s", action, {k: v for k, v in details.items() if k != "body"})
+        shown = {k: v for k, v in details.items() if k != "body"}
+        if "body" in details:  # what trying the App out is for: the comment itself
+            log.info("dry-run: would %s %s:\n%s", action, shown, details["body"])
+        else:
+            log.info("dry-run: would %s %s", action, shown)
 
     def get_issue(self, repo: str, number: int, payload_issue: Mapping[str, Any]) -> dict[str, Any]:
         return dict(payload_issue)

@@ -109,6 +109,10 @@ class OptimalSettings(_Strict):
     # plans (and replaced by a better one) for batches up to this many tasks;
     # larger batches would spend more time on the check than on the plan.
     greedy_check_max_tasks: int = Field(default=2_000, ge=0)
+    # The budget a plan leaves over buys each API-paid task, highest value
+    # first, the first model of its band's preferred order that fits (True),
+    # or is left unspent, every API task on its cheapest allowed model (False).
+    spend_leftover_budget: bool = True
 
 
 class ScoringConfig(_Strict):

@@ -106,6 +106,21 @@ def check_references(scoring: ScoringConfig, catalog: CatalogConfig, source: str
                 f"{source}: low_value_band.preferred.{position}: "
                 f"model {name!r} is not in the catalog ({MODELS_FILE})"
             )
+    # A family no model has would silently never match: the band would always
+    # take its no-quota order, the override would never apply.
+    families = sorted({model.family for model in catalog.models})
+    for index, band in enumerate(scoring.value_bands):
+        if band.quota_family is not None and band.quota_family not in families:
+            raise ConfigError(
+                f"{source}: value_bands.{index}.quota_family: no model of family "
+                f"{band.quota_family!r} in the catalog (families: {', '.join(families)})"
+            )
+    for index, override in enumerate(scoring.domain_overrides):
+        if override.prefer_family not in families:
+            raise ConfigError(
+                f"{source}: domain_overrides.{index}.prefer_family: no model of family "
+                f"{override.prefer_family!r} in the catalog (families: {', '.join(families)})"
+            )
 
 
 def load_engine_config(config_dir: Path | str = DEFAULT_CONFIG_DIR) -> EngineConfig:

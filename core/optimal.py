@@ -754,11 +754,15 @@ def _decide(
 
     # The budget the plan leaves when every API-paid task is on its cheapest
     # allowed model: the room for preferred models, handed out by value.
+    # With spend_leftover_budget off, none: every API task stays on its
+    # cheapest allowed model (the lower-spend tie rule taken to the letter).
     api_tasks = [i for i, p in payer_of.items() if p == API]
     slack = (
         get_remaining_monthly_budget(start.budget)
         + COST_EPSILON
         - math.fsum(options[i].api_cost for i in api_tasks)
+        if config.optimal.spend_leftover_budget
+        else 0.0
     )
 
     decisions: dict[int, Decision] = {}

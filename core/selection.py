@@ -28,6 +28,7 @@ from core.quota import (
     remaining_daily,
     remaining_monthly,
 )
+from core.scoring import SCORE_DECIMALS, clamp
 from core.types import Decision, Model, PassedOver, Payment, Subscription, Task
 
 
@@ -132,25 +133,59 @@ def defer_low_value(assessment: Assessment, config: ScoringConfig, strategy: str
             f"value {assessment.value:.1f} is below {floor:g}: low-value work is deferred "
             "rather than spending tokens on it"
         ),
-        unblock_hint=(
-            f"a value of {floor:g} or more would assign it: "
-            + _or_list(value_levers(assessment, config))
-        ),
+        unblock_hint=low_value_hint(assessment, config),
     )
 
 
 def value_levers(assessment: Assessment, config: ScoringConfig) -> list[str]:
-    """What could still raise a deferred task's value: only the terms not
-    already at their highest, so the hint never asks for what the issue has."""
+    """What would lift a deferred task's value to the lowest band: each term
+    not yet at its highest, named only when raising it alone (or, failing
+    that, together with the others) reaches the floor. Worked out with the
+    value formula itself, so the hint never promises what cannot happen."""
     b = assessment.breakdown
+    floor = config.value_bands[-1].min_value
+    best_weight = max(config.priority_weights.values(), default=0.0)
+    best_bonus = max(config.time_sensitivity_bonuses.model_dump().values())
+
+    def value(weight: float, bonus: float) -> float:
+        score = (weight * b.complexity_multiplier + bonus) * b.domain_modifier * b.risk_modifier
+        return clamp(round(score, SCORE_DECIMALS), config.score_min, config.score_max)
+
     levers = []
-    if b.priority_weight < max(config.priority_weights.values(), default=0.0):
+    if b.priority_weight < best_weight and value(best_weight, b.time_bonus) >= floor:
         levers.append("a higher priority label")
-    if b.time_bonus < max(config.time_sensitivity_bonuses.model_dump().values()):
+    if b.time_bonus < best_bonus and value(b.priority_weight, best_bonus) >= floor:
         levers.append("a nearer milestone due date")
-    if b.time_bonus < config.blocking_time_bonus:
+    if (
+        b.time_bonus < config.blocking_time_bonus
+        and value(b.priority_weight, config.blocking_time_bonus) >= floor
+    ):
         levers.append("other issues depending on this one")
-    return levers or ["a change to the scoring configuration"]
+    if levers:
+        return levers
+    if value(best_weight, max(best_bonus, config.blocking_time_bonus)) >= floor:
+        return ["a higher priority label together with a nearer milestone due date"]
+    return []
+
+
+def low_value_hint(assessment: Assessment, config: ScoringConfig) -> str:
+    floor = config.value_bands[-1].min_value
+    levers = value_levers(assessment, config)
+    if levers:
+        return f"a value of {floor:g} or more would assign it: {_or_list(levers)}"
+    b = assessment.breakdown
+    best_weight = max(config.priority_weights.values(), default=0.0)
+    best_bonus = max(*config.time_sensitivity_bonuses.model_dump().values(),
+                     config.blocking_time_bonus)
+    cap = clamp(
+        (best_weight * b.complexity_multiplier + best_bonus) * b.domain_modifier * b.risk_modifier,
+        config.score_min, config.score_max,
+    )
+    return (
+        f"no label or deadline lifts it to {floor:g}: its complexity ({b.complexity}), "
+        f"domain ({b.domain}) and risk ({b.risk}) cap its value at {cap:.1f}; only a change "
+        "to the scoring configuration would assign it"
+    )
 
 
 def _or_list(items: list[str]) -> str:

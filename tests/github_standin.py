@@ -257,6 +257,9 @@ class GitHubStandIn:
         for method, pattern, handler, auth in (
             ("GET", r"/app", self._get_app, "jwt"),
             ("POST", r"/app/installations/(?P<iid>\d+)/access_tokens", self._token, "jwt"),
+            ("GET", repo + r"/installation", self._get_repo_installation, "jwt"),
+            ("GET", repo, self._get_repo, "token"),
+            ("GET", repo + r"/issues", self._list_issues, "token"),
             ("GET", repo + r"/issues/(?P<number>\d+)", self._get_issue, "token"),
             ("GET", repo + r"/issues/(?P<number>\d+)/comments", self._list_comments, "token"),
             ("POST", repo + r"/issues/(?P<number>\d+)/comments", self._create_comment, "token"),
@@ -726,6 +729,50 @@ class GitHubStandIn:
         )
         data.pop("repositories", None)
         return 201, data
+
+    def _get_repo_installation(self, call: Call) -> tuple[int, Any]:
+        with self.lock:
+            repo = self.repos.get(f"{call.params['owner']}/{call.params['repo']}".lower())
+            if repo is None:
+                raise HttpError(404, "Not Found")
+            data = example("apps/get-repo-installation", call.base)
+            data.update(id=repo.installation_id, app_id=self.app_id, app_slug=self.slug)
+            return 200, data
+
+    def _get_repo(self, call: Call) -> tuple[int, Any]:
+        with self.lock:
+            repo = self._repo_for(call)
+            data = example("repos/get", call.base)
+            owner, name = repo.full_name.split("/")
+            data.update(
+                name=name,
+                full_name=repo.full_name,
+                default_branch=repo.default_branch,
+                url=f"{call.base}/repos/{repo.full_name}",
+                html_url=f"https://github.com/{repo.full_name}",
+            )
+            data["owner"] = {**data["owner"], "login": owner}
+            return 200, data
+
+    def _list_issues(self, call: Call) -> tuple[int, Any]:
+        """GET .../issues?state=open (the only query the bot sends), paged."""
+        args = call.request.args
+        per_page = min(max(int(args.get("per_page", "30")), 1), self.per_page_max)
+        page = max(int(args.get("page", "1")), 1)
+        state = args.get("state", "open")
+        with self.lock:
+            repo = self._repo_for(call)
+            chosen = [i for _, i in sorted(repo.issues.items())
+                      if not i.deleted and (state == "all" or i.state == state)]
+            items = [self._issue_json(repo, i, call.base)
+                     for i in chosen[(page - 1) * per_page : page * per_page]]
+            pages = max(1, -(-len(chosen) // per_page))
+        links = []
+        url = f"{call.base}{call.request.path}"
+        if page < pages:
+            links.append(f'<{url}?state={state}&page={page + 1}&per_page={per_page}>; rel="next"')
+            links.append(f'<{url}?state={state}&page={pages}&per_page={per_page}>; rel="last"')
+        return 200, _Paged(items, ", ".join(links)) if links else items
 
     def _get_issue(self, call: Call) -> tuple[int, Any]:
         with self.lock:

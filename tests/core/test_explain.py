@@ -61,7 +61,8 @@ def test_deferred_explanation(models: list[Model], scoring: ScoringConfig) -> No
     text = "\n".join(lines)
     assert "paid by: nothing (deferred)" in text
     assert "cost at list price" not in text
-    assert "would change it: a value of 40 or more would assign it" in text
+    # P4, simple (no estimate), no labels: no label or deadline can lift it.
+    assert "would change it: no label or deadline lifts it to 40" in text
 
 
 def test_passed_over_models_are_listed(models: list[Model], scoring: ScoringConfig) -> None:

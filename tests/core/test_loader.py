@@ -344,6 +344,25 @@ def test_missing_file(config_copy: Path) -> None:
     assert message.startswith(f"{config_copy / 'models.yaml'}: cannot read")
 
 
+@pytest.mark.parametrize(
+    ("find", "replace", "key"),
+    [
+        ("quota_family: claude", "quota_family: cluade", "value_bands.1.quota_family"),
+        ("prefer_family: claude", "prefer_family: anthropic", "domain_overrides.0.prefer_family"),
+    ],
+)
+def test_a_family_no_model_has_is_refused(
+    config_copy: Path, find: str, replace: str, key: str
+) -> None:
+    path = config_copy / "scoring.yaml"
+    text = path.read_text()
+    assert find in text
+    path.write_text(text.replace(find, replace, 1))
+    message = load_error(config_copy)
+    assert message.startswith(f"{path}: {key}: no model of family ")
+    assert "families: claude, " in message
+
+
 def test_config_folder_that_is_a_file_or_missing(config_copy: Path) -> None:
     """MODEL_ASSIGNER_CONFIG set to a file (models.yaml, say) or a wrong path
     is named as such, not as "models.yaml/scoring.yaml: Not a directory"."""

@@ -276,6 +276,24 @@ def test_api_paid_tasks_get_the_preferred_model_the_budget_allows(
         assert all("does not fit" in p.reason for p in decision.passed_over)
 
 
+def test_leftover_budget_unspent_when_asked_the_least_spend_wins(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
+    """optimal.spend_leftover_budget: false takes the lower-spend tie rule to
+    the letter: the same value, each API task on its cheapest allowed model,
+    and no plan of that value spends less."""
+    strict = with_settings(scoring, spend_leftover_budget=False)
+    ledger = build_ledger(claude=False, budget=100.0)
+    tasks = [seed_task(id="a"), seed_task(id="b", priority="P1")]
+    spending = optimal(tasks, ledger, models, scoring)
+    frugal = optimal(tasks, ledger, models, strict)
+    assert frugal.value == pytest.approx(spending.value)
+    assert frugal.api_spend_usd < spending.api_spend_usd
+    qwen = next(m for m in models if m.name == "qwen2.5-coder")
+    assert picks(frugal) == {"a": ("qwen2.5-coder", "api"), "b": ("qwen2.5-coder", "api")}
+    assert frugal.api_spend_usd == pytest.approx(2 * calculate_cost(qwen, 27_500, 3_500))
+
+
 def test_the_budget_left_goes_to_the_highest_value_first(
     models: list[Model], scoring: ScoringConfig
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from core.assessment import assess
 from core.config import ScoringConfig, ValueBand
 from core.quota import Ledger
 from core.selection import band_for, bands_below, preferred_order_for, select_model
@@ -465,18 +466,34 @@ def test_same_input_same_decision(models: list[Model], scoring: ScoringConfig) -
 def test_deferral_hint_names_only_the_levers_left(
     models: list[Model], scoring: ScoringConfig
 ) -> None:
-    """A deferred task that already blocks others is not told to find issues
-    depending on it; one with nothing going for it is told every lever."""
-    plain = decide(task_for("P3", "simple", 0, "frontend", "sandbox"), build_ledger(), models,
-                   scoring, "maximize_value")
-    assert plain.deferred and plain.unblock_hint is not None
-    for lever in ("a higher priority label", "a nearer milestone due date",
-                  "other issues depending on this one"):
-        assert lever in plain.unblock_hint
-
-    blocking = task_for("P3", "simple", 0, "frontend", "sandbox", blocks=["repo#2"])
+    """(20 x 1.5 + 0) x 1.1 = 33: P0 (66), a deadline now (49.5) or a task
+    depending on it (46.2) would each lift it past 40. Already blocking,
+    a P3 scores (10 x 1.5 + 12) x 1.1 = 29.7: only P0 (79.2) would; a deadline
+    now (33) would not, and blocking it already is."""
+    plain = decide(task_for("P2", "complex", 0, "backend", "development"), build_ledger(),
+                   models, scoring, "maximize_value")
+    assert plain.deferred and plain.unblock_hint == (
+        "a value of 40 or more would assign it: a higher priority label, a nearer milestone "
+        "due date, or other issues depending on this one"
+    )
+    blocking = task_for("P3", "complex", 0, "backend", "development", blocks=["repo#2"])
     decision = decide(blocking, build_ledger(), models, scoring, "maximize_value")
     assert decision.deferred and decision.breakdown.time_bonus == scoring.blocking_time_bonus
-    assert decision.unblock_hint is not None
-    assert "depending on this one" not in decision.unblock_hint
-    assert decision.unblock_hint.endswith("a higher priority label or a nearer milestone due date")
+    assert decision.unblock_hint == "a value of 40 or more would assign it: a higher priority label"
+
+
+def test_deferral_hint_says_when_no_label_or_deadline_can_help(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
+    """A simple docs task in a sandbox: even P0, due now, it scores under 40,
+    so the hint does not send anyone to relabel it."""
+    task = task_for("P4", "simple", 0, "documentation", "sandbox")
+    decision = decide(task, build_ledger(), models, scoring, "maximize_value")
+    assert decision.deferred and decision.unblock_hint is not None
+    assert decision.unblock_hint.startswith("no label or deadline lifts it to 40: ")
+    assert "only a change to the scoring configuration would assign it" in decision.unblock_hint
+    cap = float(decision.unblock_hint.split("cap its value at ")[1].split(";")[0])
+    assert cap < 40
+    # The cap is the value the task would have with the best label and deadline.
+    best = task_for("P0", "simple", 15, "documentation", "sandbox")
+    assert assess(best, scoring, NOW).value == pytest.approx(cap, abs=0.05)
