@@ -243,7 +243,8 @@ def test_config_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
     scoring = document["scoring"]
     assert scoring["quota_strategy"] == "maximize_subscription_usage"
     assert scoring["priority_weights"]["P0"] == 40
-    assert scoring["optimal"] == {"time_limit_seconds": 0.25, "milp_max_variables": 20000}
+    assert scoring["optimal"] == {"time_limit_seconds": 0.25, "milp_max_variables": 20000,
+                                  "greedy_check_max_tasks": 2000, "spend_leftover_budget": True}
     assert [b["min_value"] for b in scoring["value_bands"]] == [90, 75, 60, 40]
 
 

@@ -140,17 +140,27 @@ def test_batch_decision_paid_by_the_api_budget(engine: EngineConfig) -> None:
 
 
 def test_deferred_for_low_value_says_why_and_what_would_change_it(engine: EngineConfig) -> None:
-    decision = select(engine, build_task(priority="P4"), build_ledger())
+    # (20 x 1.5 + 0) x 1.1 = 33: a higher priority or a deadline would lift it.
+    task = build_task(priority="P2", estimated_files=6, labels=["api"])
+    decision = select(engine, task, build_ledger())
     assert decision.deferred
     text = render_comment(decision, "model:deferred")
     common_checks(text, decision)
     assert "### Model: deferred" in lines(text)
-    assert "**Value score: 2.5/100** (low band)" in text
+    assert "**Value score: 33.0/100** (low band)" in text
     why = next(line for line in lines(text) if line.startswith("**Why:**"))
-    assert "2.5" in why and "below 40" in why
+    assert "33.0" in why and "below 40" in why
     change = next(line for line in lines(text) if line.startswith("**What would change it:**"))
     assert "higher priority" in change and "due date" in change
     assert "Cost at list price" not in text and "Paid by" not in text
+
+
+def test_deferred_beyond_any_label_says_so(engine: EngineConfig) -> None:
+    """P4 with nothing to it: even P0 due now scores (40 x 0.5 + 15) = 35."""
+    decision = select(engine, build_task(priority="P4"), build_ledger())
+    text = render_comment(decision, "model:deferred")
+    change = next(line for line in lines(text) if line.startswith("**What would change it:**"))
+    assert "no label or deadline lifts it to 40" in change and "35.0" in change
 
 
 def test_deferred_for_lack_of_quota_names_the_resets(engine: EngineConfig) -> None:
