@@ -756,22 +756,29 @@ class GitHubStandIn:
 
     def _list_issues(self, call: Call) -> tuple[int, Any]:
         """GET .../issues?state=open (the only query the bot sends), paged."""
-        args = call.request.args
-        per_page = min(max(int(args.get("per_page", "30")), 1), self.per_page_max)
-        page = max(int(args.get("page", "1")), 1)
-        state = args.get("state", "open")
+        state = call.request.args.get("state", "open")
         with self.lock:
             repo = self._repo_for(call)
             chosen = [i for _, i in sorted(repo.issues.items())
                       if not i.deleted and (state == "all" or i.state == state)]
-            items = [self._issue_json(repo, i, call.base)
-                     for i in chosen[(page - 1) * per_page : page * per_page]]
-            pages = max(1, -(-len(chosen) // per_page))
+            return self._paged(call, chosen, lambda i: self._issue_json(repo, i, call.base),
+                               query=f"state={state}&")
+
+    def _paged(
+        self, call: Call, everything: list[Any], render: Callable[[Any], Any], query: str = ""
+    ) -> tuple[int, Any]:
+        """One page of ``everything`` as GitHub pages lists: ``page`` and
+        ``per_page`` in the query, a Link header to the next and last page."""
+        args = call.request.args
+        per_page = min(max(int(args.get("per_page", "30")), 1), self.per_page_max)
+        page = max(int(args.get("page", "1")), 1)
+        items = [render(x) for x in everything[(page - 1) * per_page : page * per_page]]
+        pages = max(1, -(-len(everything) // per_page))
         links = []
-        url = f"{call.base}{call.request.path}"
+        url = f"{call.base}{call.request.path}?{query}"
         if page < pages:
-            links.append(f'<{url}?state={state}&page={page + 1}&per_page={per_page}>; rel="next"')
-            links.append(f'<{url}?state={state}&page={pages}&per_page={per_page}>; rel="last"')
+            links.append(f'<{url}page={page + 1}&per_page={per_page}>; rel="next"')
+            links.append(f'<{url}page={pages}&per_page={per_page}>; rel="last"')
         return 200, _Paged(items, ", ".join(links)) if links else items
 
     def _get_issue(self, call: Call) -> tuple[int, Any]:
@@ -780,21 +787,11 @@ class GitHubStandIn:
             return 200, self._issue_json(repo, self._issue_for(call, repo), call.base)
 
     def _list_comments(self, call: Call) -> tuple[int, Any]:
-        args = call.request.args
-        per_page = min(max(int(args.get("per_page", "30")), 1), self.per_page_max)
-        page = max(int(args.get("page", "1")), 1)
         with self.lock:
             repo = self._repo_for(call)
             issue = self._issue_for(call, repo)
-            comments = issue.comments[(page - 1) * per_page : page * per_page]
-            items = [self._comment_json(repo, issue.number, c, call.base) for c in comments]
-            pages = max(1, -(-len(issue.comments) // per_page))
-        links = []
-        url = f"{call.base}{call.request.path}"
-        if page < pages:
-            links.append(f'<{url}?page={page + 1}&per_page={per_page}>; rel="next"')
-            links.append(f'<{url}?page={pages}&per_page={per_page}>; rel="last"')
-        return 200, _Paged(items, ", ".join(links)) if links else items
+            return self._paged(call, list(issue.comments),
+                               lambda c: self._comment_json(repo, issue.number, c, call.base))
 
     def _create_comment(self, call: Call) -> tuple[int, Any]:
         body = call.body.get("body") if isinstance(call.body, dict) else None

@@ -223,32 +223,14 @@ def test_github_errors_are_retried_then_5xx_then_a_redelivery_succeeds(
     server: Server, standin: GitHubStandIn, kind: str, retry_after: int | None,
     min_seconds: float,
 ) -> None:
-    number = issue_number()
-    new_issue(standin, number, ["P0", "backend"], SMALL_BACKEND)
-    payload, delivery = event(standin, "opened", number), str(uuid.uuid4())
-    # A new issue: the first call is the list of its comments (a GET, retried).
-    comments = f"/repos/{REPO}/issues/{number}/comments"
-    before = raw(server)
-    standin.inject_fault(comments, kind, times=None, method="GET", retry_after=retry_after)
-    try:
-        started = time.monotonic()
-        response = deliver(server, payload, delivery)
-        elapsed = time.monotonic() - started
-    finally:
-        standin.clear_faults()
-    assert response.status_code == 503, response.text
-    assert response.json()["outcome"] == "github_unavailable"
+    tries, elapsed = fails_then_redelivery_succeeds(
+        server, standin, kind, retry_after=retry_after
+    )
     # Three tries, with back-off (or GitHub's Retry-After) between them.
-    assert [c.status for c in standin.calls("GET", comments)] == [
+    assert tries == [
         403 if kind == "secondary_rate_limit" else int(kind)
     ] * 3
     assert min_seconds <= elapsed < 9
-    assert raw(server) == before
-    assert model_labels(standin, number) == [] and bot_comments(standin, number) == []
-
-    again = deliver(server, payload, delivery)
-    assert (again.status_code, again.json()["status"]) == (200, "assigned"), again.text
-    assigned_everywhere(standin, server.store(), number, again.json()["model"])
 
 
 def test_a_short_rate_limit_is_waited_out_inside_the_delivery(
@@ -302,12 +284,26 @@ def test_a_github_that_does_not_answer_times_out_retries_then_5xx(
     every time: each try times out, is retried (a GET) within the delivery's
     budget, and the delivery answers 503 inside GitHub's 10 s with the store
     as before; the redelivery, once GitHub answers, succeeds."""
+    tries, elapsed = fails_then_redelivery_succeeds(
+        server, standin, "hang", hang_seconds=5.0
+    )
+    assert elapsed < 9.5, f"answered after {elapsed:.1f}s"
+    assert len(tries) >= 2  # timed out, then tried again
+
+
+def fails_then_redelivery_succeeds(
+    server: Server, standin: GitHubStandIn, kind: str, **fault: Any
+) -> tuple[list[int], float]:
+    """A new issue's delivery while the list of its comments (its first call,
+    a GET, retried) fails with ``kind`` every time: 503, the store as before,
+    nothing written; then GitHub recovers and the redelivery assigns. Returns
+    the statuses of the failed delivery's tries and how long it took."""
     number = issue_number()
     new_issue(standin, number, ["P0", "backend"], SMALL_BACKEND)
     payload, delivery = event(standin, "opened", number), str(uuid.uuid4())
     comments = f"/repos/{REPO}/issues/{number}/comments"
     before = raw(server)
-    standin.inject_fault(comments, "hang", times=None, method="GET", hang_seconds=5.0)
+    standin.inject_fault(comments, kind, times=None, method="GET", **fault)
     try:
         started = time.monotonic()
         response = deliver(server, payload, delivery)
@@ -316,14 +312,14 @@ def test_a_github_that_does_not_answer_times_out_retries_then_5xx(
         standin.clear_faults()
     assert response.status_code == 503, response.text
     assert response.json()["outcome"] == "github_unavailable"
-    assert elapsed < 9.5, f"answered after {elapsed:.1f}s"
-    assert len(standin.calls("GET", comments)) >= 2  # timed out, then tried again
     assert raw(server) == before
     assert model_labels(standin, number) == [] and bot_comments(standin, number) == []
+    tries = [c.status for c in standin.calls("GET", comments)]
 
     again = deliver(server, payload, delivery)
     assert (again.status_code, again.json()["status"]) == (200, "assigned"), again.text
     assigned_everywhere(standin, server.store(), number, again.json()["model"])
+    return tries, elapsed
 
 
 # -- a corrupt store at start ---------------------------------------------------------------
