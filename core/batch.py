@@ -18,7 +18,7 @@ from datetime import datetime
 from core.assessment import Assessment, assess
 from core.catalog import filter_models, find_model, get_cheapest_capable_model, price_key
 from core.config import ScoringConfig, ValueBand
-from core.quota import Ledger, calculate_cost, has_room, payment_for, update_quota_tracking
+from core.quota import Ledger, has_room, payment_for, update_quota_tracking
 from core.scoring import depended_on_ids
 from core.selection import (
     band_for,
@@ -250,31 +250,39 @@ def cost_passed_over(
     models: list[Model],
     config: ScoringConfig,
 ) -> list[PassedOver]:
-    """Why minimize_cost did not take the models the task's band prefers:
-    nothing pays for one, or it costs more than the model taken."""
+    """Why minimize_cost did not take the models the task's band prefers,
+    each reason the filter that really set it aside: nothing pays for it; a
+    subscription pays for the model taken, which comes first among the
+    band's models such a subscription covers; or, on the API, the cheapest
+    model rated at least capability_floor was taken."""
     t = a.tokens
-    order = preferred_order_for(band, ledger.subscriptions, a.domain, a.value, models, config)
-    chosen_cost = (
-        0.0 if chosen is None or _paid_by_subscription(chosen, ledger, t.total)
-        else calculate_cost(chosen, t.input_tokens, t.output_tokens)
-    )
+    available = [sub for sub in ledger.subscriptions if has_room(sub, t.total)]
+    order = preferred_order_for(band, available, a.domain, a.value, models, config)
+    by_subscription = chosen is not None and _paid_by_subscription(chosen, ledger, t.total)
+    taken = chosen.name if chosen is not None else ""
+    family = chosen.family if chosen is not None else ""
     passed = []
     for name in order:
         model = find_model(models, name)
         if model is None or (chosen is not None and model.name == chosen.name):
             continue
+        rating = model.capabilities.get(a.domain, 0.0)
         if payment_for(model, ledger, t.input_tokens, t.output_tokens) is None:
             reason = why_unaffordable(model, ledger, t.input_tokens, t.output_tokens)
-        elif _paid_by_subscription(model, ledger, t.total):
-            reason = "minimize_cost takes the cheapest subscription model with room first"
+        elif by_subscription and model.tier not in band.tiers:
+            reason = f"not in the {band.name} band's tiers ({', '.join(band.tiers)})"
+        elif by_subscription and _paid_by_subscription(model, ledger, t.total):
+            reason = f"{taken} comes first among the band's subscription-paid models"
+        elif by_subscription:
+            reason = f"only on the API, while the {family} subscription pays for {taken}"
+        elif chosen is not None and rating < config.capability_floor:
+            reason = (f"rated {rating:g} for {a.domain}, below the capability floor "
+                      f"{config.capability_floor:g}")
+        elif chosen is not None:
+            reason = (f"dearer per token than {taken}, the cheapest model rated "
+                      f">= {config.capability_floor:g} for {a.domain}")
         else:
-            cost = f"${calculate_cost(model, t.input_tokens, t.output_tokens):,.4f} on the API"
-            if chosen is None:
-                reason = f"costs {cost}"
-            elif chosen_cost:
-                reason = f"costs {cost}, more than {chosen.name} (${chosen_cost:,.4f})"
-            else:
-                reason = f"costs {cost}; {chosen.name} is paid by the {chosen.family} subscription"
+            reason = "nothing was assigned"
         passed.append(PassedOver(model=name, reason=reason))
     return passed
 

@@ -161,13 +161,40 @@ def test_minimize_cost_says_why_it_passed_over_the_bands_preferred_models(
     # The band's own first choice (what maximize_value takes) is among them.
     assert by_value.model in passed
     assert "sonnet-4.5" not in passed
-    for reason in passed.values():
-        assert "on the API; sonnet-4.5 is paid by the claude subscription" in reason
+    assert passed == {
+        "deepseek-v3": "only on the API, while the claude subscription pays for sonnet-4.5",
+        # in the seed's preferred order, but of the budget tier
+        "qwen2.5-coder": "not in the medium-high band's tiers (mid-premium, mid-range)",
+    }
 
     broke = build_ledger(claude_used=5_000_000, budget=0)
     (deferred,) = plan_for([task], broke, models, scoring, "minimize_cost").decisions
     assert deferred.model is None and deferred.passed_over
     assert all("over the $0.00 budget left" in p.reason for p in deferred.passed_over)
+
+
+def test_minimize_cost_passed_over_reasons_follow_the_real_filters(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
+    """A critical task on opus: sonnet (claude-paid too, and cheaper) was set
+    aside by the band's tiers, not by price. With claude used up, the list is
+    the band's no-quota order, and the API pick is the cheapest capable model."""
+    (critical,) = plan_for([task_for(*AT_90_INFRA, id="big")], build_ledger(), models, scoring,
+                           "minimize_cost").decisions
+    assert critical.model == "opus-4.6" and critical.paid_by == "subscription:claude"
+    passed = {p.model: p.reason for p in critical.passed_over}
+    assert passed["sonnet-4.5"] == "not in the critical band's tiers (premium)"
+    assert passed["gpt-4"] == "only on the API, while the claude subscription pays for opus-4.6"
+
+    used_up = build_ledger(claude_used=5_000_000)
+    (high,) = plan_for([task_for(*AT_75, id="hi")], used_up, models, scoring,
+                       "minimize_cost").decisions
+    assert high.paid_by == "api"
+    high_band = next(b for b in scoring.value_bands if b.name == "high")
+    order = [n for n in high_band.preferred_without_quota or [] if n != high.model]
+    assert [p.model for p in high.passed_over] == order
+    for p in high.passed_over:
+        assert p.reason.startswith(("dearer per token than", "rated ")), p.reason
 
 
 def test_minimize_cost_defers_what_nothing_can_pay(
