@@ -43,3 +43,19 @@ def issue_lock(lock_dir: Path, issue_key: str) -> Iterator[None]:
     for it ends in one label, one comment and one reservation."""
     with file_lock(issue_lock_path(lock_dir, issue_key)):
         yield
+
+
+def issue_busy(lock_dir: Path, issue_key: str) -> bool:
+    """Whether someone holds the issue's lock now (its stripe's: a busy
+    neighbour reads as busy too). Never waits."""
+    path = issue_lock_path(lock_dir, issue_key)
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -29,7 +29,7 @@ from bot.comment import Override, render_comment
 from bot.gateway import GitHubUnavailable, IssueGateway
 from bot.handler import Handler, IssueEvent
 from bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
-from bot.locks import issue_lock
+from bot.locks import issue_busy, issue_lock
 from bot.repo_config import EffectiveConfig, effective_config
 from bot.store import CommentRecord, Reservation, State
 from core.batch import BatchPlan, optimize_task_assignments
@@ -46,6 +46,9 @@ class RepoPlan:
     overrides: dict[str, Override]
     plan: BatchPlan
     settings: EffectiveConfig
+    # Left alone: a delivery was handling them, or handled them after GitHub
+    # was read, so what the plan read of them is not their latest state.
+    busy: list[str] = field(default_factory=list)
 
 
 def list_open_issues(github: Any, repo: str) -> list[dict[str, Any]]:
@@ -105,9 +108,15 @@ def read_repo(handler: Handler, gateway: IssueGateway, github: Any, repo: str) -
 
 
 def plan_repo(
-    handler: Handler, snap: RepoSnapshot, state: State, now: datetime, strategy: str | None
+    handler: Handler,
+    snap: RepoSnapshot,
+    state: State,
+    now: datetime,
+    strategy: str | None,
+    skip: frozenset[str] = frozenset(),
 ) -> RepoPlan:
-    """The batch plan of the snapshot's open issues against the store ``state``."""
+    """The batch plan of the snapshot's open issues against the store
+    ``state``; the issues in ``skip`` are left out, and keep what they hold."""
     repo, settings = snap.repo, snap.settings
     dependents: dict[str, list[str]] = {}
     for key, issue in snap.issues.items():
@@ -117,6 +126,8 @@ def plan_repo(
     tasks: list[Task] = []
     overrides: dict[str, Override] = {}
     for key, issue in snap.issues.items():
+        if key in skip:
+            continue
         event = IssueEvent.parse(
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
         )
@@ -132,7 +143,7 @@ def plan_repo(
     plan = optimize_task_assignments(
         tasks, ledger, handler.engine.models, settings.scoring, now, chosen
     )
-    return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, settings)
+    return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, settings, sorted(skip))
 
 
 def build_plan(
@@ -168,10 +179,29 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
     spent meanwhile), then write each issue under its lock as a webhook
     would; returns the plan and the issues whose write-back failed (their
     reservations stand; re-run to finish them)."""
+    def entries(state: State) -> tuple[dict[str, Reservation], dict[str, CommentRecord]]:
+        return dict(state.reservations), dict(state.comments)
+
+    held_before, records_before = handler.store.view(entries)
     snap = read_repo(handler, gateway, github, repo)
 
+    def busy(state: State) -> frozenset[str]:
+        """Issues a delivery changed since GitHub was read (what was read
+        is older than what it decided from), or is handling right now (it
+        holds the issue's lock, and may have reserved and be writing to
+        GitHub). Under the store's lock, a delivery that takes an issue's
+        lock after this check reserves after this transaction: it replaces
+        the plan's reservation as re-assignment does."""
+        changed = {
+            key for key in snap.issues
+            if state.reservations.get(key) != held_before.get(key)
+            or state.comments.get(key) != records_before.get(key)
+        }
+        return frozenset(changed | {key for key in snap.issues
+                                    if key not in changed and issue_busy(handler.lock_dir, key)})
+
     def reserve(state: State) -> tuple[RepoPlan, dict[str, _Left]]:
-        repo_plan = plan_repo(handler, snap, state, now, strategy)
+        repo_plan = plan_repo(handler, snap, state, now, strategy, busy(state))
         tasks = {task.id: task for task in repo_plan.tasks}
         left: dict[str, _Left] = {}
         for decision in repo_plan.plan.decisions:
@@ -249,6 +279,12 @@ def plan_rows(repo_plan: RepoPlan) -> list[dict[str, Any]]:
             "issue": key, "value_score": None, "model": override.model, "tokens": None,
             "cost_usd": None, "paid_by": "override (kept)", "reason": "a person's label",
         })
+    for key in repo_plan.busy:
+        rows.append({
+            "issue": key, "value_score": None, "model": None, "tokens": None,
+            "cost_usd": None, "paid_by": "left alone",
+            "reason": "a webhook delivery was handling it; it keeps that decision",
+        })
     return rows
 
 
@@ -265,7 +301,8 @@ def print_plan(repo_plan: RepoPlan, as_json: bool) -> None:
         value = "-" if row["value_score"] is None else f"{row['value_score']:.1f}"
         tokens = "-" if row["tokens"] is None else f"{row['tokens']:,}"
         cost = "-" if row["cost_usd"] is None else f"${row['cost_usd']:,.2f}"
-        print(f"{row['issue'][-32:]:<32} {value:>6} {row['model'] or 'deferred':<15} "
+        model = row["model"] or ("-" if row["paid_by"] == "left alone" else "deferred")
+        print(f"{row['issue'][-32:]:<32} {value:>6} {model:<15} "
               f"{tokens:>9} {cost:>9}  {row['paid_by'] or '-'}")
     summary = _summary(repo_plan.plan.decisions)
     print(f"\nassigned {summary['assigned']}, deferred {summary['deferred']}, "

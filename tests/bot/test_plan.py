@@ -4,6 +4,8 @@ against GitHub's documented issue-list answer (through `responses`)."""
 from __future__ import annotations
 
 import copy
+import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ from bot.app import build_handler
 from bot.github_api import GitHubApp, InstallationGateway
 from bot.handler import Handler
 from bot.plan import apply_plan, build_plan, plan_rows
+from core.types import Payment
 from tests.bot.rest_mock import API, BRANCH, R, RestMock
 from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, rest_example
 from tests.bot.test_handler import CONFIG_DIR
@@ -294,4 +297,82 @@ def test_apply_leaves_an_issue_a_delivery_re_decided_meanwhile(
     state = handler.store.read()
     assert state.comments[f"{REPO}#3"] == delivered
     assert state.reservations[f"{REPO}#3"].model == "qwen2.5-coder"
+    assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
+
+
+def test_apply_leaves_an_issue_a_delivery_decided_while_github_was_read(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    """A delivery for issue 3 finishes after the plan has read the issues and
+    before it reserves: what the plan read of issue 3 is older than what the
+    delivery decided from, so the plan leaves issue 3 alone."""
+    from bot.store import CommentRecord, Reservation
+
+    handler, gateway = parts
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7"})
+    delivered = CommentRecord(id=903, label="model:glm-4.7",
+                              issue_updated_at="2026-11-10T12:00:05Z")
+
+    def repository_then_a_delivery(request: Any) -> tuple[int, dict[str, str], str]:
+        def decided(state: Any) -> None:
+            payment = Payment(kind="api", family="zhipu", tokens=1000, cost_usd=0.01,
+                              remaining_budget_usd=99.99)
+            state.reserve(f"{REPO}#3", Reservation(model="glm-4.7", payment=payment,
+                                                   charged_at=NOW))
+            state.comments[f"{REPO}#3"] = delivered
+        handler.store.apply(NOW, decided)
+        repo = rest_example("repos/get")
+        repo.update(full_name=REPO, default_branch=BRANCH)
+        return 200, {}, json.dumps(repo)
+
+    rsps.remove(responses.GET, R)
+    rsps.add_callback(responses.GET, R, callback=repository_then_a_delivery)
+    repo_plan, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
+    assert failed == [] and repo_plan.busy == [f"{REPO}#3"]
+    assert f"{REPO}#3" not in {d.task_id for d in repo_plan.plan.decisions}
+    assert not [w for w in writes(rsps) if "/issues/3/" in w[1]]
+    state = handler.store.read()
+    assert state.comments[f"{REPO}#3"] == delivered
+    assert state.reservations[f"{REPO}#3"].payment.cost_usd == 0.01
+    assert state.api_budget.spent_usd == pytest.approx(
+        sum(r.payment.cost_usd for r in state.reservations.values()
+            if r.payment.kind == "api")
+    )
+    rows = {row["issue"]: row for row in plan_rows(repo_plan)}
+    assert rows[f"{REPO}#3"]["paid_by"] == "left alone"
+
+
+def test_apply_leaves_an_issue_a_delivery_is_handling(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    """A delivery holds issue 2's lock (it may have reserved and be writing to
+    GitHub): the plan neither releases nor replaces its reservation, and
+    writes nothing to issue 2; the others are planned as usual."""
+    from bot.locks import issue_lock, issue_lock_path
+
+    handler, gateway = parts
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 3: "model:deferred"})
+    busy_stripe = issue_lock_path(handler.lock_dir, f"{REPO}#2")
+    assert all(issue_lock_path(handler.lock_dir, f"{REPO}#{n}") != busy_stripe for n in (1, 3))
+    held, done = threading.Event(), threading.Event()
+
+    def a_delivery() -> None:
+        with issue_lock(handler.lock_dir, f"{REPO}#2"):
+            held.set()
+            done.wait(3.0)  # a plan that waited for the lock would get it after 3 s
+
+    delivery = threading.Thread(target=a_delivery)
+    delivery.start()
+    held.wait(5.0)
+    try:
+        repo_plan, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
+    finally:
+        done.set()
+        delivery.join()
+    assert failed == [] and repo_plan.busy == [f"{REPO}#2"]
+    assert not [w for w in writes(rsps) if "/issues/2/" in w[1]]
+    state = handler.store.read()
+    assert f"{REPO}#2" not in state.reservations and f"{REPO}#2" not in state.comments
     assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
