@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import requests
 from github import GithubException
 from github.GithubObject import GithubObject
 
@@ -96,6 +97,8 @@ def read_repo(handler: Handler, gateway: IssueGateway, github: Any, repo: str) -
         branch = default_branch(github, repo)
     except GithubException as exc:
         raise GitHubUnavailable(f"GET open issues of {repo}: HTTP {exc.status}") from None
+    except requests.RequestException as exc:  # no answer at all: timeout, refused
+        raise GitHubUnavailable(f"GET open issues of {repo}: {type(exc).__name__}") from None
     workspace = gateway.workspace(repo, branch)
     settings = effective_config(
         gateway.repo_config_text(repo, workspace.commit_sha),
@@ -346,6 +349,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except GithubException as exc:
         raise CliError(f"{args.repo}: the App is not installed there or GitHub refused "
                        f"(HTTP {exc.status})") from None
+    except requests.RequestException as exc:
+        raise CliError(f"GitHub unavailable: {settings.api_url} did not answer "
+                       f"({type(exc).__name__})") from None
     gateway = app.installation(installation)
     now = datetime.now(UTC)
     try:
@@ -357,6 +363,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                            args.strategy), []
     except GitHubUnavailable as exc:
         raise CliError(f"GitHub unavailable: {exc}") from None
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
     print_plan(repo_plan, args.json)
     if failed:
         raise CliError(f"write-back failed for {', '.join(failed)}; their reservations stand, "

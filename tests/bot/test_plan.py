@@ -376,3 +376,18 @@ def test_apply_leaves_an_issue_a_delivery_is_handling(
     state = handler.store.read()
     assert f"{REPO}#2" not in state.reservations and f"{REPO}#2" not in state.comments
     assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
+
+
+def test_plan_against_a_github_that_does_not_answer_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens on 127.0.0.1:9 here: a refused connection, not an HTTP
+    error, and still one line, exit 2."""
+    from bot.cli import main
+
+    cli_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("GITHUB_API_URL", "http://127.0.0.1:9")
+    assert main(["plan", REPO]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("model-assigner: GitHub unavailable: http://127.0.0.1:9 did not answer")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
