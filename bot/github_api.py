@@ -225,13 +225,21 @@ class InstallationGateway:
 
     def get_issue(self, repo: str, number: int, payload_issue: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            return dict(self._repo(repo).get_issue(number).raw_data)
+            data = dict(self._repo(repo).get_issue(number).raw_data)
         except GithubException as exc:
             if _status(exc) in (404, 410):
                 raise IssueGone(f"{repo}#{number}") from None
             raise _unavailable(f"GET issue {repo}#{number}", exc) from None
         except requests.RequestException as exc:
             raise _unavailable(f"GET issue {repo}#{number}", exc) from None
+        # A transferred issue answers 301, and requests follows it to the issue
+        # in its new repository: for this repository it is gone.
+        where = str(data.get("repository_url") or "")
+        if data.get("number") != number or not where.casefold().endswith(
+            f"/repos/{repo}".casefold()
+        ):
+            raise IssueGone(f"{repo}#{number} (moved to {where.rsplit('/repos/', 1)[-1]})")
+        return data
 
     def workspace(self, repo: str, default_branch: str) -> Workspace:
         """File count of the default branch's tree, cached per commit."""

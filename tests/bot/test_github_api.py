@@ -18,7 +18,7 @@ from bot.gateway import CommentGone, GitHubUnavailable, IssueGone, Workspace
 from bot.github_api import GitHubApp, InstallationGateway
 from bot.settings import Settings
 from tests.bot.rest_mock import API, COMMIT_SHA, TOKEN, TREE_SHA, R, RestMock
-from tests.bot.support import APP_ID, BOT, INSTALLATION, REPO, app_key, webhook
+from tests.bot.support import APP_ID, BOT, INSTALLATION, REPO, app_key, rest_example, webhook
 from tests.github_standin import GitHubStandIn, StandInServer
 from tests.helpers import CONFIG_DIR
 
@@ -119,6 +119,31 @@ def test_a_missing_issue_is_gone(gh: RestMock, gateway: InstallationGateway, sta
     gh.issue({"number": 9}, status=status)
     with pytest.raises(IssueGone):
         gateway.get_issue(REPO, 9, {})
+
+
+def test_a_transferred_issue_is_gone_though_github_redirects_to_it(
+    gh: RestMock, gateway: InstallationGateway
+) -> None:
+    """GitHub answers 301 for an issue moved to another repository, and
+    PyGithub follows it: the answer is the issue in its new home, which for
+    this repository means gone (its reservation is released, not re-made)."""
+    moved = "https://api.github.com/repositories/1296269/issues/1"
+    gh.rsps.get(f"{R}/issues/9", status=301, headers={"Location": moved},
+                json={"message": "Moved Permanently", "url": moved})
+    elsewhere = rest_example("issues/get")
+    elsewhere.update(number=1, repository_url="https://api.github.com/repos/octo-org/octo-repo")
+    gh.rsps.get(moved.replace("api.github.com", "api.github.com:443"), json=elsewhere)
+    with pytest.raises(IssueGone, match="moved to octo-org/octo-repo"):
+        gateway.get_issue(REPO, 9, {})
+    last = [c for c in gh.summary() if c[0] == "GET"][-1]
+    assert last == ("GET", "/repositories/1296269/issues/1")
+
+
+def test_the_issue_itself_is_read(gh: RestMock, gateway: InstallationGateway) -> None:
+    here = rest_example("issues/get")
+    here.update(number=9, repository_url=f"https://api.github.com/repos/{REPO}")
+    gh.issue(here)
+    assert gateway.get_issue(REPO, 9, {})["number"] == 9
 
 
 def test_workspace_counts_the_blobs_of_the_default_branch_tree_once_per_commit(
