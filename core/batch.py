@@ -179,7 +179,9 @@ def plan_assessed(
                 # assigns only what can be paid for.
                 decision = select(a)
             else:
-                decision = defer_low_value(a, config, strategy)
+                decision = defer_low_value(
+                    a, config, strategy, thresholds.maximize_value_if_affordable
+                )
             decision = decision.model_copy(update={"strategy": strategy})
             _commit(ledger, decision)
             decisions[a.task.id] = decision
@@ -198,12 +200,20 @@ def best_of_greedy(
     """An ``optimal`` plan HiGHS did not prove optimal (the rounded LP, or the
     MILP at its time limit) could lose to a greedy strategy on a few tasks:
     the greedy plans are made too, and the best plan of all is kept (more
-    value, then less API spend), with the LP bound it is measured against."""
+    value; at equal value, less API spend when optimal.spend_leftover_budget
+    is off), with the LP bound it is measured against."""
     best = plan
     for strategy in GREEDY_STRATEGIES:
         other = plan_assessed(scored, ledger, models, config, now, strategy)
         more = other.value - best.value
-        if more > 1e-9 or (more >= -1e-9 and other.api_spend_usd < best.api_spend_usd - 1e-9):
+        # Equal value: the lower spend wins only where the plan itself keeps
+        # spend low; otherwise the plan's spending on preferred models stands.
+        cheaper = (
+            not config.optimal.spend_leftover_budget
+            and more >= -1e-9
+            and other.api_spend_usd < best.api_spend_usd - 1e-9
+        )
+        if more > 1e-9 or cheaper:
             best = BatchPlan(
                 decisions=[d.model_copy(update={"strategy": "optimal"}) for d in other.decisions],
                 ledger=other.ledger,
@@ -225,8 +235,9 @@ def _minimize_cost_one(
         reason = f"{model.name} fits the {model.family} subscription (value {a.value:.1f})"
         passed = cost_passed_over(a, model, band, ledger, models, config)
         return make_decision(a, model, payment, band.name, strategy, reason, passed)
-    if a.value < config.batch_thresholds.minimize_cost_api_overflow:
-        return defer_low_value(a, config, strategy)
+    overflow = config.batch_thresholds.minimize_cost_api_overflow
+    if a.value < overflow:
+        return defer_low_value(a, config, strategy, overflow)
     model = get_cheapest_capable_model(
         models, a.domain, config.capability_floor, ledger, tokens.input_tokens, tokens.output_tokens
     )

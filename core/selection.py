@@ -121,29 +121,33 @@ def make_decision(
     )
 
 
-def defer_low_value(assessment: Assessment, config: ScoringConfig, strategy: str) -> Decision:
-    floor = config.value_bands[-1].min_value
+def defer_low_value(
+    assessment: Assessment, config: ScoringConfig, strategy: str, floor: float | None = None
+) -> Decision:
+    """Deferred for its value: below ``floor``, the lowest band's by default,
+    or the batch threshold (batch_thresholds) that set it aside."""
+    floor = config.value_bands[-1].min_value if floor is None else floor
+    band = band_for(assessment.value, config) or config.low_value_band
     return make_decision(
         assessment,
         None,
         None,
-        config.low_value_band.name,
+        band.name,
         strategy,
         reason=(
             f"value {assessment.value:.1f} is below {floor:g}: low-value work is deferred "
             "rather than spending tokens on it"
         ),
-        unblock_hint=low_value_hint(assessment, config),
+        unblock_hint=low_value_hint(assessment, config, floor),
     )
 
 
-def value_levers(assessment: Assessment, config: ScoringConfig) -> list[str]:
+def value_levers(assessment: Assessment, config: ScoringConfig, floor: float) -> list[str]:
     """What would lift a deferred task's value to the lowest band: each term
     not yet at its highest, named only when raising it alone (or, failing
     that, together with the others) reaches the floor. Worked out with the
     value formula itself, so the hint never promises what cannot happen."""
     b = assessment.breakdown
-    floor = config.value_bands[-1].min_value
     best_weight = max(config.priority_weights.values(), default=0.0)
     best_bonus = max(config.time_sensitivity_bonuses.model_dump().values())
 
@@ -168,9 +172,8 @@ def value_levers(assessment: Assessment, config: ScoringConfig) -> list[str]:
     return []
 
 
-def low_value_hint(assessment: Assessment, config: ScoringConfig) -> str:
-    floor = config.value_bands[-1].min_value
-    levers = value_levers(assessment, config)
+def low_value_hint(assessment: Assessment, config: ScoringConfig, floor: float) -> str:
+    levers = value_levers(assessment, config, floor)
     if levers:
         return f"a value of {floor:g} or more would assign it: {_or_list(levers)}"
     b = assessment.breakdown

@@ -243,6 +243,14 @@ def test_batch_thresholds_come_from_config(models: list[Model], scoring: Scoring
         "t45": ("glm-4.7", "api")
     }
 
+    # The deferral names the threshold that set the task aside, not the band floor.
+    for strategy in ("maximize_value", "minimize_cost"):
+        (deferred,) = plan_for(tasks, build_ledger(), models, config, strategy).decisions
+        assert deferred.reason.startswith("value 45.0 is below 50:"), deferred.reason
+        assert deferred.band == "standard"
+        assert deferred.unblock_hint is not None
+        assert deferred.unblock_hint.startswith("a value of 50 or more would assign it")
+
 
 # --- blocking within a batch, helpers, errors ----------------------------------------
 

@@ -294,6 +294,21 @@ def test_leftover_budget_unspent_when_asked_the_least_spend_wins(
     assert frugal.api_spend_usd == pytest.approx(2 * calculate_cost(qwen, 27_500, 3_500))
 
 
+def test_the_greedy_check_keeps_the_plans_spending_at_equal_value(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
+    """On the rounded LP (not proven), minimize_cost's plan has the same
+    value for less spend (deepseek): with spend_leftover_budget on, the plan's
+    choice of the preferred gpt-4-turbo stands, proven or not."""
+    ledger = build_ledger(claude=False, budget=100.0)
+    lp = with_settings(scoring, milp_max_variables=0)
+    plan = optimal([seed_task()], ledger, models, lp)
+    cheap = optimize_task_assignments([seed_task()], ledger, models, lp, NOW, "minimize_cost")
+    assert cheap.value == pytest.approx(plan.value)
+    assert cheap.api_spend_usd < plan.api_spend_usd
+    assert plan.method == "lp-round" and picks(plan) == {"po-123": ("gpt-4-turbo", "api")}
+
+
 def test_the_budget_left_goes_to_the_highest_value_first(
     models: list[Model], scoring: ScoringConfig
 ) -> None:
