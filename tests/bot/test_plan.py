@@ -189,7 +189,13 @@ def test_plan_cli_bad_input_is_one_line(
 # -- the command itself, and what may happen between reserving and writing -----
 
 
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rsps: responses.RequestsMock | None = None
+) -> Path:
+    """The App's settings in the environment, as `plan` reads them; with
+    ``rsps``, GitHub's answer to the installation look-up too."""
+    if rsps is not None:
+        rsps.get(f"{R}/installation", json=rest_example("apps/get-repo-installation"))
     state = tmp_path / "state.json"
     for name, value in {
         "GITHUB_APP_ID": str(APP_ID),
@@ -222,8 +228,7 @@ def test_plan_command_prints_the_table_and_changes_nothing(
 ) -> None:
     from bot.cli import main
 
-    state = cli_env(monkeypatch, tmp_path / "cli")
-    rsps.get(f"{R}/installation", json=rest_example("apps/get-repo-installation"))
+    state = cli_env(monkeypatch, tmp_path / "cli", rsps)
     two_pages(rsps)
     assert main(["plan", REPO, "--strategy", "optimal"]) == 0
     out = capsys.readouterr().out
@@ -245,8 +250,7 @@ def test_plan_apply_command_and_a_failed_write_back(
     from bot.cli import main
     from bot.store import parse_state
 
-    state_path = cli_env(monkeypatch, tmp_path / "cli")
-    rsps.get(f"{R}/installation", json=rest_example("apps/get-repo-installation"))
+    state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
     gh = RestMock(rsps)
     expect_writes(gh, {1: "model:opus-4.6", 3: "model:deferred"})
     gh.comments(2, [])

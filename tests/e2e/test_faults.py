@@ -117,6 +117,19 @@ def deliver(server: Server, payload: dict[str, Any], delivery: str) -> requests.
     return server.post(payload, delivery=delivery)
 
 
+def deliver_under_faults(
+    server: Server, standin: GitHubStandIn, payload: dict[str, Any], delivery: str
+) -> tuple[requests.Response, float]:
+    """Deliver while the injected faults last, then clear them; the answer
+    and how long it took."""
+    try:
+        started = time.monotonic()
+        response = deliver(server, payload, delivery)
+        return response, time.monotonic() - started
+    finally:
+        standin.clear_faults()
+
+
 def assigned_everywhere(standin: GitHubStandIn, store: dict[str, Any], number: int,
                         model: str | None = None) -> None:
     """One model label, one bot comment, and the reservation, for one issue."""
@@ -260,12 +273,7 @@ def test_a_chain_of_slow_calls_ends_inside_githubs_window(
     before = raw(server)
     standin.inject_fault(f"/repos/{REPO}/*", "hang", times=None, hang_seconds=2.5,
                          then_status=None)
-    try:
-        started = time.monotonic()
-        response = deliver(server, payload, delivery)
-        elapsed = time.monotonic() - started
-    finally:
-        standin.clear_faults()
+    response, elapsed = deliver_under_faults(server, standin, payload, delivery)
     assert response.status_code == 503, response.text
     assert elapsed < 9.0, f"answered after {elapsed:.1f}s"
     assert elapsed > DELIVERY_BUDGET - 3.0
@@ -304,12 +312,7 @@ def fails_then_redelivery_succeeds(
     comments = f"/repos/{REPO}/issues/{number}/comments"
     before = raw(server)
     standin.inject_fault(comments, kind, times=None, method="GET", **fault)
-    try:
-        started = time.monotonic()
-        response = deliver(server, payload, delivery)
-        elapsed = time.monotonic() - started
-    finally:
-        standin.clear_faults()
+    response, elapsed = deliver_under_faults(server, standin, payload, delivery)
     assert response.status_code == 503, response.text
     assert response.json()["outcome"] == "github_unavailable"
     assert raw(server) == before
