@@ -213,7 +213,7 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             reservation = None
             if decision.payment is not None and decision.model is not None:
                 reservation = Reservation(
-                    model=decision.model, payment=decision.payment, charged_at=now
+                    model=decision.model, payment=decision.payment, charged_at=charged
                 )
                 state.reserve(key, reservation)
             dependencies = tasks[key].dependencies
@@ -230,7 +230,10 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             left[key] = _Left(reservation, mark, previous)
         return repo_plan, left
 
-    repo_plan, left = handler.store.apply(now, reserve)
+    # Charged as of now, after the read: a reset that fell while GitHub was
+    # read must see these charges in the new period, or never release them.
+    charged = handler.clock()
+    repo_plan, left = handler.store.apply(charged, reserve)
 
     failed: list[str] = []
     labels = repo_plan.settings.labels
@@ -252,11 +255,11 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             except GitHubUnavailable:
                 failed.append(key)
                 continue
-            updated_at = issue.get("updated_at")
-            written = record.model_copy(update={
-                "label": label,
-                "issue_updated_at": updated_at if isinstance(updated_at, str) else None,
-            })
+            # The issue's time stays unknown: what the plan read of it may be
+            # minutes old (a label a person added since is not in it), so the
+            # next delivery reads the issue from GitHub instead of trusting
+            # its payload, and sees every model label there is.
+            written = record.model_copy(update={"label": label, "issue_updated_at": None})
 
             def remember(state: State, key: str = key, written: CommentRecord = written) -> None:
                 state.comments[key] = written

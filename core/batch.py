@@ -179,9 +179,10 @@ def plan_assessed(
                 # assigns only what can be paid for.
                 decision = select(a)
             else:
-                decision = defer_low_value(
-                    a, config, strategy, thresholds.maximize_value_if_affordable
-                )
+                # select_model defers below the lowest band too: the higher of the two.
+                floor = max(thresholds.maximize_value_if_affordable,
+                            config.value_bands[-1].min_value)
+                decision = defer_low_value(a, config, strategy, floor)
             decision = decision.model_copy(update={"strategy": strategy})
             _commit(ledger, decision)
             decisions[a.task.id] = decision
@@ -286,7 +287,7 @@ def cost_passed_over(
             reason = f"{taken} comes first among the band's subscription-paid models"
         elif by_subscription:
             reason = f"only on the API, while the {family} subscription pays for {taken}"
-        elif chosen is not None and rating < config.capability_floor:
+        elif rating < config.capability_floor:
             reason = (f"rated {rating:g} for {a.domain}, below the capability floor "
                       f"{config.capability_floor:g}")
         elif chosen is not None:

@@ -148,6 +148,8 @@ def test_apply_reserves_in_one_update_and_writes_like_a_webhook(
     for number, label in planned.items():
         assert ("POST", f"/repos/{REPO}/issues/{number}/comments") in writes(rsps)
         assert state.comments[f"{REPO}#{number}"].label == label
+        # What the plan read may be minutes old: the next delivery reads GitHub.
+        assert state.comments[f"{REPO}#{number}"].issue_updated_at is None
     # The person's label on issue 4 is left alone.
     assert not [w for w in writes(rsps) if "/issues/4/" in w[1]]
 

@@ -222,6 +222,10 @@ def test_minimize_cost_capability_floor(
     decision = plan.decisions[0]
     assert decision.model == model
     assert decision.paid_by == ("api" if model else None)
+    if model is None:  # affordable, all of them, but none rated high enough
+        assert decision.passed_over
+        for passed in decision.passed_over:
+            assert passed.reason.endswith(f"below the capability floor {floor:g}"), passed.reason
 
 
 def test_batch_thresholds_come_from_config(models: list[Model], scoring: ScoringConfig) -> None:
@@ -242,6 +246,13 @@ def test_batch_thresholds_come_from_config(models: list[Model], scoring: Scoring
     assert picks(plan_for(tasks, build_ledger(), models, scoring, "maximize_value")) == {
         "t45": ("glm-4.7", "api")
     }
+
+    # A threshold below the lowest band: select_model's floor (40) still defers.
+    low = scoring.batch_thresholds.model_copy(update={"maximize_value_if_affordable": 20})
+    lowered = scoring.model_copy(update={"batch_thresholds": low})
+    tiny = task_for("P4", "simple", 0, "frontend", "sandbox", id="tiny")  # 1.75
+    (deferred,) = plan_for([tiny], build_ledger(), models, lowered, "maximize_value").decisions
+    assert deferred.model is None and "is below 40:" in deferred.reason
 
     # The deferral names the threshold that set the task aside, not the band floor.
     for strategy in ("maximize_value", "minimize_cost"):
