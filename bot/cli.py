@@ -44,14 +44,12 @@ def parse_now(text: str | None) -> datetime:
 def load_config(folder: str | None) -> EngineConfig:
     """--config, else MODEL_ASSIGNER_CONFIG (as the server reads it), else the
     bundled config/: the CLI must see what the server sees."""
-    from bot.settings import PROJECT_ROOT
+    from bot.settings import config_dir
 
     # --config is the user's own path (the current folder's); the setting is
-    # resolved as the server resolves it (the project folder's).
-    configured = os.environ.get("MODEL_ASSIGNER_CONFIG", "").strip()
-    path = Path(folder) if folder else PROJECT_ROOT / configured if configured else None
+    # resolved as the server resolves it.
     try:
-        return load_engine_config(path) if path else load_engine_config()
+        return load_engine_config(Path(folder) if folder else config_dir(os.environ))
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 

@@ -83,6 +83,12 @@ def _private_key(env: Mapping[str, str]) -> str | None:
     return text
 
 
+def config_dir(env: Mapping[str, str]) -> Path:
+    """MODEL_ASSIGNER_CONFIG, a relative path being the project folder's (as
+    the store's is), so the server and every command read the same folder."""
+    return PROJECT_ROOT / (env.get("MODEL_ASSIGNER_CONFIG", "").strip() or DEFAULT_CONFIG_DIR)
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -136,8 +142,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # Relative paths are the project folder's, where `serve` runs, so the
         # operator commands find the server's store and config from any folder.
         state_path=PROJECT_ROOT / (env.get("MODEL_ASSIGNER_STATE", "").strip() or DEFAULT_STATE),
-        config_dir=PROJECT_ROOT
-        / (env.get("MODEL_ASSIGNER_CONFIG", "").strip() or DEFAULT_CONFIG_DIR),
+        config_dir=config_dir(env),
         bot_login=env.get("MODEL_ASSIGNER_BOT_LOGIN", "").strip() or None,
         log_level=level,
     )

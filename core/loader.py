@@ -109,17 +109,18 @@ def check_references(scoring: ScoringConfig, catalog: CatalogConfig, source: str
     # A family no model has would silently never match: the band would always
     # take its no-quota order, the override would never apply.
     families = sorted({model.family for model in catalog.models})
-    for index, band in enumerate(scoring.value_bands):
-        if band.quota_family is not None and band.quota_family not in families:
+    named = [
+        (f"value_bands.{index}.quota_family", band.quota_family)
+        for index, band in enumerate(scoring.value_bands)
+    ] + [
+        (f"domain_overrides.{index}.prefer_family", override.prefer_family)
+        for index, override in enumerate(scoring.domain_overrides)
+    ]
+    for key, family in named:
+        if family is not None and family not in families:
             raise ConfigError(
-                f"{source}: value_bands.{index}.quota_family: no model of family "
-                f"{band.quota_family!r} in the catalog (families: {', '.join(families)})"
-            )
-    for index, override in enumerate(scoring.domain_overrides):
-        if override.prefer_family not in families:
-            raise ConfigError(
-                f"{source}: domain_overrides.{index}.prefer_family: no model of family "
-                f"{override.prefer_family!r} in the catalog (families: {', '.join(families)})"
+                f"{source}: {key}: no model of family {family!r} in the catalog "
+                f"(families: {', '.join(families)})"
             )
 
 

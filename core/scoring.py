@@ -157,6 +157,19 @@ def clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 
 
+def combine_terms(
+    priority_weight: float,
+    complexity_multiplier: float,
+    time_bonus: float,
+    domain_modifier: float,
+    risk_modifier: float,
+) -> float:
+    """The seed's formula, unclamped: the one place it is written, so that
+    what-if questions (core.selection's deferral hints) ask exactly it."""
+    score = (priority_weight * complexity_multiplier + time_bonus) * domain_modifier * risk_modifier
+    return round(score, SCORE_DECIMALS)
+
+
 def calculate_task_value(
     task: Task, config: ScoringConfig, now: datetime, depended_on: Container[str] = frozenset()
 ) -> ScoreBreakdown:
@@ -183,8 +196,7 @@ def calculate_task_value(
     risk_level, risk_reason = assess_risk(task, config)
     risk_mod = config.risk_modifiers.get(risk_level, 1.0)
 
-    score = (base_score * complexity_multiplier + time_bonus) * domain_mod * risk_mod
-    score = round(score, SCORE_DECIMALS)
+    score = combine_terms(base_score, complexity_multiplier, time_bonus, domain_mod, risk_mod)
     return ScoreBreakdown(
         priority=task.priority,
         priority_weight=base_score,

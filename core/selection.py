@@ -28,8 +28,16 @@ from core.quota import (
     remaining_daily,
     remaining_monthly,
 )
-from core.scoring import SCORE_DECIMALS, clamp
-from core.types import Decision, Model, PassedOver, Payment, Subscription, Task
+from core.scoring import clamp, combine_terms
+from core.types import (
+    Decision,
+    Model,
+    PassedOver,
+    Payment,
+    ScoreBreakdown,
+    Subscription,
+    Task,
+)
 
 
 def band_for(value_score: float, config: ScoringConfig) -> ValueBand | None:
@@ -142,32 +150,39 @@ def defer_low_value(
     )
 
 
+def _value_with(b: ScoreBreakdown, config: ScoringConfig, weight: float, bonus: float) -> float:
+    """The task's value were its priority weight and time bonus these."""
+    score = combine_terms(weight, b.complexity_multiplier, bonus, b.domain_modifier,
+                          b.risk_modifier)
+    return clamp(score, config.score_min, config.score_max)
+
+
+def _best_terms(config: ScoringConfig) -> tuple[float, float]:
+    """The highest priority weight and time bonus any label or deadline gives."""
+    return (max(config.priority_weights.values(), default=0.0),
+            max(config.time_sensitivity_bonuses.model_dump().values()))
+
+
 def value_levers(assessment: Assessment, config: ScoringConfig, floor: float) -> list[str]:
-    """What would lift a deferred task's value to the lowest band: each term
-    not yet at its highest, named only when raising it alone (or, failing
-    that, together with the others) reaches the floor. Worked out with the
-    value formula itself, so the hint never promises what cannot happen."""
+    """What would lift a deferred task's value to ``floor``: each term not
+    yet at its highest, named only when raising it alone (or, failing that,
+    together with the others) reaches the floor. Worked out with the value
+    formula itself, so the hint never promises what cannot happen."""
     b = assessment.breakdown
-    best_weight = max(config.priority_weights.values(), default=0.0)
-    best_bonus = max(config.time_sensitivity_bonuses.model_dump().values())
-
-    def value(weight: float, bonus: float) -> float:
-        score = (weight * b.complexity_multiplier + bonus) * b.domain_modifier * b.risk_modifier
-        return clamp(round(score, SCORE_DECIMALS), config.score_min, config.score_max)
-
+    best_weight, best_bonus = _best_terms(config)
     levers = []
-    if b.priority_weight < best_weight and value(best_weight, b.time_bonus) >= floor:
+    if b.priority_weight < best_weight and _value_with(b, config, best_weight,
+                                                       b.time_bonus) >= floor:
         levers.append("a higher priority label")
-    if b.time_bonus < best_bonus and value(b.priority_weight, best_bonus) >= floor:
+    if b.time_bonus < best_bonus and _value_with(b, config, b.priority_weight,
+                                                 best_bonus) >= floor:
         levers.append("a nearer milestone due date")
-    if (
-        b.time_bonus < config.blocking_time_bonus
-        and value(b.priority_weight, config.blocking_time_bonus) >= floor
-    ):
+    blocking = config.blocking_time_bonus
+    if b.time_bonus < blocking and _value_with(b, config, b.priority_weight, blocking) >= floor:
         levers.append("other issues depending on this one")
     if levers:
         return levers
-    if value(best_weight, max(best_bonus, config.blocking_time_bonus)) >= floor:
+    if _value_with(b, config, best_weight, max(best_bonus, blocking)) >= floor:
         return ["a higher priority label together with a nearer milestone due date"]
     return []
 
@@ -177,13 +192,8 @@ def low_value_hint(assessment: Assessment, config: ScoringConfig, floor: float) 
     if levers:
         return f"a value of {floor:g} or more would assign it: {_or_list(levers)}"
     b = assessment.breakdown
-    best_weight = max(config.priority_weights.values(), default=0.0)
-    best_bonus = max(*config.time_sensitivity_bonuses.model_dump().values(),
-                     config.blocking_time_bonus)
-    cap = clamp(
-        (best_weight * b.complexity_multiplier + best_bonus) * b.domain_modifier * b.risk_modifier,
-        config.score_min, config.score_max,
-    )
+    best_weight, best_bonus = _best_terms(config)
+    cap = _value_with(b, config, best_weight, max(best_bonus, config.blocking_time_bonus))
     return (
         f"no label or deadline lifts it to {floor:g}: its complexity ({b.complexity}), "
         f"domain ({b.domain}) and risk ({b.risk}) cap its value at {cap:.1f}; only a change "
