@@ -271,28 +271,35 @@ def test_plan_apply_command_and_a_failed_write_back(
     assert state.dependencies == {f"{REPO}#2": [f"{REPO}#1"]}
 
 
+def a_delivery_decides_issue_3(handler: Handler, model: str) -> Any:
+    """What a webhook delivery leaves in the store once it has decided issue
+    3: a $0.01 API reservation for ``model`` and its comment record."""
+    from bot.store import CommentRecord, Reservation
+
+    record = CommentRecord(id=903, label=f"model:{model}", issue_updated_at="2026-11-10T12:00:05Z")
+
+    def decided(state: Any) -> None:
+        payment = Payment(kind="api", family="x", tokens=1000, cost_usd=0.01,
+                          remaining_budget_usd=99.99)
+        state.reserve(f"{REPO}#3", Reservation(model=model, payment=payment, charged_at=NOW))
+        state.comments[f"{REPO}#3"] = record
+
+    handler.store.apply(NOW, decided)
+    return record
+
+
 def test_apply_leaves_an_issue_a_delivery_re_decided_meanwhile(
     parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
 ) -> None:
     """A webhook delivery re-decides issue 3 while the plan writes issue 1:
     the plan does not write issue 3's label and comment over the delivery's."""
-    from bot.store import CommentRecord, Reservation
-
     handler, gateway = parts
     gh = RestMock(rsps)
     expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7"})
-    delivered = CommentRecord(id=903, label="model:qwen2.5-coder",
-                              issue_updated_at="2026-11-10T12:00:05Z")
+    delivered = []
 
     def a_delivery_meanwhile(request: Any) -> tuple[int, dict[str, str], str]:
-        def decided(state: Any) -> None:
-            held = state.reservations[f"{REPO}#1"]
-            payment = held.payment.model_copy(update={"kind": "api", "tokens": 1000,
-                                                      "cost_usd": 0.01})
-            state.reserve(f"{REPO}#3", Reservation(model="qwen2.5-coder", payment=payment,
-                                                   charged_at=NOW))
-            state.comments[f"{REPO}#3"] = delivered
-        handler.store.apply(NOW, decided)
+        delivered.append(a_delivery_decides_issue_3(handler, "qwen2.5-coder"))
         return 200, {}, "[]"
 
     rsps.remove(responses.GET, f"{R}/issues/1/comments")
@@ -301,7 +308,7 @@ def test_apply_leaves_an_issue_a_delivery_re_decided_meanwhile(
     assert failed == []
     assert not [w for w in writes(rsps) if "/issues/3/" in w[1]]
     state = handler.store.read()
-    assert state.comments[f"{REPO}#3"] == delivered
+    assert state.comments[f"{REPO}#3"] == delivered[0]
     assert state.reservations[f"{REPO}#3"].model == "qwen2.5-coder"
     assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
 
@@ -312,22 +319,13 @@ def test_apply_leaves_an_issue_a_delivery_decided_while_github_was_read(
     """A delivery for issue 3 finishes after the plan has read the issues and
     before it reserves: what the plan read of issue 3 is older than what the
     delivery decided from, so the plan leaves issue 3 alone."""
-    from bot.store import CommentRecord, Reservation
-
     handler, gateway = parts
     gh = RestMock(rsps)
     expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7"})
-    delivered = CommentRecord(id=903, label="model:glm-4.7",
-                              issue_updated_at="2026-11-10T12:00:05Z")
+    delivered = []
 
     def repository_then_a_delivery(request: Any) -> tuple[int, dict[str, str], str]:
-        def decided(state: Any) -> None:
-            payment = Payment(kind="api", family="zhipu", tokens=1000, cost_usd=0.01,
-                              remaining_budget_usd=99.99)
-            state.reserve(f"{REPO}#3", Reservation(model="glm-4.7", payment=payment,
-                                                   charged_at=NOW))
-            state.comments[f"{REPO}#3"] = delivered
-        handler.store.apply(NOW, decided)
+        delivered.append(a_delivery_decides_issue_3(handler, "glm-4.7"))
         repo = rest_example("repos/get")
         repo.update(full_name=REPO, default_branch=BRANCH)
         return 200, {}, json.dumps(repo)
@@ -339,7 +337,7 @@ def test_apply_leaves_an_issue_a_delivery_decided_while_github_was_read(
     assert f"{REPO}#3" not in {d.task_id for d in repo_plan.plan.decisions}
     assert not [w for w in writes(rsps) if "/issues/3/" in w[1]]
     state = handler.store.read()
-    assert state.comments[f"{REPO}#3"] == delivered
+    assert state.comments[f"{REPO}#3"] == delivered[0]
     assert state.reservations[f"{REPO}#3"].payment.cost_usd == 0.01
     assert state.api_budget.spent_usd == pytest.approx(
         sum(r.payment.cost_usd for r in state.reservations.values()
