@@ -156,6 +156,8 @@ def create_app(
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return 400, {"error": "body is not JSON", "outcome": "bad_request"}
+        except RecursionError:  # nested deeper than Python's stack: no payload of GitHub's
+            return 400, {"error": "body is nested too deeply", "outcome": "bad_request"}
         if not isinstance(payload, dict):
             return 400, {"error": "body is not a JSON object", "outcome": "bad_request"}
         delivery = request.headers.get("X-GitHub-Delivery") or None

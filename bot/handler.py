@@ -22,6 +22,7 @@ The order of work for an issue event, and why:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -34,12 +35,12 @@ from typing import Any, NamedTuple
 from bot.comment import MARKER, Override, digest, render_comment
 from bot.deadline import delivery_budget
 from bot.gateway import CommentGone, GitHubUnavailable, IssueGateway, IssueGone
-from bot.issue_task import issue_key, issue_to_task, label_names
+from bot.issue_task import MAX_BODY_CHARS, issue_key, issue_to_task, label_names, parse_blocks
 from bot.locks import issue_lock
 from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
-from bot.store import CommentRecord, Reservation, State, Store, issue_time
-from core.assessment import assess
-from core.batch import optimize_task_assignments
+from bot.store import DELIVERY_ID, CommentRecord, Reservation, State, Store, issue_time
+from core.assessment import Assessment, assess
+from core.batch import plan_assessed
 from core.catalog import find_model
 from core.config import EngineConfig
 from core.quota import calculate_cost, payment_for
@@ -58,6 +59,10 @@ RELEASE_REASONS = frozenset({"not_planned", "duplicate"})
 GONE_ACTIONS = frozenset({"deleted", "transferred"})
 # Owner and repository names as GitHub (and GitHub Enterprise Server) allow them.
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
+# Scoring runs outside the store's lock; when another delivery changes, in
+# between, whether this issue blocks another, it is scored again, this many
+# times at most (then the last score stands: the next delivery corrects it).
+SCORING_ATTEMPTS = 3
 
 
 @dataclass
@@ -136,6 +141,16 @@ class _Undo:
         state.comments.pop(self.key, None)
         if self.comment is not None:
             state.comments[self.key] = self.comment
+
+
+def _dependents(state: State, key: str) -> list[str]:
+    """The issues known to depend on ``key`` (each list is bounded in size)."""
+    return [other for other, deps in state.dependencies.items() if other != key and key in deps]
+
+
+def _known_time(value: object) -> str | None:
+    """A payload's ``updated_at`` as the store keeps it: only a real time."""
+    return value if isinstance(value, str) and issue_time(value) is not None else None
 
 
 def _get(mapping: Mapping[str, Any], *path: str) -> Any:
@@ -229,6 +244,9 @@ class Handler:
             return Outcome(400, {"error": f"not an issues event payload: {exc}"})
         if parsed.action not in ASSIGN_ACTIONS | GONE_ACTIONS | {"closed"}:
             return Outcome(202, {"status": "ignored", "reason": f"action {parsed.action!r}"})
+        if delivery is not None and not DELIVERY_ID.fullmatch(delivery):
+            # Not signed: only GitHub's shape may reach the store.
+            return Outcome(400, {"error": "X-GitHub-Delivery: not a delivery id"})
         # GitHub gives a delivery 10 s: every GitHub call below fits in the budget.
         with delivery_budget():
             if delivery and self.store.seen_delivery(delivery):
@@ -322,55 +340,33 @@ class Handler:
         )
         now = self.clock()
         labels_now = label_names(issue)
-
-        # Reserve (replacing the previous reservation) before writing to GitHub.
-        # The task is built here, under the store's lock, from the same
-        # document the decision charges: the issues that depend on this one,
-        # and whether a model label is ours or a person's.
-        def reserve(state: State) -> _Reserved:
-            dependents = [
-                other
-                for other, deps in state.dependencies.items()
-                if event.key in deps and other != event.key
-            ]
+        body = issue.get("body")
+        own_blocks = isinstance(body, str) and bool(
+            parse_blocks(body[:MAX_BODY_CHARS], event.repo, event.key)
+        )
+        reserved: _Reserved | None = None
+        for attempt in range(SCORING_ATTEMPTS):
+            # Scored here, outside the store's lock (a repository's config and
+            # an issue's body decide what scoring costs; no other repository's
+            # delivery waits for it), from the issues known to depend on this
+            # one; the lock is then held only to charge.
+            dependents = self.store.view(lambda state: _dependents(state, event.key))
             task = issue_to_task(
                 issue, event.repo, settings.labels, workspace.file_count, dependents
             )
-            override = self._override(event, labels_now, state, settings.labels)
-            before = _Counters.of(state)
-            previous = state.reservations.get(event.key)
-            previous_dependencies = state.dependencies.get(event.key)
-            state.release(event.key)
-            decision = self._decide(task, state, settings, override, now)
-            if decision.payment is not None:
-                state.reserve(
-                    event.key,
-                    Reservation(
-                        model=decision.model or "",
-                        payment=decision.payment,
-                        charged_at=now,
-                        override_by=(override.by or "") if override else None,
-                    ),
-                )
-            if task.dependencies:
-                state.dependencies[event.key] = task.dependencies
-            else:
-                state.dependencies.pop(event.key, None)
-            # Until the delivery's record is written, the issue's state on
-            # GitHub is not known to match any payload: mark it so (a crash
-            # in between leaves the mark), and put the record back on undo.
-            record = state.comments.get(event.key)
-            state.comments[event.key] = (
-                record.model_copy(update={"issue_updated_at": None})
-                if record is not None
-                else CommentRecord()
+            assessment = assess(task, settings.scoring, now)
+            check = None if attempt == SCORING_ATTEMPTS - 1 else own_blocks
+            reserved = self.store.apply(
+                now,
+                functools.partial(
+                    self._reserve, event=event, task=task, assessment=assessment,
+                    labels_now=labels_now, settings=settings, now=now, own_blocks=check,
+                ),
             )
-            undo = _Undo(
-                event.key, previous, previous_dependencies, record, before, _Counters.of(state)
-            )
-            return _Reserved(decision, override, record, undo)
-
-        decision, override, comment, undo = self.store.apply(now, reserve)
+            if reserved is not None:
+                break
+        assert reserved is not None  # the last attempt always reserves
+        decision, override, comment, undo = reserved
 
         if override is not None:  # kept as the person set it, in the catalog or not
             label = settings.labels.model_label(override.model)
@@ -386,11 +382,10 @@ class Handler:
             self.store.apply(self.clock(), undo.apply)
             raise
 
-        updated_at = issue.get("updated_at")
         written = comment.model_copy(
             update={
                 "label": None if override is not None else label,
-                "issue_updated_at": updated_at if isinstance(updated_at, str) else None,
+                "issue_updated_at": _known_time(issue.get("updated_at")),
             }
         )
 
@@ -417,6 +412,60 @@ class Handler:
         if gateway.dry_run:
             result["comment"] = body
         return Outcome(200, result)
+
+    def _reserve(
+        self,
+        state: State,
+        event: IssueEvent,
+        task: Task,
+        assessment: Assessment,
+        labels_now: list[str],
+        settings: EffectiveConfig,
+        now: datetime,
+        own_blocks: bool | None,
+    ) -> _Reserved | None:
+        """Reserve (replacing the previous reservation) before writing to
+        GitHub; under the store's lock, on the document the decision charges.
+        None, changing nothing, when the issue's blocking status is no longer
+        the one it was scored with, unless ``own_blocks`` (whether its body
+        says it blocks others) is None: the last attempt."""
+        if own_blocks is not None and bool(task.blocks) != (
+            own_blocks or bool(_dependents(state, event.key))
+        ):
+            return None
+        override = self._override(event, labels_now, state, settings.labels)
+        before = _Counters.of(state)
+        previous = state.reservations.get(event.key)
+        previous_dependencies = state.dependencies.get(event.key)
+        state.release(event.key)
+        decision = self._decide(assessment, state, settings, override, now)
+        if decision.payment is not None:
+            state.reserve(
+                event.key,
+                Reservation(
+                    model=decision.model or "",
+                    payment=decision.payment,
+                    charged_at=now,
+                    override_by=(override.by or "") if override else None,
+                ),
+            )
+        if task.dependencies:
+            state.dependencies[event.key] = task.dependencies
+        else:
+            state.dependencies.pop(event.key, None)
+        # Until the delivery's record is written, the issue's state on
+        # GitHub is not known to match any payload: mark it so (a crash
+        # in between leaves the mark), and put the record back on undo.
+        record = state.comments.get(event.key)
+        state.comments[event.key] = (
+            record.model_copy(update={"issue_updated_at": None})
+            if record is not None
+            else CommentRecord()
+        )
+        undo = _Undo(
+            event.key, previous, previous_dependencies, record, before, _Counters.of(state)
+        )
+        return _Reserved(decision, override, record, undo)
 
     def _override(
         self,
@@ -454,7 +503,7 @@ class Handler:
 
     def _decide(
         self,
-        task: Task,
+        assessment: Assessment,
         state: State,
         settings: EffectiveConfig,
         override: Override | None,
@@ -462,11 +511,10 @@ class Handler:
     ) -> Decision:
         scoring, models = settings.scoring, self.engine.models
         if override is None:
-            plan = optimize_task_assignments(
-                [task], state.ledger(), models, scoring, now, scoring.quota_strategy
+            plan = plan_assessed(
+                [assessment], state.ledger(), models, scoring, now, scoring.quota_strategy
             )
             return plan.decisions[0]
-        assessment = assess(task, scoring, now)
         model = find_model(models, override.model)
         if model is None:
             return make_decision(

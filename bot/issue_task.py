@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.repo_config import LabelsConfig
+from bot.store import MAX_DEPENDENCIES
 from core.types import Priority, Task, as_utc
 
 # Estimates above this are absurd for one issue; clamping keeps arithmetic and
@@ -22,6 +23,10 @@ MAX_ESTIMATE = 1_000_000_000
 # GitHub caps an issue body at 65,536 characters; a payload claiming more is
 # not from GitHub, and we do not scan it past that.
 MAX_BODY_CHARS = 65_536
+# GitHub allows 100 labels on an issue, each of at most 50 characters; a
+# payload claiming more is not GitHub's, and what is past that is not read.
+MAX_LABELS = 100
+MAX_LABEL_CHARS = 100
 _NUMBER = r"(\d[\d,_]{0,40})"
 _PRIORITIES: tuple[Priority, ...] = ("P0", "P1", "P2", "P3", "P4")
 
@@ -72,23 +77,30 @@ def parse_estimate(body: str, patterns: list[re.Pattern[str]]) -> int:
     return 0
 
 
-def _refs(body: str, pattern: re.Pattern[str], repo: str) -> list[str]:
-    found: list[str] = []
+def _refs(body: str, pattern: re.Pattern[str], repo: str, exclude: str = "") -> list[str]:
+    """The distinct issues named, in order, at most MAX_DEPENDENCIES of them:
+    a 65 KB body can name ten thousand, and what is kept goes to the store
+    (a dict keeps the check for a repeat O(1))."""
+    found: dict[str, None] = {}
     for match in pattern.finditer(body):
-        for ref in _ONE_REF.findall(match.group(1)):
-            key = ref if not ref.startswith("#") else f"{repo}{ref}"
-            if key not in found:
-                found.append(key)
-    return found
+        for ref in _ONE_REF.finditer(match.group(1)):
+            text = ref.group(0)
+            key = text if not text.startswith("#") else f"{repo}{text}"
+            if key != exclude:
+                found[key] = None
+                if len(found) >= MAX_DEPENDENCIES:
+                    return list(found)
+    return list(found)
 
 
-def parse_dependencies(body: str, repo: str) -> list[str]:
-    """``Depends on #N`` / ``Blocked by #N`` (also ``owner/repo#N``, lists)."""
-    return _refs(body, _DEPENDS, repo)
+def parse_dependencies(body: str, repo: str, exclude: str = "") -> list[str]:
+    """``Depends on #N`` / ``Blocked by #N`` (also ``owner/repo#N``, lists),
+    ``exclude`` (the issue itself) left out; at most MAX_DEPENDENCIES."""
+    return _refs(body, _DEPENDS, repo, exclude)
 
 
-def parse_blocks(body: str, repo: str) -> list[str]:
-    return _refs(body, _BLOCKS, repo)
+def parse_blocks(body: str, repo: str, exclude: str = "") -> list[str]:
+    return _refs(body, _BLOCKS, repo, exclude)
 
 
 def label_names(issue: Mapping[str, Any]) -> list[str]:
@@ -96,9 +108,9 @@ def label_names(issue: Mapping[str, Any]) -> list[str]:
     labels = issue.get("labels")
     if not isinstance(labels, list):
         return names
-    for label in labels:
+    for label in labels[:MAX_LABELS]:
         name = label.get("name") if isinstance(label, Mapping) else label
-        if isinstance(name, str) and name.strip():
+        if isinstance(name, str) and name.strip() and len(name) <= MAX_LABEL_CHARS:
             names.append(name.strip())
     return names
 
@@ -151,10 +163,11 @@ def issue_to_task(
     key = issue_key(repo, number if isinstance(number, int) else "?")
     body = _text(issue.get("body"))[:MAX_BODY_CHARS]
     names = label_names(issue)
-    blocks = [b for b in parse_blocks(body, repo) if b != key]
+    found = dict.fromkeys(parse_blocks(body, repo, key))
     for dependent in dependents:
-        if dependent != key and dependent not in blocks:
-            blocks.append(dependent)
+        if dependent != key and len(found) < 2 * MAX_DEPENDENCIES:
+            found[dependent] = None
+    blocks = list(found)
     return Task(
         id=key,
         title=_text(issue.get("title")),
@@ -167,7 +180,7 @@ def issue_to_task(
         ],
         estimated_files=parse_estimate(body, _FILES_PATTERNS),
         estimated_loc=parse_estimate(body, _LOC_PATTERNS),
-        dependencies=[d for d in parse_dependencies(body, repo) if d != key],
+        dependencies=parse_dependencies(body, repo, key),
         workspace_path=repo,
         deadline=parse_due(issue),
         workspace_files=workspace_files,

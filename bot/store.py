@@ -14,6 +14,7 @@ import itertools
 import json
 import operator
 import os
+import re
 import tempfile
 import threading
 import time
@@ -23,9 +24,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Annotated, Any, NamedTuple, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import to_json
 
 from bot.locks import file_lock
@@ -39,9 +48,33 @@ STATE_VERSION = 1
 # longer, and never more than this many, so the document stays small.
 DELIVERY_MEMORY = timedelta(days=4)
 DELIVERY_LIMIT = 5000
+# What one delivery id may be: GitHub sends a UUID; ids are not signed, so
+# anything longer or stranger is refused before it can reach the store.
+DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+# What one issue may keep of the issues it names as dependencies: a body can
+# name ten thousand, and the store is shared by every repository.
+MAX_DEPENDENCIES = 50
+# An issue key: owner/name (100 characters each at most) '#' number.
+MAX_ISSUE_KEY_CHARS = 220
 
 T = TypeVar("T")
 _NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _bounded_references(value: object) -> object:
+    """At most MAX_DEPENDENCIES issue keys, each of a sane length: a store
+    written before the bound was set is read, its overlong lists cut (they are
+    worked out again from the issue's body on its next delivery)."""
+    if isinstance(value, list):
+        return [
+            item for item in value if not isinstance(item, str) or len(item) <= MAX_ISSUE_KEY_CHARS
+        ][:MAX_DEPENDENCIES]
+    return value
+
+
+# One issue's dependencies, bounded. Replaced, never changed in place: the
+# store's parsed copy is shared between threads (see _writable_copy).
+Dependencies = Annotated[list[str], BeforeValidator(_bounded_references)]
 
 
 class StoreError(RuntimeError):
@@ -56,10 +89,10 @@ class Reservation(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str
+    model: str = Field(max_length=200)
     payment: Payment
     charged_at: datetime
-    override_by: str | None = None
+    override_by: str | None = Field(default=None, max_length=200)
 
     @property
     def tokens(self) -> int:
@@ -102,14 +135,16 @@ class CommentRecord(BaseModel):
 
 
 class State(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Finite numbers only: what cannot be written back as JSON numbers
+    # (1e400 becomes null) must not be read either.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     version: int = STATE_VERSION
     subscriptions: dict[str, Subscription] = Field(default_factory=dict)
     api_budget: ApiBudget
     reservations: dict[str, Reservation] = Field(default_factory=dict)
     comments: dict[str, CommentRecord] = Field(default_factory=dict)
-    dependencies: dict[str, list[str]] = Field(default_factory=dict)
+    dependencies: dict[str, Dependencies] = Field(default_factory=dict)
 
     @field_validator("version")
     @classmethod
@@ -271,15 +306,18 @@ def parse_state(text: str | bytes, source: str) -> State:
 # pydantic's indent=1 throughout, keeps its text until it changes), and a
 # document laid out otherwise (reformatted by hand, say) is parsed whole.
 
-BIG_SECTIONS = ("reservations", "comments", "deliveries")
+# In the order State declares them (the document's order).
+BIG_SECTIONS = ("reservations", "comments", "dependencies", "deliveries")
 _SECTION_TYPES: dict[str, Any] = {
     "reservations": dict[str, Reservation],
     "comments": dict[str, CommentRecord],
+    "dependencies": dict[str, Dependencies],
     "deliveries": dict[str, datetime],
 }
 _ENTRY_TYPES: dict[str, Any] = {
     "reservations": Reservation,
     "comments": CommentRecord,
+    "dependencies": Dependencies,
     "deliveries": datetime,
 }
 _ENTRY_SEPARATOR = b',\n  "'  # an entry of a top-level section starts a line with 2 spaces
@@ -485,15 +523,16 @@ class _Change:
 def _writable_copy(state: State) -> State:
     """A copy a transaction may change without touching ``state``: new
     containers, and new copies of the few records changed in place (the
-    quota counters). Reservations, comment records and delivery times are
-    only ever replaced, so they are shared."""
+    quota counters). Reservations, comment records, dependency lists and
+    delivery times are only ever replaced, so they are shared: the copy costs
+    no more when other issues store more."""
     return state.model_copy(
         update={
             "subscriptions": {k: v.model_copy() for k, v in state.subscriptions.items()},
             "api_budget": state.api_budget.model_copy(),
             "reservations": dict(state.reservations),
             "comments": dict(state.comments),
-            "dependencies": {k: list(v) for k, v in state.dependencies.items()},
+            "dependencies": dict(state.dependencies),
             "deliveries": dict(state.deliveries),
         }
     )

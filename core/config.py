@@ -8,14 +8,46 @@ to a default is the worst kind of configuration bug.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    StringConstraints,
+    model_validator,
+)
 
-from core.types import ApiBudget, Complexity, Model, Priority, Strategy, Subscription, Tier
+from core.text import MAX_KEYWORD_CHARS
+from core.types import (
+    MAX_COUNT,
+    ApiBudget,
+    Complexity,
+    Model,
+    Priority,
+    Strategy,
+    Subscription,
+    Tier,
+)
 
 COMPLEXITY_LEVELS: tuple[Complexity, ...] = ("simple", "moderate", "complex", "highly_complex")
 TIERS: tuple[Tier, ...] = ("premium", "mid-premium", "mid-range", "budget")
+
+# Bounds on everything a config (a repository's included) can make the engine
+# walk for every issue: a word list, a table of named entries, one word. The
+# defaults use a fraction of each; a 30 KB keyword list is refused, not run.
+MAX_WORDS = 64  # entries of one keyword / label / path-hint list
+MAX_TABLE = 32  # named entries of one table (domains, risk levels, modifiers)
+MAX_RULES = 16  # entries of an ordered rule list (bands, overrides, size factors)
+MAX_NAME_CHARS = 64
+# Tokens one issue can be estimated at: a billion is beyond any context window.
+MAX_ESTIMATE_TOKENS = 10**9
+
+Word = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEYWORD_CHARS)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+Words = Annotated[list[Word], Field(max_length=MAX_WORDS)]
+TokenCount = Annotated[int, Field(ge=0, le=MAX_ESTIMATE_TOKENS)]
 
 
 class _Strict(BaseModel):
@@ -45,34 +77,39 @@ class TimeHours(_Strict):
 
 
 class ComplexityRule(_Strict):
-    files_at_least: int = Field(ge=0)
-    loc_above: int = Field(ge=0)
+    files_at_least: int = Field(ge=0, le=MAX_COUNT)
+    loc_above: int = Field(ge=0, le=MAX_COUNT)
 
 
 class RiskIndicators(_Strict):
-    labels: list[str] = Field(default_factory=list)
-    path_hints: list[str] = Field(default_factory=list)
-    description_keywords: list[str] = Field(default_factory=list)
+    labels: Words = Field(default_factory=list)
+    path_hints: Words = Field(default_factory=list)
+    description_keywords: Words = Field(default_factory=list)
+
+
+# A token multiplier above this is a typo (or an attack on the budget).
+MAX_FACTOR = 100.0
+Factor = Annotated[float, Field(ge=0, le=MAX_FACTOR)]
 
 
 class TokenFactor(_Strict):
-    input: NonNegativeFloat = 1.0
-    output: NonNegativeFloat = 1.0
+    input: Factor = 1.0
+    output: Factor = 1.0
 
 
 class WorkspaceSizeFactor(_Strict):
-    files_above: int = Field(ge=0)
-    input: NonNegativeFloat = 1.0
-    output: NonNegativeFloat = 1.0
+    files_above: int = Field(ge=0, le=MAX_COUNT)
+    input: Factor = 1.0
+    output: Factor = 1.0
 
 
 class ValueBand(_Strict):
-    name: str
+    name: Name
     min_value: float = Field(ge=0)
-    tiers: list[Tier] = Field(min_length=1)
-    preferred: list[str]
-    quota_family: str | None = None
-    preferred_without_quota: list[str] | None = None
+    tiers: list[Tier] = Field(min_length=1, max_length=len(TIERS))
+    preferred: Annotated[list[Name], Field(max_length=MAX_WORDS)]
+    quota_family: Name | None = None
+    preferred_without_quota: Annotated[list[Name], Field(max_length=MAX_WORDS)] | None = None
 
     @model_validator(mode="after")
     def _quota_pair(self) -> Self:
@@ -82,9 +119,9 @@ class ValueBand(_Strict):
 
 
 class DomainOverride(_Strict):
-    domain: str
+    domain: Name
     min_value: float = Field(ge=0)
-    prefer_family: str
+    prefer_family: Name
 
 
 class BatchThresholds(_Strict):
@@ -120,8 +157,8 @@ class ScoringConfig(_Strict):
 
     priority_weights: dict[Priority, NonNegativeFloat]
     complexity_multipliers: dict[Complexity, NonNegativeFloat]
-    domain_modifiers: dict[str, NonNegativeFloat]
-    risk_modifiers: dict[str, NonNegativeFloat]
+    domain_modifiers: Annotated[dict[Name, NonNegativeFloat], Field(max_length=MAX_TABLE)]
+    risk_modifiers: Annotated[dict[Name, NonNegativeFloat], Field(max_length=MAX_TABLE)]
     time_sensitivity_bonuses: TimeBonuses
     quota_strategy: Strategy = "maximize_subscription_usage"
 
@@ -133,22 +170,30 @@ class ScoringConfig(_Strict):
 
     complexity_rules: dict[Complexity, ComplexityRule]
     complexity_fallback: Complexity = "simple"
-    complex_keywords: list[str] = Field(default_factory=list)
+    complex_keywords: Words = Field(default_factory=list)
 
-    domain_labels: dict[str, list[str]]
-    domain_path_hints: dict[str, list[str]] = Field(default_factory=dict)
-    default_domain: str = "backend"
+    domain_labels: Annotated[dict[Name, Words], Field(max_length=MAX_TABLE)]
+    domain_path_hints: Annotated[dict[Name, Words], Field(max_length=MAX_TABLE)] = Field(
+        default_factory=dict
+    )
+    default_domain: Name = "backend"
 
-    risk_indicators: dict[str, RiskIndicators]
-    default_risk: str = "development"
+    risk_indicators: Annotated[dict[Name, RiskIndicators], Field(max_length=MAX_TABLE)]
+    default_risk: Name = "development"
 
-    token_estimates: dict[Complexity, tuple[int, int]]
-    domain_token_factors: dict[str, TokenFactor] = Field(default_factory=dict)
-    workspace_size_factors: list[WorkspaceSizeFactor] = Field(default_factory=list)
+    token_estimates: dict[Complexity, tuple[TokenCount, TokenCount]]
+    domain_token_factors: Annotated[dict[Name, TokenFactor], Field(max_length=MAX_TABLE)] = (
+        Field(default_factory=dict)
+    )
+    workspace_size_factors: Annotated[
+        list[WorkspaceSizeFactor], Field(max_length=MAX_RULES)
+    ] = Field(default_factory=list)
 
-    value_bands: list[ValueBand] = Field(min_length=1)
+    value_bands: list[ValueBand] = Field(min_length=1, max_length=MAX_RULES)
     low_value_band: ValueBand
-    domain_overrides: list[DomainOverride] = Field(default_factory=list)
+    domain_overrides: Annotated[list[DomainOverride], Field(max_length=MAX_RULES)] = Field(
+        default_factory=list
+    )
     allow_downgrade: bool = True
     capability_floor: float = Field(default=0.7, ge=0)
     batch_thresholds: BatchThresholds = BatchThresholds()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from core.config import ScoringConfig
+from core.config import MAX_ESTIMATE_TOKENS, ScoringConfig
 from core.types import Complexity, Task, TokenEstimate
 
 
@@ -62,8 +62,10 @@ def estimate_token_usage(
 
     return TokenEstimate(
         # int() as in the seed, after rounding away float noise (7500 * 1.15).
-        input_tokens=int(round(input_est, 6)),
-        output_tokens=int(round(output_est, 6)),
+        # Clamped: factors multiply, and no product may leave the bounds a
+        # stored reservation must keep (core.types.MAX_COUNT).
+        input_tokens=int(round(min(input_est, MAX_ESTIMATE_TOKENS), 6)),
+        output_tokens=int(round(min(output_est, MAX_ESTIMATE_TOKENS), 6)),
         workspace_files=workspace_files,
         adjustments=adjustments,
     )

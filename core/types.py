@@ -26,6 +26,12 @@ STRATEGIES: tuple[Strategy, ...] = (
 GREEDY_STRATEGIES: tuple[Strategy, ...] = STRATEGIES[:3]
 
 
+# The largest count (tokens, files) anything may hold: a quadrillion is
+# absurd for any quota, and far below where int-to-float arithmetic overflows
+# (10**320 tokens raised OverflowError on every delivery).
+MAX_COUNT = 10**15
+
+
 def as_utc(value: datetime) -> datetime:
     """Naive datetimes are read as UTC: GitHub and the seed's examples mean UTC."""
     if value.tzinfo is None:
@@ -66,7 +72,7 @@ class Model(BaseModel):
     to subscriptions by name prefix, and ``sonnet-4.5`` never starts with
     ``claude``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1)
     family: str = Field(min_length=1)
@@ -80,16 +86,19 @@ class Model(BaseModel):
 
 class Subscription(BaseModel):
     """A flat-fee plan with token quotas. ``usage_day`` is ours: without it no
-    one can tell when ``tokens_used_today`` must go back to zero."""
+    one can tell when ``tokens_used_today`` must go back to zero.
 
-    model_config = ConfigDict(extra="forbid")
+    Finite numbers only: a store or config holding ``1e400`` or ``Infinity``
+    would be written back as ``null``, which no later start could read."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model_family: str = Field(min_length=1)
     monthly_cost: float = Field(default=0.0, ge=0)
-    token_limit_daily: int | None = Field(default=None, ge=0)
-    token_limit_monthly: int | None = Field(default=None, ge=0)
-    tokens_used_today: int = Field(default=0, ge=0)
-    tokens_used_month: int = Field(default=0, ge=0)
+    token_limit_daily: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    token_limit_monthly: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    tokens_used_today: int = Field(default=0, ge=0, le=MAX_COUNT)
+    tokens_used_month: int = Field(default=0, ge=0, le=MAX_COUNT)
     reset_date: datetime
     usage_day: date | None = None
     # Ours: the day of the month resets fall on. reset_date alone forgets it
@@ -110,9 +119,9 @@ class Subscription(BaseModel):
 
 class ApiBudget(BaseModel):
     """The monthly pay-as-you-go budget the seed's ``get_remaining_monthly_budget``
-    reads but never defines."""
+    reads but never defines. Finite numbers only (see Subscription)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     monthly_limit_usd: float = Field(ge=0)
     spent_usd: float = Field(default=0.0, ge=0)
@@ -179,11 +188,14 @@ class PassedOver(BaseModel):
 
 
 class Payment(BaseModel):
-    """What pays for a decision and what is left after it."""
+    """What pays for a decision and what is left after it. Finite numbers
+    only: a reservation is stored, and must read back."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     kind: Literal["subscription", "api"]
     family: str | None = None
-    tokens: int
+    tokens: int = Field(ge=0, le=MAX_COUNT)
     cost_usd: float
     remaining_daily: int | None = None
     remaining_monthly: int | None = None

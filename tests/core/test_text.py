@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.text import find_keyword, find_path_hint, first_label, path_words
 
@@ -67,3 +69,45 @@ def test_first_label_follows_the_wanted_order() -> None:
     assert first_label(labels, ["CI/CD"]) is None
     assert first_label({"ci/cd"}, ["CI/CD"]) == "CI/CD"
     assert first_label(set(), ["x"]) is None
+
+
+# Enough keywords that find_keyword searches its index of the text, not one
+# regular expression per keyword: both ways must find the same keyword.
+FILLER = [f"zzfiller{i}" for i in range(20)]
+
+
+@pytest.mark.parametrize(
+    ("text", "keywords", "found"),
+    [
+        ("refactor the parser", ["refactor"], "refactor"),
+        ("refactoring the parser", ["refactor"], "refactor"),
+        ("prerefactor step", ["refactor"], None),
+        ("(refactor)", ["refactor"], "refactor"),
+        ("immigration rules", ["migration"], None),
+        ("a breaking   change here", ["breaking change"], "breaking change"),
+        ("a breaking\nchange", ["breaking change"], "breaking change"),
+        ("a breaking\t\n change", ["breaking  change"], "breaking  change"),
+        ("breaking things", ["breaking change"], None),
+        ("breakingchange", ["breaking change"], None),
+        ("x.production", ["production"], "production"),
+        ("", ["refactor"], None),
+        ("refactor and migrate", ["migrate", "refactor"], "migrate"),
+        ("c++ rewrite", ["c++"], "c++"),
+        ("..c++", [".c++"], ".c++"),
+        ("a.c++", [".c++"], None),  # '.' follows a letter: not a word start
+    ],
+)
+def test_find_keyword_by_index_agrees(text: str, keywords: list[str], found: str | None) -> None:
+    assert find_keyword(text, keywords + FILLER) == found
+    assert find_keyword(text, FILLER + keywords) == found
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="ab .-\n\t", max_size=60),
+    st.lists(st.text(alphabet="ab .-", min_size=1, max_size=6).filter(str.strip), max_size=4),
+)
+def test_the_index_finds_what_the_expressions_find(text: str, keywords: list[str]) -> None:
+    by_expression = find_keyword(text, keywords)
+    by_index = find_keyword(text, keywords + FILLER)
+    assert by_index == by_expression
