@@ -7,27 +7,34 @@ locally is exactly what the container and Kubernetes run.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import socket
 import sys
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
+from bot import resources
 from bot.signature import sign
 
-ROOT = Path(__file__).resolve().parent.parent
-PROCFILE = ROOT / "Procfile"
-SAMPLE = ROOT / "examples" / "issues.opened.json"
+DEFAULT_PORT = "8000"
+# Dry-run checks no signature unless a secret is set: it listens on loopback
+# unless told otherwise. With App credentials, every interface (a container's).
+DRY_RUN_HOST = "127.0.0.1"
+SERVER_HOST = "0.0.0.0"
 
 
 def procfile_command(process: str = "web") -> str:
-    for line in PROCFILE.read_text(encoding="utf-8").splitlines():
+    procfile = resources.procfile()
+    for line in procfile.read_text(encoding="utf-8").splitlines():
         name, _, command = line.partition(":")
         if name.strip() == process:
             return command.strip()
-    raise LookupError(f"{PROCFILE}: no {process!r} process")
+    raise LookupError(f"{procfile}: no {process!r} process")
 
 
 def _positive(name: str, value: str, upper: int) -> str:
@@ -38,14 +45,54 @@ def _positive(name: str, value: str, upper: int) -> str:
     return value.strip()
 
 
+def serve_host(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    """--host, else MODEL_ASSIGNER_HOST, else loopback in dry-run (signatures
+    may be unchecked there) and every interface with App credentials."""
+    from bot.cli import CliError
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(env)
+    except SettingsError as exc:
+        raise CliError(f"cannot start: {exc}") from None
+    host = (args.host or env.get("MODEL_ASSIGNER_HOST", "")).strip()
+    if host:
+        return host
+    return DRY_RUN_HOST if settings.dry_run else SERVER_HOST
+
+
+def check_port_free(host: str, port: int) -> None:
+    """One line when the port is taken, instead of gunicorn's ten."""
+    from bot.cli import CliError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"{host}:{port} is already in use (another `model-assigner serve`?); "
+                    "stop it or choose another port with --port or PORT"
+                ) from None
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
-    env["PORT"] = _positive("PORT", str(args.port or env.get("PORT", "8000")), 65535)
+    env["PORT"] = _positive("PORT", str(args.port or env.get("PORT", DEFAULT_PORT)), 65535)
     for name, default in (("WEB_CONCURRENCY", "2"), ("MODEL_ASSIGNER_THREADS", "4")):
         env[name] = _positive(name, env.get(name, default), 256)
+    env["MODEL_ASSIGNER_HOST"] = serve_host(args, env)
+    check_port_free(env["MODEL_ASSIGNER_HOST"], int(env["PORT"]))
     # The console script's folder first, so the Procfile's `gunicorn` is ours.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    os.chdir(ROOT)
+    # gunicorn imports bot.app from the folder it starts in: the checkout, or
+    # for an installed package its project folder (where the store lives).
+    home = resources.project_dir(env)
+    home.mkdir(parents=True, exist_ok=True)
+    os.chdir(home)
     # exec: gunicorn replaces the shell, so signals sent to `serve` reach it.
     os.execvpe("sh", ["sh", "-c", "exec " + procfile_command()], env)
 
@@ -53,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_send_sample(args: argparse.Namespace) -> int:
     from bot.cli import CliError
 
-    path = Path(args.payload) if args.payload else SAMPLE
+    path = Path(args.payload) if args.payload else resources.sample_payload()
     try:
         body = path.read_bytes()
     except OSError as exc:
@@ -67,7 +114,9 @@ def cmd_send_sample(args: argparse.Namespace) -> int:
     secret = os.environ.get("GITHUB_WEBHOOK_SECRET")
     if secret:
         headers["X-Hub-Signature-256"] = sign(secret, body)
-    req = urllib.request.Request(args.url, data=body, headers=headers, method="POST")
+    port = os.environ.get("PORT", "").strip() or DEFAULT_PORT
+    url = args.url or f"http://127.0.0.1:{port}/webhook"
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=30) as response:
             status, text = response.status, response.read().decode()
@@ -75,7 +124,7 @@ def cmd_send_sample(args: argparse.Namespace) -> int:
         status, text = exc.code, exc.read().decode()
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(
-            f"{args.url}: cannot connect ({exc}); is `model-assigner serve` running?"
+            f"{url}: cannot connect ({exc}); is `model-assigner serve` running?"
         ) from None
     try:
         answer = json.loads(text)
@@ -95,10 +144,18 @@ def cmd_send_sample(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sub.add_parser("serve", help="run the webhook server (the Procfile's web process)")
     serve.add_argument("--port", help="default: PORT, else 8000")
+    serve.add_argument(
+        "--host",
+        help="interface to listen on (default: MODEL_ASSIGNER_HOST, else 127.0.0.1 in dry-run "
+        "and 0.0.0.0 with App credentials)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     sample = sub.add_parser("send-sample", help="POST a signed sample issues event to the server")
-    sample.add_argument("--url", default="http://127.0.0.1:8000/webhook")
-    sample.add_argument("--payload", help=f"JSON payload (default: {SAMPLE.relative_to(ROOT)})")
+    sample.add_argument(
+        "--url",
+        help="the server's webhook URL (default: http://127.0.0.1:$PORT/webhook, PORT 8000)",
+    )
+    sample.add_argument("--payload", help="JSON payload (default: examples/issues.opened.json)")
     sample.add_argument("--event", default="issues", help="X-GitHub-Event (default: issues)")
     sample.set_defaults(handler=cmd_send_sample)

@@ -15,11 +15,10 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from core.loader import DEFAULT_CONFIG_DIR
+from bot import resources
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_STATE = "data/state.json"
-PROJECT_ROOT = DEFAULT_CONFIG_DIR.parent
 
 
 class SettingsError(ValueError):
@@ -85,8 +84,20 @@ def _private_key(env: Mapping[str, str]) -> str | None:
 
 def config_dir(env: Mapping[str, str]) -> Path:
     """MODEL_ASSIGNER_CONFIG, a relative path being the project folder's (as
-    the store's is), so the server and every command read the same folder."""
-    return PROJECT_ROOT / (env.get("MODEL_ASSIGNER_CONFIG", "").strip() or DEFAULT_CONFIG_DIR)
+    the store's is), so the server and every command read the same folder;
+    unset, the defaults (the checkout's config/, or the copy an installed
+    package ships)."""
+    configured = env.get("MODEL_ASSIGNER_CONFIG", "").strip()
+    if not configured:
+        return resources.default_config_dir()
+    return resources.project_dir(env) / configured
+
+
+def state_path(env: Mapping[str, str]) -> Path:
+    """MODEL_ASSIGNER_STATE, relative to the project folder: the checkout, or a
+    per-user data folder for an installed package (docs/configuration.md)."""
+    configured = env.get("MODEL_ASSIGNER_STATE", "").strip() or DEFAULT_STATE
+    return resources.project_dir(env) / configured
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -141,7 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_url=api_url.rstrip("/"),
         # Relative paths are the project folder's, where `serve` runs, so the
         # operator commands find the server's store and config from any folder.
-        state_path=PROJECT_ROOT / (env.get("MODEL_ASSIGNER_STATE", "").strip() or DEFAULT_STATE),
+        state_path=state_path(env),
         config_dir=config_dir(env),
         bot_login=env.get("MODEL_ASSIGNER_BOT_LOGIN", "").strip() or None,
         log_level=level,

@@ -20,8 +20,8 @@ import requests
 import yaml
 from flask import Flask, Response, request
 
-ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = ROOT / "deploy" / "app.yml"
+from bot import resources
+
 DEFAULT_GITHUB_URL = "https://github.com"
 
 
@@ -38,7 +38,9 @@ def api_url_for(github_url: str) -> str:
 
 
 def build_manifest(webhook_url: str, redirect_url: str, name: str | None = None) -> dict[str, Any]:
-    manifest: dict[str, Any] = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = yaml.safe_load(
+        resources.app_manifest().read_text(encoding="utf-8")
+    )
     manifest["hook_attributes"]["url"] = webhook_url
     manifest["redirect_url"] = redirect_url
     if name:

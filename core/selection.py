@@ -6,7 +6,7 @@ model that quota or budget can pay for -> fallback. The fallback differs on
 purpose: the seed returns the cheapest candidate even when nothing can pay for
 it, while its flow chart says "Downgrade or Defer". We never assign what the
 quota and the budget cannot pay for: cheapest affordable candidate, then the
-lower bands' tiers, then defer (see README, Design decisions).
+lower bands' tiers, then defer (docs/design-decisions.md, decision 2).
 """
 
 from __future__ import annotations

@@ -338,7 +338,7 @@ def test_domain_reason_names_the_signal(scoring: ScoringConfig) -> None:
 
 def test_path_hints_match_whole_words(scoring: ScoringConfig) -> None:
     # The seed's substring test would read "build" as frontend ('ui') and
-    # "capital" as backend ('api'); we match words (README, Design decisions).
+    # "capital" as backend ('api'); we match words (docs/design-decisions.md, decision 6).
     task = build_task(labels=[], workspace_path="/home/coder/build/capital")
     assert classify_domain(task, scoring) == ("backend", "default")
 
