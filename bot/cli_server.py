@@ -26,6 +26,12 @@ DEFAULT_PORT = "8000"
 # unless told otherwise. With App credentials, every interface (a container's).
 DRY_RUN_HOST = "127.0.0.1"
 SERVER_HOST = "0.0.0.0"
+PROCFILE_BIND = f"--bind {SERVER_HOST}:"
+
+
+def _bind_host(host: str) -> str:
+    """gunicorn's form of an address: IPv6 in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def procfile_command(process: str = "web") -> str:
@@ -46,8 +52,8 @@ def _positive(name: str, value: str, upper: int) -> str:
 
 
 def serve_host(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    """--host, else MODEL_ASSIGNER_HOST, else loopback in dry-run (signatures
-    may be unchecked there) and every interface with App credentials."""
+    """--host, else loopback in dry-run (signatures may be unchecked there) and
+    every interface with App credentials (the Procfile's own bind)."""
     from bot.cli import CliError
     from bot.settings import SettingsError, load_settings
 
@@ -55,9 +61,8 @@ def serve_host(args: argparse.Namespace, env: Mapping[str, str]) -> str:
         settings = load_settings(env)
     except SettingsError as exc:
         raise CliError(f"cannot start: {exc}") from None
-    host = (args.host or env.get("MODEL_ASSIGNER_HOST", "")).strip()
-    if host:
-        return host
+    if args.host and args.host.strip():
+        return str(args.host).strip()
     return DRY_RUN_HOST if settings.dry_run else SERVER_HOST
 
 
@@ -84,8 +89,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env["PORT"] = _positive("PORT", str(args.port or env.get("PORT", DEFAULT_PORT)), 65535)
     for name, default in (("WEB_CONCURRENCY", "2"), ("MODEL_ASSIGNER_THREADS", "4")):
         env[name] = _positive(name, env.get(name, default), 256)
-    env["MODEL_ASSIGNER_HOST"] = serve_host(args, env)
-    check_port_free(env["MODEL_ASSIGNER_HOST"], int(env["PORT"]))
+    host = serve_host(args, env)
+    check_port_free(host, int(env["PORT"]))
+    command = procfile_command()
+    if host != SERVER_HOST:
+        # gunicorn's --bind adds a listener: replace the Procfile's, never append.
+        if PROCFILE_BIND not in command:
+            from bot.cli import CliError
+
+            raise CliError(f"{resources.procfile()}: the web command does not bind {SERVER_HOST}")
+        command = command.replace(PROCFILE_BIND, f"--bind {_bind_host(host)}:")
     # The console script's folder first, so the Procfile's `gunicorn` is ours.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     # gunicorn imports bot.app from the folder it starts in: the checkout, or
@@ -94,7 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     home.mkdir(parents=True, exist_ok=True)
     os.chdir(home)
     # exec: gunicorn replaces the shell, so signals sent to `serve` reach it.
-    os.execvpe("sh", ["sh", "-c", "exec " + procfile_command()], env)
+    os.execvpe("sh", ["sh", "-c", "exec " + command], env)
 
 
 def cmd_send_sample(args: argparse.Namespace) -> int:
@@ -146,8 +159,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     serve.add_argument("--port", help="default: PORT, else 8000")
     serve.add_argument(
         "--host",
-        help="interface to listen on (default: MODEL_ASSIGNER_HOST, else 127.0.0.1 in dry-run "
-        "and 0.0.0.0 with App credentials)",
+        help="interface to listen on (default: 127.0.0.1 in dry-run, 0.0.0.0 with App "
+        "credentials)",
     )
     serve.set_defaults(handler=cmd_serve)
 

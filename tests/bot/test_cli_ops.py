@@ -13,7 +13,8 @@ from bot.store import Reservation, Store
 from core.loader import load_engine_config
 from core.types import Payment
 
-NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+# The real clock: `quota reset` reads it, and resets due by then apply first.
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def test_procfile_runs_the_app_factory_with_several_workers() -> None:
     workers = args[args.index("--workers") + 1]
     default = re.search(r":-(\d+)", workers)
     assert default and int(default.group(1)) > 1
-    assert "${MODEL_ASSIGNER_HOST:-0.0.0.0}:${PORT" in web
+    assert "0.0.0.0:${PORT" in web
 
 
 def test_dockerfile_cmd_is_the_procfile_command() -> None:
