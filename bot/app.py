@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
 from bot.handler import BadPayload, Handler
@@ -142,10 +142,16 @@ def create_app(
             m.decisions.labels(model if model in catalog_models else "other").inc()
         elif outcome == "deferred":
             m.deferrals.inc()
-        return _json(status, body)
+        response = _json(status, body)
+        if status == 408:  # what is left of the body is not worth reading
+            response.headers["Connection"] = "close"
+        return response
 
     def deliver(event: str) -> tuple[int, dict[str, Any]]:
-        body = request.get_data(cache=False)
+        try:
+            body = request.get_data(cache=False)
+        except (OSError, ClientDisconnected):  # bot.worker's read deadline, or a client gone
+            return 408, {"error": "request body not received in time", "outcome": "timeout"}
         if settings.webhook_secret is not None and not verify(
             settings.webhook_secret, body, request.headers.get("X-Hub-Signature-256")
         ):
