@@ -25,12 +25,15 @@ from bot.repo_config import load_labels_config
 from bot.settings import Settings, SettingsError, load_settings
 from bot.signature import verify
 from bot.store import Store, StoreError
+from bot.usage_api import build_usage_intake, register_usage_routes
 from core.loader import ConfigError, load_engine_config
 
 log = logging.getLogger("model_assigner")
 
 DRY_RUN_BOT_LOGIN = "model-assigner[bot]"
-KNOWN_EVENTS = frozenset({"issues", "ping", "installation", "installation_repositories"})
+KNOWN_EVENTS = frozenset(
+    {"issues", "issue_comment", "ping", "installation", "installation_repositories"}
+)
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -104,6 +107,7 @@ def create_app(
         settings = settings or load_settings()
         configure_logging(settings.log_level)
         handler, store = build_handler(settings, clock)
+        usage = build_usage_intake(settings, handler)
     except (SettingsError, ConfigError, StoreError) as exc:
         print(f"model-assigner: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(4) from None
@@ -168,7 +172,10 @@ def create_app(
             return 400, {"error": "body is not a JSON object", "outcome": "bad_request"}
         delivery = request.headers.get("X-GitHub-Delivery") or None
         try:
-            outcome = handler.handle(event, delivery, payload)
+            if event == "issue_comment":  # a usage report in a comment, or nothing
+                outcome = usage.comment_event(delivery, payload)
+            else:
+                outcome = handler.handle(event, delivery, payload)
         except GitHubUnavailable as exc:
             metrics().github_errors.inc()
             log.warning("delivery %s: GitHub unavailable: %s", delivery, exc)
@@ -180,6 +187,8 @@ def create_app(
             log.error("delivery %s: store: %s", delivery, exc)
             return 503, {"error": "quota store unavailable", "outcome": "store_unavailable"}
         return outcome.status, outcome.body
+
+    register_usage_routes(app, usage)
 
     @app.get("/metrics")
     def prometheus() -> Response:

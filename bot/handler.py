@@ -39,6 +39,8 @@ from bot.issue_task import MAX_BODY_CHARS, issue_key, issue_to_task, label_names
 from bot.locks import issue_lock
 from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
 from bot.store import DELIVERY_ID, CommentRecord, Reservation, State, Store, issue_time
+from bot.usage_comment import with_usage
+from bot.usage_store import calibrated, note_decision
 from core.assessment import Assessment, assess
 from core.batch import plan_assessed
 from core.catalog import find_model
@@ -354,7 +356,9 @@ class Handler:
             task = issue_to_task(
                 issue, event.repo, settings.labels, workspace.file_count, dependents
             )
-            assessment = assess(task, settings.scoring, now)
+            # Token estimates corrected by what finished issues reported.
+            scoring = self.store.view(lambda state: calibrated(state, settings.scoring))
+            assessment = assess(task, scoring, now)
             check = None if attempt == SCORING_ATTEMPTS - 1 else own_blocks
             reserved = self.store.apply(
                 now,
@@ -374,7 +378,8 @@ class Handler:
             label = settings.labels.model_label(decision.model)
         else:
             label = settings.labels.deferred_label
-        body = render_comment(decision, label, override, settings.problem)
+        usage = self.store.view(lambda state: state.usage.get(event.key))
+        body = with_usage(render_comment(decision, label, override, settings.problem), usage)
         try:
             comment = self._write_comment(gateway, event, comment, body)
             self._write_label(gateway, event, labels_now, label, settings.labels, override)
@@ -391,6 +396,7 @@ class Handler:
 
         def remember(state: State) -> None:
             state.comments[event.key] = written
+            note_decision(state, event.key, decision, self.engine.models, now)
             if delivery:
                 state.remember_delivery(delivery, now)
 

@@ -42,6 +42,7 @@ from core.config import SubscriptionsConfig
 from core.loader import describe_validation_error
 from core.quota import Ledger, release_charge, roll_over, update_quota_tracking
 from core.types import ApiBudget, Payment, Subscription, as_utc
+from core.usage import IssueUsage
 
 STATE_VERSION = 1
 # GitHub lets a delivery be redelivered for three days; we remember ids a little
@@ -156,6 +157,10 @@ class State(BaseModel):
             )
         return value
     deliveries: dict[str, datetime] = Field(default_factory=dict)
+    # Reported usage per issue, and the provider exports applied by
+    # `usage reconcile --apply` (bot/usage_store.py).
+    usage: dict[str, IssueUsage] = Field(default_factory=dict)
+    reconciled: dict[str, datetime] = Field(default_factory=dict)
 
     def ledger(self) -> Ledger:
         """A view whose charges change this state's counters."""
@@ -174,8 +179,13 @@ class State(BaseModel):
         return old
 
     def settle(self, issue: str) -> Reservation | None:
-        """The work was done: the charge stays as usage, the record goes."""
-        return self.reservations.pop(issue, None)
+        """The work was done: the charge stays as usage, the record goes.
+        Its reported usage, if any comes later, replaces it then."""
+        held = self.reservations.pop(issue, None)
+        record = self.usage.get(issue)
+        if held is not None and record is not None and (held.tokens or held.cost_usd):
+            self.usage[issue] = record.model_copy(update={"estimate_held": True})
+        return held
 
     def forget_issue(
         self, issue: str, deleted: bool = False, updated_at: str | None = None
@@ -307,18 +317,20 @@ def parse_state(text: str | bytes, source: str) -> State:
 # document laid out otherwise (reformatted by hand, say) is parsed whole.
 
 # In the order State declares them (the document's order).
-BIG_SECTIONS = ("reservations", "comments", "dependencies", "deliveries")
+BIG_SECTIONS = ("reservations", "comments", "dependencies", "deliveries", "usage")
 _SECTION_TYPES: dict[str, Any] = {
     "reservations": dict[str, Reservation],
     "comments": dict[str, CommentRecord],
     "dependencies": dict[str, Dependencies],
     "deliveries": dict[str, datetime],
+    "usage": dict[str, IssueUsage],
 }
 _ENTRY_TYPES: dict[str, Any] = {
     "reservations": Reservation,
     "comments": CommentRecord,
     "dependencies": Dependencies,
     "deliveries": datetime,
+    "usage": IssueUsage,
 }
 _ENTRY_SEPARATOR = b',\n  "'  # an entry of a top-level section starts a line with 2 spaces
 _SECTION_END = b"\n }"  # nothing inside an entry is indented less than 2 spaces
@@ -534,6 +546,8 @@ def _writable_copy(state: State) -> State:
             "comments": dict(state.comments),
             "dependencies": dict(state.dependencies),
             "deliveries": dict(state.deliveries),
+            "usage": dict(state.usage),
+            "reconciled": dict(state.reconciled),
         }
     )
 

@@ -152,6 +152,32 @@ class OptimalSettings(_Strict):
     spend_leftover_budget: bool = True
 
 
+class LearnedFactor(_Strict):
+    """A calibration factor for one complexity and domain, and the evidence."""
+
+    factor: float = Field(gt=0)
+    samples: int = Field(ge=0)  # finished issues of this complexity and domain
+    domain_samples: int = Field(ge=0)  # finished issues of this domain
+
+
+class CalibrationSettings(_Strict):
+    """How reported usage corrects the token estimate (core/calibration.py).
+
+    The factor for a complexity and domain is the trimmed mean of
+    log(actual / estimated) over its finished issues, shrunk toward the
+    domain's, which is shrunk toward x1: with n samples the data weigh
+    n / (n + prior_samples). It is then bounded."""
+
+    enabled: bool = True
+    prior_samples: float = Field(default=10, gt=0, le=10_000)
+    trim: float = Field(default=0.1, ge=0, lt=0.5)
+    min_factor: float = Field(default=0.25, gt=0, le=1)
+    max_factor: float = Field(default=4.0, ge=1, le=100)
+    # Filled in by the bot from its store (complexity/domain -> factor); the
+    # estimate reads it only while ``enabled``.
+    learned: dict[str, LearnedFactor] = Field(default_factory=dict)
+
+
 class ScoringConfig(_Strict):
     """config/scoring.yaml."""
 
@@ -198,6 +224,7 @@ class ScoringConfig(_Strict):
     capability_floor: float = Field(default=0.7, ge=0)
     batch_thresholds: BatchThresholds = BatchThresholds()
     optimal: OptimalSettings = OptimalSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -60,6 +60,18 @@ def estimate_token_usage(
             )
             break
 
+    calibration = config.calibration
+    learned = calibration.learned.get(f"{complexity}/{domain}") if calibration.enabled else None
+    learned_factor = 1.0
+    if learned is not None and learned.factor != 1.0:
+        learned_factor = learned.factor
+        input_est *= learned_factor
+        output_est *= learned_factor
+        adjustments.append(
+            f"calibration: x{learned_factor:.2f} from {learned.domain_samples} finished "
+            f"{domain} issues ({learned.samples} of them {complexity})"
+        )
+
     return TokenEstimate(
         # int() as in the seed, after rounding away float noise (7500 * 1.15).
         # Clamped: factors multiply, and no product may leave the bounds a
@@ -68,4 +80,5 @@ def estimate_token_usage(
         output_tokens=int(round(min(output_est, MAX_ESTIMATE_TOKENS), 6)),
         workspace_files=workspace_files,
         adjustments=adjustments,
+        calibration=learned_factor,
     )

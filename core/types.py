@@ -82,6 +82,11 @@ class Model(BaseModel):
     context_window: int = Field(gt=0)
     capabilities: dict[str, float] = Field(default_factory=dict)
     benchmarks: dict[str, float] = Field(default_factory=dict)
+    # Ours, for reported usage (core/usage.py): cache reads and writes at the
+    # vendor's prices (None: priced as input), and the ids agents report.
+    cost_per_mtok_cache_read: float | None = Field(default=None, ge=0)
+    cost_per_mtok_cache_write: float | None = Field(default=None, ge=0)
+    api_names: list[str] = Field(default_factory=list)
 
 
 class Subscription(BaseModel):
@@ -174,6 +179,8 @@ class TokenEstimate(BaseModel):
     output_tokens: int
     workspace_files: int
     adjustments: list[str] = Field(default_factory=list)
+    # Ours: the learned factor applied (core/calibration.py), 1.0 for none.
+    calibration: float = 1.0
 
     @property
     def total(self) -> int:

@@ -1,0 +1,270 @@
+"""Usage reports coming in: from a workflow (POST /usage) or from a comment.
+
+Both end in ``UsageIntake.submit``: under the issue's lock, the run is
+recorded and charged in one store transaction (bot/usage_store.py), then the
+bot's comment on the issue gets its usage section. A report is never lost to
+GitHub failing afterwards: the comment follows with the next update.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bot.comment import MARKER, digest
+from bot.gateway import GitHubUnavailable, IssueGateway
+from bot.handler import REPO_NAME, Outcome
+from bot.issue_task import issue_key
+from bot.locks import issue_lock
+from bot.oidc import GITHUB_ISSUER, GITHUB_JWKS_URL, OidcRejected, OidcVerifier
+from bot.settings import SettingsError
+from bot.store import CommentRecord, State, Store
+from bot.usage_comment import with_usage
+from bot.usage_store import ReportOutcome, record_report
+from core.types import Model
+from core.usage import IssueUsage, UsageReport
+from core.usage_parse import UsageParseError, our_report
+
+log = logging.getLogger("model_assigner.usage")
+
+# The hidden marker a reporting comment carries: <!-- model-assigner:usage-report {...} -->
+REPORT_MARKER = "<!-- model-assigner:usage-report"
+MAX_REPORT_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class UsageSettings:
+    """MODEL_ASSIGNER_OIDC_AUDIENCE (unset: POST /usage is off), the JWKS URL
+    and issuer (GitHub's by default), and the logins whose comments may
+    carry usage (MODEL_ASSIGNER_USAGE_COMMENT_LOGINS, comma-separated)."""
+
+    oidc_audience: str | None
+    oidc_jwks_url: str = GITHUB_JWKS_URL
+    oidc_issuer: str = GITHUB_ISSUER
+    comment_logins: frozenset[str] = frozenset()
+
+
+def load_usage_settings(env: Mapping[str, str] | None = None) -> UsageSettings:
+    env = os.environ if env is None else env
+    url = env.get("MODEL_ASSIGNER_OIDC_JWKS_URL", "").strip() or GITHUB_JWKS_URL
+    if not url.startswith(("https://", "http://")) or " " in url:
+        raise SettingsError(f"MODEL_ASSIGNER_OIDC_JWKS_URL: must be an http(s) URL, got {url!r}")
+    logins = env.get("MODEL_ASSIGNER_USAGE_COMMENT_LOGINS", "")
+    return UsageSettings(
+        oidc_audience=env.get("MODEL_ASSIGNER_OIDC_AUDIENCE", "").strip() or None,
+        oidc_jwks_url=url,
+        oidc_issuer=env.get("MODEL_ASSIGNER_OIDC_ISSUER", "").strip() or GITHUB_ISSUER,
+        comment_logins=frozenset(name.strip() for name in logins.split(",") if name.strip()),
+    )
+
+
+class BadReport(ValueError):
+    """A report we cannot take: ``status`` is its 4xx."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_issue(value: object, repository: str | None) -> tuple[str, int]:
+    """``OWNER/REPO#N``, or a bare number in ``repository``."""
+    if type(value) is int and value > 0 and repository:
+        return repository, value
+    if isinstance(value, str) and "#" in value:
+        repo, _, number = value.rpartition("#")
+        if REPO_NAME.fullmatch(repo) and number.isascii() and number.isdigit() and int(number):
+            return repo, int(number)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and repository:
+        return repository, int(value)
+    raise BadReport(400, "issue: expected OWNER/REPO#N or an issue number")
+
+
+class UsageIntake:
+    def __init__(
+        self,
+        store: Store,
+        models: Sequence[Model],
+        lock_dir: Path,
+        clock: Callable[[], datetime],
+        settings: UsageSettings,
+        installed: Callable[[str], bool],
+        gateway_for_repo: Callable[[str], IssueGateway | None],
+        verifier: OidcVerifier | None = None,
+    ) -> None:
+        self.store = store
+        self.models = models
+        self.lock_dir = lock_dir
+        self.clock = clock
+        self.settings = settings
+        self.installed = installed
+        self.gateway_for_repo = gateway_for_repo
+        self.verifier = verifier
+        if verifier is None and settings.oidc_audience:
+            self.verifier = OidcVerifier(
+                settings.oidc_audience, settings.oidc_jwks_url, settings.oidc_issuer
+            )
+
+    # -- POST /usage --------------------------------------------------------
+
+    def post(self, authorization: str | None, body: bytes) -> Outcome:
+        if self.verifier is None:
+            return Outcome(404, {"error": "usage reports over OIDC are not enabled "
+                                          "(MODEL_ASSIGNER_OIDC_AUDIENCE is unset)"})
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return Outcome(401, {"error": "missing Authorization: Bearer <OIDC token>"})
+        try:
+            who = self.verifier.verify(token.strip())
+        except OidcRejected as exc:
+            return Outcome(exc.status, {"error": str(exc)})
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return Outcome(400, {"error": "body is not JSON"})
+        if not isinstance(document, dict):
+            return Outcome(400, {"error": "body is not a JSON object"})
+        try:
+            parsed = our_report(document)
+            repo, number = parse_issue(parsed.issue, who.repository)
+            if repo.lower() != who.repository.lower():
+                raise BadReport(
+                    403, f"the token is for {who.repository}, the report for {repo}"
+                )
+            if not self.installed(who.repository):
+                raise BadReport(403, f"model-assigner is not installed on {who.repository}")
+            run = f"gha:{who.run_id}:{who.run_attempt}"
+            if parsed.run_id:
+                run += f":{parsed.run_id}"
+            report = parsed.report(run, source="workflow")
+        except (UsageParseError, BadReport) as exc:
+            status = exc.status if isinstance(exc, BadReport) else 400
+            return Outcome(status, {"error": str(exc)})
+        # The repository's own name, as GitHub spells it (the key of its issues).
+        token_key = f"oidc:{who.token_id}" if who.token_id else None
+        return self.submit(who.repository, number, report, token_key)
+
+    # -- issue_comment ------------------------------------------------------
+
+    def comment_event(self, delivery: str | None, payload: Mapping[str, Any]) -> Outcome:
+        comment = payload.get("comment")
+        issue = payload.get("issue")
+        repository = payload.get("repository")
+        if not isinstance(comment, Mapping) or not isinstance(issue, Mapping) or not isinstance(
+            repository, Mapping
+        ):
+            return Outcome(400, {"error": "not an issue_comment payload"})
+        if payload.get("action") not in ("created", "edited"):
+            return Outcome(202, {"status": "ignored", "reason": "comment not created or edited"})
+        text = comment.get("body")
+        if not isinstance(text, str) or REPORT_MARKER not in text:
+            return Outcome(202, {"status": "ignored", "reason": "no usage marker"})
+        user = comment.get("user")
+        login = user.get("login") if isinstance(user, Mapping) else None
+        if login not in self.settings.comment_logins:
+            return Outcome(
+                202, {"status": "ignored", "reason": "usage marker from a login not listed in "
+                                                     "MODEL_ASSIGNER_USAGE_COMMENT_LOGINS"}
+            )
+        repo, number, comment_id = (
+            repository.get("full_name"), issue.get("number"), comment.get("id")
+        )
+        if not isinstance(repo, str) or not REPO_NAME.fullmatch(repo) or type(number) is not int:
+            return Outcome(400, {"error": "not an issue_comment payload: repository or issue"})
+        try:
+            parsed = our_report(marker_json(text))
+            if parsed.issue is not None and parse_issue(parsed.issue, repo) != (repo, number):
+                raise BadReport(400, "the marker names another issue than the comment's")
+            report = parsed.report(parsed.run_id or f"comment:{comment_id}", source="comment")
+        except (UsageParseError, BadReport) as exc:
+            return Outcome(400, {"error": f"usage marker: {exc}"})
+        return self.submit(repo, number, report, delivery)
+
+    # -- both ---------------------------------------------------------------
+
+    def submit(
+        self, repo: str, number: int, report: UsageReport, once_key: str | None = None
+    ) -> Outcome:
+        """Record and charge ``report``; ``once_key`` (a delivery id, a token
+        id) makes the same request twice count once, on top of the run id."""
+        key = issue_key(repo, number)
+        now = self.clock()
+        with issue_lock(self.lock_dir, key):
+
+            def change(state: State) -> ReportOutcome | None:
+                if once_key and once_key in state.deliveries:
+                    return None
+                outcome = record_report(state, key, report, self.models, now)
+                if once_key:
+                    state.remember_delivery(once_key, now)
+                return outcome
+
+            result = self.store.apply(now, change)
+            if result is None or result.status == "duplicate":
+                return Outcome(200, {"status": "duplicate", "issue": key, "run": report.run_id})
+            updated = self._update_comment(repo, number, key, result.record)
+        log.info(json.dumps({
+            "event": "usage", "issue": key, "run": report.run_id, "status": result.status,
+            "tokens": report.total, "source": report.source,
+        }))
+        body: dict[str, Any] = {
+            "status": result.status,
+            "issue": key,
+            "run": report.run_id,
+            "tokens": report.total,
+            "charged": [
+                {"model": c.model, "paid_by": c.payment.label, "tokens": c.payment.tokens,
+                 "cost_usd": round(c.payment.cost_usd, 6),
+                 "list_cost_usd": round(c.list_cost_usd, 6), "note": c.note}
+                for c in result.charges
+            ],
+            "comment_updated": updated,
+        }
+        return Outcome(200 if result.status == "charged" else 202, body)
+
+    def _update_comment(
+        self, repo: str, number: int, key: str, record: IssueUsage | None
+    ) -> bool:
+        """Put the usage section into the bot's comment; False when there is
+        no comment yet or GitHub does not answer (the next update writes it)."""
+        try:
+            gateway = self.gateway_for_repo(repo)
+            if gateway is None:
+                return False
+            found = gateway.find_comment(repo, number, MARKER)
+            if found is None:
+                return False
+            comment_id, old = found
+            new = with_usage(old, record)
+            if new != old:
+                gateway.edit_comment(repo, comment_id, new)
+        except (GitHubUnavailable, LookupError) as exc:
+            log.warning("usage for %s recorded; comment not updated: %s", key, exc)
+            return False
+
+        def remember(state: State) -> None:
+            known = state.comments.get(key) or CommentRecord()
+            state.comments[key] = known.model_copy(update={"id": comment_id, "digest": digest(new)})
+
+        self.store.apply(self.clock(), remember)
+        return True
+
+
+def marker_json(text: str) -> Any:
+    """The JSON inside the first usage marker of a comment."""
+    start = text.index(REPORT_MARKER) + len(REPORT_MARKER)
+    end = text.find("-->", start)
+    if end < 0:
+        raise UsageParseError("the marker is not closed with -->")
+    inner = text[start:end].strip()
+    if len(inner) > MAX_REPORT_CHARS:
+        raise UsageParseError("the marker's JSON is too long")
+    try:
+        return json.loads(inner)
+    except json.JSONDecodeError as exc:
+        raise UsageParseError(f"not JSON ({exc.msg})") from None

@@ -1,0 +1,211 @@
+"""Reported usage in the store: recording a run, charging it, keeping estimates.
+
+Every function here changes a ``State`` inside the caller's transaction, so a
+report is recorded and charged in one atomic write, or not at all.
+
+The rules (docs/usage-reports.md):
+- The first charged report of an issue replaces its estimate: the
+  reservation's charge is given back and the reported usage charged; later
+  runs add up. A re-decision of an issue that already reported usage
+  reserves nothing more (what it uses is what its reports say).
+- A report for an issue with no decision is kept and charged once one exists.
+- A run is charged in the periods it ended in (a run of last month does not
+  count against this month's quota).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.store import State
+from core.calibration import Sample, learn, with_learned
+from core.config import LearnedFactor, ScoringConfig
+from core.quota import release_charge
+from core.types import Decision, Model, as_utc
+from core.usage import Charge, EstimateSnapshot, IssueUsage, Run, UsageReport, charge_run
+
+# A closed issue's estimate is kept this long for a late report, then dropped.
+ESTIMATE_MEMORY = timedelta(days=35)
+# Finished issues with reports kept (the calibration's window), newest first.
+USAGE_LIMIT = 5000
+UNKNOWN = "unknown"
+
+
+@dataclass
+class ReportOutcome:
+    """What recording a report did: ``status`` is ``charged``, ``pending``
+    (no decision yet) or ``duplicate`` (this run was already recorded)."""
+
+    status: str
+    issue: str
+    charges: list[Charge] = field(default_factory=list)
+    record: IssueUsage | None = None
+
+
+def snapshot(decision: Decision, now: datetime) -> EstimateSnapshot | None:
+    if decision.model is None or decision.payment is None:
+        return None
+    factor = decision.tokens.calibration or 1.0
+    return EstimateSnapshot(
+        model=decision.model,
+        payment=decision.payment,
+        charged_at=as_utc(now),
+        complexity=decision.breakdown.complexity,
+        domain=decision.breakdown.domain,
+        base_tokens=round(decision.tokens.total / factor),
+        calibration=factor,
+    )
+
+
+def _give_back_estimate(state: State, key: str, record: IssueUsage) -> IssueUsage:
+    """The estimate stops counting: its reservation's charge is released
+    (the reservation stays, at zero, so the issue's model is still known as
+    the bot's own), or, for a closed issue whose estimate was kept as usage,
+    the snapshot's charge."""
+    held = state.reservations.get(key)
+    if held is not None:
+        if held.payment.tokens or held.payment.cost_usd:
+            release_charge(state.ledger(), held.payment, held.charged_at)
+            zero = held.payment.model_copy(update={"tokens": 0, "cost_usd": 0.0})
+            state.reservations[key] = held.model_copy(update={"payment": zero})
+    elif record.estimate_held and record.estimate is not None:
+        release_charge(state.ledger(), record.estimate.payment, record.estimate.charged_at)
+    return record.model_copy(update={"estimate_held": False})
+
+
+def _estimate_from_reservation(state: State, key: str) -> EstimateSnapshot | None:
+    """A reservation made without a snapshot (by `plan --apply`, or before
+    usage reports existed): its model and payer, class unknown."""
+    held = state.reservations.get(key)
+    if held is None or not (held.payment.tokens or held.payment.cost_usd):
+        return None
+    return EstimateSnapshot(
+        model=held.model,
+        payment=held.payment,
+        charged_at=held.charged_at,
+        complexity=UNKNOWN,
+        domain=UNKNOWN,
+        base_tokens=held.payment.tokens,
+    )
+
+
+def _charge_pending(
+    state: State, key: str, record: IssueUsage, models: Sequence[Model]
+) -> tuple[IssueUsage, list[Charge]]:
+    estimate = record.estimate
+    pending = sorted(record.pending_runs.items(), key=lambda item: item[1].reported_at)
+    if estimate is None or not pending:
+        return record, []
+    record = _give_back_estimate(state, key, record)
+    runs = dict(record.runs)
+    charged: list[Charge] = []
+    for run_id, run in pending:
+        charges = charge_run(estimate, run.lines, state.ledger(), models, run.ended_at)
+        runs[run_id] = run.model_copy(update={"charges": charges})
+        charged += charges
+    return record.model_copy(update={"runs": runs}), charged
+
+
+def record_report(
+    state: State, key: str, report: UsageReport, models: Sequence[Model], now: datetime
+) -> ReportOutcome:
+    """Record one run for issue ``key`` and charge it when the issue has a
+    decision. The same run id twice is recorded once."""
+    now = as_utc(now)
+    record = state.usage.get(key) or IssueUsage()
+    if report.run_id in record.runs:
+        return ReportOutcome("duplicate", key, record=record)
+    if record.estimate is None:
+        current = _estimate_from_reservation(state, key)
+        if current is not None:
+            record = record.model_copy(update={"estimate": current})
+    ended = min(report.ended_at or now, now)
+    run = Run(reported_at=now, ended_at=ended, source=report.source, lines=report.lines)
+    record = record.model_copy(update={"runs": {**record.runs, report.run_id: run}})
+    if record.estimate is None:
+        state.usage[key] = record
+        prune_usage(state, now)
+        return ReportOutcome("pending", key, record=record)
+    record, charges = _charge_pending(state, key, record, models)
+    state.usage[key] = record
+    prune_usage(state, now)
+    return ReportOutcome("charged", key, charges=charges, record=record)
+
+
+def note_decision(
+    state: State, key: str, decision: Decision, models: Sequence[Model], now: datetime
+) -> list[Charge]:
+    """After a decision is written back: keep its estimate for later reports;
+    charge the reports that were waiting for it; and when the issue already
+    reported usage, give the new reservation back (reported usage is its
+    charge from now on)."""
+    snap = snapshot(decision, now)
+    if snap is None:
+        return []
+    record = state.usage.get(key)
+    if record is None:
+        state.usage[key] = IssueUsage(estimate=snap)
+        return []
+    record = record.model_copy(update={"estimate": snap, "estimate_held": False})
+    if record.charged_runs:
+        record = _give_back_estimate(state, key, record)
+    record, charges = _charge_pending(state, key, record, models)
+    state.usage[key] = record
+    return charges
+
+
+def prune_usage(state: State, now: datetime) -> None:
+    """Drop estimates of issues closed long ago that never reported, and the
+    oldest finished issues beyond USAGE_LIMIT."""
+    cutoff = as_utc(now) - ESTIMATE_MEMORY
+    stale = [
+        key
+        for key, record in state.usage.items()
+        if key not in state.reservations
+        and not record.charged_runs
+        and max(
+            [r.reported_at for r in record.runs.values()]
+            + ([record.estimate.charged_at] if record.estimate else []),
+            default=cutoff,
+        )
+        < cutoff
+    ]
+    for key in stale:
+        del state.usage[key]
+    finished = [
+        (max(run.reported_at for run in record.runs.values()), key)
+        for key, record in state.usage.items()
+        if record.charged_runs and key not in state.reservations
+    ]
+    if len(finished) > USAGE_LIMIT:
+        for _, key in sorted(finished)[: len(finished) - USAGE_LIMIT]:
+            del state.usage[key]
+
+
+def learned_table(state: State, scoring: ScoringConfig) -> dict[str, LearnedFactor]:
+    """The calibration the store's finished issues teach (empty when off)."""
+    if not scoring.calibration.enabled:
+        return {}
+    return learn(calibration_samples(state), scoring.calibration)
+
+
+def calibrated(state: State, scoring: ScoringConfig) -> ScoringConfig:
+    """``scoring`` whose token estimates use what the store has learned."""
+    return with_learned(scoring, learned_table(state, scoring))
+
+
+def calibration_samples(state: State) -> list[Sample]:
+    """Finished issues (closed: no reservation left) that reported usage."""
+    samples = []
+    for key, record in state.usage.items():
+        estimate = record.estimate
+        if key in state.reservations or estimate is None or not record.charged_runs:
+            continue
+        if estimate.complexity == UNKNOWN or estimate.base_tokens <= 0:
+            continue
+        samples.append(
+            Sample(estimate.complexity, estimate.domain, estimate.base_tokens, record.actual_tokens)
+        )
+    return samples
