@@ -83,7 +83,10 @@ def quota_report(state: State) -> dict[str, Any]:
                 datetime.combine(sub.usage_day + timedelta(days=1), datetime.min.time(), UTC)
             ).isoformat()
     api_held = [r for r in state.reservations.values() if r.payment.kind == "api"]
+    from bot.usage_store import usage_summary
+
     return {
+        "usage": usage_summary(state),
         "subscriptions": families,
         "api_budget": {
             "monthly_limit_usd": state.api_budget.monthly_limit_usd,
@@ -123,6 +126,15 @@ def cmd_quota(args: argparse.Namespace) -> int:
         f"{'' if api['reservations'] == 1 else 's'}; "
         f"resets {api['reset_date']}"
     )
+    usage = report["usage"]
+    if usage["issues_reported"]:
+        print(f"\nEstimated vs actual this month, {usage['issues_reported']} issues that "
+              "reported usage:")
+        for payer, row in usage["by_payer"].items():
+            print(f"  {payer:<24} estimated {row['estimated_tokens']:>12,}  "
+                  f"actual {row['actual_tokens']:>12,} tokens")
+        print(f"  {'API dollars':<24} estimated ${usage['estimated_api_usd']:>11,.2f}  "
+              f"actual ${usage['actual_api_usd']:>11,.2f}")
     return 0
 
 

@@ -114,6 +114,37 @@ class QuotaCollector:
             "model_assigner_reservations", "Issues holding a reservation",
             value=len(state.reservations),
         )
+        yield from usage_metrics(state)
+
+
+def usage_metrics(state: Any) -> Iterator[Any]:
+    """Estimated vs actual this month, over the issues that reported usage."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from bot.usage_store import usage_summary
+
+    summary = usage_summary(state)
+    tokens = GaugeMetricFamily(
+        "model_assigner_usage_tokens",
+        "Tokens of the issues that reported usage this month: estimated or actual",
+        labels=["payer", "kind"],
+    )
+    for payer, row in summary["by_payer"].items():
+        tokens.add_metric([payer, "estimated"], row["estimated_tokens"])
+        tokens.add_metric([payer, "actual"], row["actual_tokens"])
+    yield tokens
+    dollars = GaugeMetricFamily(
+        "model_assigner_usage_api_usd",
+        "API dollars of the issues that reported usage this month: estimated or actual",
+        labels=["kind"],
+    )
+    dollars.add_metric(["estimated"], summary["estimated_api_usd"])
+    dollars.add_metric(["actual"], summary["actual_api_usd"])
+    yield dollars
+    yield GaugeMetricFamily(
+        "model_assigner_usage_reported_issues", "Issues that reported usage this month",
+        value=summary["issues_reported"],
+    )
 
 
 _metrics: Metrics | None = None

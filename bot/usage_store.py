@@ -15,14 +15,16 @@ The rules (docs/usage-reports.md):
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.store import State
 from core.calibration import Sample, learn, with_learned
 from core.config import LearnedFactor, ScoringConfig
-from core.quota import release_charge
+from core.quota import add_months, release_charge
 from core.types import Decision, Model, as_utc
 from core.usage import Charge, EstimateSnapshot, IssueUsage, Run, UsageReport, charge_run
 
@@ -209,3 +211,34 @@ def calibration_samples(state: State) -> list[Sample]:
             Sample(estimate.complexity, estimate.domain, estimate.base_tokens, record.actual_tokens)
         )
     return samples
+
+
+def usage_summary(state: State) -> dict[str, Any]:
+    """Estimated vs actual this month, over the issues whose runs reported:
+    per payer, the tokens their estimates reserved and the tokens reported;
+    and the API dollars both ways."""
+    start = add_months(state.api_budget.reset_date, -1)
+    by_payer: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"estimated_tokens": 0, "actual_tokens": 0}
+    )
+    issues = 0
+    estimated_usd = actual_usd = 0.0
+    for record in state.usage.values():
+        runs = [run for run in record.charged_runs if as_utc(run.ended_at) >= start]
+        if not runs or record.estimate is None:
+            continue
+        issues += 1
+        by_payer[record.estimate.payment.label]["estimated_tokens"] += record.estimate.tokens
+        estimated_usd += record.estimate.payment.cost_usd
+        for run in runs:
+            for charge in run.charges:
+                by_payer[charge.payment.label]["actual_tokens"] += charge.payment.tokens
+                actual_usd += charge.payment.cost_usd
+    return {
+        "issues_reported": issues,
+        "since": start.isoformat(),
+        "by_payer": {label: {k: int(v) for k, v in row.items()} for label, row in
+                     sorted(by_payer.items())},
+        "estimated_api_usd": round(estimated_usd, 6),
+        "actual_api_usd": round(actual_usd, 6),
+    }

@@ -106,6 +106,11 @@ def test_a_workflow_report_replaces_the_estimate_and_updates_the_comment(
     assert f"Estimated {reserved:,} tokens; used 64,000" in text
     assert "(the agents reported $0.25)" in text
     assert answer["comment_updated"] is True
+    metrics = bot.client.get("/metrics").get_data(as_text=True)
+    series = 'model_assigner_usage_tokens{kind="actual",payer="subscription:claude"}'
+    assert f"{series} 64000.0" in metrics
+    assert (f'model_assigner_usage_tokens{{kind="estimated",payer="subscription:claude"}} '
+            f"{float(reserved)}") in metrics
 
 
 def test_the_same_token_or_run_twice_counts_once(bot: Bot, issuer: Issuer) -> None:
