@@ -233,7 +233,9 @@ def test_config_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert list(document) == ["models", "subscriptions", "api_budget", "scoring"]
     assert len(document["models"]) == 7
     for model in document["models"]:
-        assert set(model) == SEED_MODEL_FIELDS | {"family"}
+        # Ours beside the seed's: the family, and what prices reported usage.
+        assert set(model) == SEED_MODEL_FIELDS | {
+            "family", "cost_per_mtok_cache_read", "cost_per_mtok_cache_write", "api_names"}
     assert {m["name"]: m["family"] for m in document["models"]}["sonnet-4.5"] == "claude"
     (claude,) = document["subscriptions"]
     assert set(claude) == SEED_SUBSCRIPTION_FIELDS

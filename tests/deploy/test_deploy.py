@@ -136,7 +136,8 @@ def test_app_manifest_grants_every_permission_the_calls_need_and_no_more() -> No
         if LEVEL[level] > LEVEL.get(needed.get(scope, ""), 0):
             needed[scope] = level
     assert granted == needed
-    assert manifest["default_events"] == ["issues"]
+    # issue_comment: usage reports in a comment (docs/usage-reports.md).
+    assert manifest["default_events"] == ["issues", "issue_comment"]
 
 
 def test_every_call_is_a_documented_endpoint() -> None:
