@@ -97,9 +97,10 @@ def test_import_reads_a_claude_execution_file(
     assert "no message with type 'result'" in capsys.readouterr().err
 
 
+DAY = NOW.date().isoformat()  # the day the runs below end
 ANTHROPIC_EXPORT = {
     "data": [{
-        "starting_at": "2026-11-25T00:00:00Z", "ending_at": "2026-11-26T00:00:00Z",
+        "starting_at": f"{DAY}T00:00:00Z", "ending_at": f"{DAY}T23:59:59Z",
         "results": [{"uncached_input_tokens": 60000, "cache_creation": {
             "ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
             "cache_read_input_tokens": 0, "output_tokens": 4000,
@@ -122,7 +123,7 @@ def test_reconcile_reports_the_difference_and_changes_nothing_unless_told(
     report = json.loads(capsys.readouterr().out)
     [row] = report["rows"]
     assert (row["day"], row["model"], row["store_tokens"], row["provider_tokens"]) == (
-        "2026-11-25", "sonnet-4.5", 54_000, 64_000)
+        DAY, "sonnet-4.5", 54_000, 64_000)
     assert row["difference_usd"] == pytest.approx(10_000 * 3 / 1e6)
     assert report["applied_usd"] is None and state_file.read_bytes() == before
     assert main(["usage", "reconcile", str(export), "--apply", *AT]) == 0
@@ -138,7 +139,8 @@ def test_reconcile_reads_openai_organization_usage(
 ) -> None:
     export = tmp_path / "openai.json"
     export.write_text(json.dumps({"object": "page", "data": [{
-        "object": "bucket", "start_time": 1764028800, "end_time": 1764115200,
+        "object": "bucket", "start_time": int(NOW.replace(hour=0, minute=0, second=0).timestamp()),
+        "end_time": int(NOW.timestamp()),
         "results": [{"object": "organization.usage.completions.result", "input_tokens": 1000,
                      "output_tokens": 500, "input_cached_tokens": 800, "num_model_requests": 5,
                      "model": "gpt-4-turbo-2024-04-09", "batch": None}]}],
