@@ -28,12 +28,13 @@ NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
 def fresh_ledger(config: EngineConfig, scale: float) -> Ledger:
+    start = config.quotas.ledger_at(NOW)
     subs = [
         s.model_copy(update={"token_limit_monthly": int((s.token_limit_monthly or 0) * scale)})
-        for s in config.quotas.subscriptions
+        for s in start.subscriptions
     ]
-    budget = config.quotas.api_budget.model_copy(
-        update={"monthly_limit_usd": config.quotas.api_budget.monthly_limit_usd * scale}
+    budget = start.budget.model_copy(
+        update={"monthly_limit_usd": start.budget.monthly_limit_usd * scale}
     )
     return Ledger(subs, budget)
 

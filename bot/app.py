@@ -63,7 +63,8 @@ def build_handler(
 ) -> tuple[Handler, Store]:
     engine = load_engine_config(settings.config_dir)
     labels = load_labels_config(settings.config_dir)
-    store = Store(settings.state_path, engine.quotas)
+    clock = clock or (lambda: datetime.now(UTC))
+    store = Store(settings.state_path, engine.quotas, clock)
     store.ensure_writable()
     store.check()
     store.remove_stale_temporaries()
@@ -92,7 +93,7 @@ def build_handler(
         store=store,
         gateway_for=gateway_for,
         bot_login=bot_login,
-        clock=clock or (lambda: datetime.now(UTC)),
+        clock=clock,
         lock_dir=settings.state_path.parent / "locks",
     )
     return handler, store

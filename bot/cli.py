@@ -127,10 +127,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
         tasks = load_tasks(Path(args.file))
     except TaskFileError as exc:
         raise CliError(str(exc)) from None
-    ledger = Ledger(
-        [sub.model_copy() for sub in config.quotas.subscriptions],
-        config.quotas.api_budget.model_copy(),
-    )
+    ledger = config.quotas.ledger_at(now)
     roll_over(ledger, now)
     if len(tasks) == 1 and strategy != "optimal":
         # The seed's select_model for one task; `optimal` has no single-task
@@ -187,10 +184,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     now = parse_now(args.now)
     config = load_config(args.config)
-    ledger = Ledger(
-        [sub.model_copy() for sub in config.quotas.subscriptions],
-        config.quotas.api_budget.model_copy(),
-    )
+    ledger = config.quotas.ledger_at(now)
     roll_over(ledger, now)
     document = effective_config(config, ledger)
     if args.json:

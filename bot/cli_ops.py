@@ -35,7 +35,14 @@ def open_store(args: argparse.Namespace) -> Store:
     except (SettingsError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     path = Path(args.state) if getattr(args, "state", None) else settings.state_path
-    return Store(path, engine.quotas)
+    return Store(path, engine.quotas, lambda: _now(args))
+
+
+def _now(args: argparse.Namespace) -> datetime:
+    """--now if given (scripts and tests pin the clock with it), else the time."""
+    from bot.cli import parse_now
+
+    return parse_now(getattr(args, "now", None))
 
 
 def _read(store: Store) -> State:
@@ -102,7 +109,7 @@ def quota_report(state: State) -> dict[str, Any]:
 def cmd_quota(args: argparse.Namespace) -> int:
     store = open_store(args)
     if args.action == "reset":
-        return quota_reset(store, args.family)
+        return quota_reset(store, args.family, _now(args))
     report = quota_report(_read(store))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -138,8 +145,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
     return 0
 
 
-def quota_reset(store: Store, family: str | None) -> int:
-    now = datetime.now(UTC)
+def quota_reset(store: Store, family: str | None, now: datetime) -> int:
     try:
         with store.transaction(now) as state:
             if family is not None and family not in state.subscriptions:
@@ -217,6 +223,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--state", help="store file (default: MODEL_ASSIGNER_STATE)")
         parser.add_argument("--config", help="config folder (default: MODEL_ASSIGNER_CONFIG)")
+        parser.add_argument(
+            "--now", help="the clock for resets, ISO 8601 (default: the current UTC time)"
+        )
 
     quota = sub.add_parser("quota", help="quota used and left per family; `quota reset`")
     quota.add_argument("action", nargs="?", choices=["show", "reset"], default="show")

@@ -18,7 +18,7 @@ import argparse
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -330,7 +330,7 @@ def _summary(decisions: list[Decision]) -> Mapping[str, float]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from bot.app import build_handler
-    from bot.cli import CliError
+    from bot.cli import CliError, parse_now
     from bot.github_api import GitHubApp
     from bot.settings import SettingsError, load_settings
     from bot.store import StoreError
@@ -343,7 +343,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if settings.dry_run:
             raise CliError("plan reads the repository through the App: set GITHUB_APP_ID and "
                            "GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)")
-        handler, _store = build_handler(settings)
+        pinned = parse_now(args.now) if args.now else None
+        handler, _store = build_handler(settings, (lambda: pinned) if pinned else None)
         app = GitHubApp(settings)
         owner, name = args.repo.split("/")
         installation = app.integration.get_repo_installation(owner, name).id
@@ -356,7 +357,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise CliError(f"GitHub unavailable: {settings.api_url} did not answer "
                        f"({type(exc).__name__})") from None
     gateway = app.installation(installation)
-    now = datetime.now(UTC)
+    now = handler.clock()
     try:
         if args.apply:
             repo_plan, failed = apply_plan(handler, gateway, gateway.github, args.repo, now,
@@ -383,4 +384,5 @@ def add_commands(sub: Any, strategies: tuple[str, ...]) -> None:
     plan.add_argument("--apply", action="store_true",
                       help="write labels, comments and reservations")
     plan.add_argument("--json", action="store_true")
+    plan.add_argument("--now", help="the clock, ISO 8601 (default: the current UTC time)")
     plan.set_defaults(handler=cmd_plan)

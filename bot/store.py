@@ -259,21 +259,24 @@ def apply_resets(state: State, now: datetime) -> None:
     roll_over(state.ledger(), moment)
 
 
-def initial_state(defaults: SubscriptionsConfig) -> State:
+def initial_state(defaults: SubscriptionsConfig, now: datetime) -> State:
+    """The state a store starts from at ``now``: the config's counters, and
+    first resets derived from its reset days (or its pinned reset dates)."""
+    ledger = defaults.ledger_at(now)
     return State(
-        subscriptions={s.model_family: s.model_copy() for s in defaults.subscriptions},
-        api_budget=defaults.api_budget.model_copy(),
+        subscriptions={s.model_family: s for s in ledger.subscriptions},
+        api_budget=ledger.budget,
     )
 
 
-def sync_with_config(state: State, defaults: SubscriptionsConfig) -> None:
+def sync_with_config(state: State, defaults: SubscriptionsConfig, now: datetime) -> None:
     """Limits come from config (an operator edits them there); counters and
     reset dates come from the store. A family new in config starts fresh."""
     synced: dict[str, Subscription] = {}
     for configured in defaults.subscriptions:
         stored = state.subscriptions.get(configured.model_family)
         if stored is None:
-            synced[configured.model_family] = configured.model_copy()
+            synced[configured.model_family] = configured.at(now)
         else:
             synced[configured.model_family] = stored.model_copy(
                 update={
@@ -578,9 +581,18 @@ class Store:
     is written; an exception inside a transaction or a failed write simply
     drops it."""
 
-    def __init__(self, path: Path, defaults: SubscriptionsConfig) -> None:
+    def __init__(
+        self,
+        path: Path,
+        defaults: SubscriptionsConfig,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.path = path
         self.defaults = defaults
+        # Only to date the first resets of a store seeded from config (the
+        # config names a reset day, not a date); everything else is dated by
+        # the ``now`` its caller passes.
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.lock_path = path.with_name(path.name + ".lock")
         self._cache: tuple[bytes, State] | None = None
         self._cache_lock = threading.Lock()
@@ -614,12 +626,12 @@ class Store:
 
     def _parse(self, raw: bytes | None) -> State:
         if raw is None:
-            return initial_state(self.defaults)
+            return initial_state(self.defaults, self.clock())
         try:
             state = self._codec.loads(raw, str(self.path))
         except UnicodeDecodeError as exc:
             raise StoreError(f"{self.path}: cannot read ({exc})") from None
-        sync_with_config(state, self.defaults)
+        sync_with_config(state, self.defaults, self.clock())
         return state
 
     def _load(self) -> tuple[State, bytes | None]:
@@ -630,7 +642,7 @@ class Store:
         """The document ``raw`` holds, parsed once per process: treat it as
         read-only (it is shared with other threads)."""
         if raw is None:
-            return initial_state(self.defaults)
+            return initial_state(self.defaults, self.clock())
         with self._cache_lock:
             cache = self._cache
         if cache is not None and cache[0] == raw:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from core.types import ApiBudget, Model, Payment, Subscription, as_utc
 
@@ -136,6 +136,16 @@ def add_months(moment: datetime, months: int, day: int | None = None) -> datetim
     year, month = moment.year + index // 12, index % 12 + 1
     day = min(day or moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
+
+
+def first_reset_after(now: datetime, day: int) -> datetime:
+    """Midnight UTC of the first ``day`` of a month (clamped to the month's
+    last day) that lies after ``now``: the first reset of a quota state
+    seeded at ``now`` from a config that names only a day of the month."""
+    now = as_utc(now)
+    this_month = datetime(now.year, now.month, 1, tzinfo=UTC)
+    candidate = add_months(this_month, 0, day)
+    return candidate if candidate > now else add_months(this_month, 1, day)
 
 
 def next_reset(reset_date: datetime, now: datetime, day: int | None = None) -> datetime:

@@ -3,6 +3,7 @@ factories, and a writable copy of config/."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -59,3 +60,28 @@ def config_copy(tmp_path: Path) -> Path:
     for source in CONFIG_DIR.glob("*.yaml"):
         (folder / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     return folder
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``MODEL_ASSIGNER_TEST_CLOCK=<ISO 8601>`` runs the tests with the wall
+    clock moved to that moment (and ticking on from it): CI runs the suite so
+    under far-apart dates to show that no test depends on today's date. The
+    Python processes the tests start (servers, the GitHub stand-in) move by
+    the same offset, through tests/shifted_clock/sitecustomize.py. Monotonic
+    time is left alone, so timeouts still measure real time."""
+    moment = os.environ.get("MODEL_ASSIGNER_TEST_CLOCK")
+    if not moment:
+        return
+    import time
+
+    import time_machine
+
+    target = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    os.environ["MODEL_ASSIGNER_TEST_CLOCK_OFFSET"] = str(target.timestamp() - time.time())
+    shim = str(Path(__file__).parent / "shifted_clock")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (shim, os.environ.get("PYTHONPATH", "")) if p
+    )
+    traveller = time_machine.travel(target, tick=True)
+    traveller.start()
+    config.add_cleanup(traveller.stop)

@@ -170,3 +170,14 @@ def task_for(
     }
     data.update(fields)
     return build_task(**data)
+
+
+def shifted_clock_env() -> dict[str, str]:
+    """What a subprocess needs to share a shifted test clock (tests/conftest.py):
+    tests that build a subprocess's environment from scratch add this."""
+    import os
+
+    names = ("MODEL_ASSIGNER_TEST_CLOCK_OFFSET", "PYTHONPATH")
+    if "MODEL_ASSIGNER_TEST_CLOCK_OFFSET" not in os.environ:
+        return {}
+    return {name: os.environ[name] for name in names if name in os.environ}

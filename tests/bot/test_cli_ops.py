@@ -23,7 +23,7 @@ def state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MODEL_ASSIGNER_STATE", str(path))
     for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"):
         monkeypatch.delenv(name, raising=False)
-    store = Store(path, load_engine_config().quotas)
+    store = Store(path, load_engine_config().quotas, lambda: NOW)
     with store.transaction(NOW) as state:
         state.reserve(
             "octo/repo#1",
@@ -66,18 +66,26 @@ def test_quota_table_is_readable(state_file: Path, capsys: pytest.CaptureFixture
 
 
 def test_quota_reset_one_family(state_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # The command runs at the real time: the budget is what the monthly resets
-    # due by then leave of it (0 from 2026-12-01 on), and `reset --family`
-    # must leave exactly that.
-    store = Store(state_file, load_engine_config().quotas)
-    with store.transaction(datetime.now(UTC)) as state:
-        budget_now = state.api_budget.spent_usd
-    assert main(["quota", "reset", "--family", "claude"]) == 0
+    at = NOW.isoformat()
+    assert main(["quota", "reset", "--family", "claude", "--now", at]) == 0
     state = json.loads(state_file.read_text())
     assert state["subscriptions"]["claude"]["tokens_used_month"] == 0
-    assert state["api_budget"]["spent_usd"] == pytest.approx(budget_now)
-    assert main(["quota", "reset", "--family", "nope"]) == 2
+    assert state["api_budget"]["spent_usd"] == pytest.approx(1.25)
+    assert main(["quota", "reset", "--family", "nope", "--now", at]) == 2
     assert "no subscription 'nope'" in capsys.readouterr().err
+
+
+def test_quota_reset_applies_the_monthly_reset_due_at_now(
+    state_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store was seeded on 25 Nov with the shipped reset day (the 1st):
+    a reset of one family on 2 Dec also applies the month's reset that fell
+    in between, to the API budget too, and moves the reset date on."""
+    assert main(["quota", "reset", "--family", "claude", "--now", "2026-12-02T00:00:00Z"]) == 0
+    state = json.loads(state_file.read_text())
+    assert state["api_budget"]["spent_usd"] == 0.0
+    assert state["api_budget"]["reset_date"].startswith("2027-01-01")
+    assert state["subscriptions"]["claude"]["reset_date"].startswith("2027-01-01")
 
 
 def test_reservations_lists_issues(state_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

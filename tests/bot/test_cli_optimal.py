@@ -253,11 +253,14 @@ def test_config_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
 def test_config_reads_the_config_folder_and_applies_resets_at_now(
     capsys: pytest.CaptureFixture[str], config_copy: Path
 ) -> None:
+    # A config that pins its first reset (the form written before reset_day):
+    # the counters it states are those of the month before that reset.
     subscriptions = config_copy / "subscriptions.yaml"
     subscriptions.write_text(
         subscriptions.read_text()
         .replace("tokens_used_month: 0", "tokens_used_month: 4000000", 1)
         .replace("spent_usd: 0.0", "spent_usd: 40.0", 1)
+        .replace("reset_day: 1", 'reset_date: "2026-12-01T00:00:00Z"')
     )
     before = config_json(capsys, "--config", str(config_copy), "--now", "2026-11-20T00:00:00Z")
     assert before["subscriptions"][0]["tokens_used_month"] == 4_000_000
@@ -266,6 +269,21 @@ def test_config_reads_the_config_folder_and_applies_resets_at_now(
     assert after["subscriptions"][0]["tokens_used_month"] == 0
     assert after["subscriptions"][0]["reset_date"].startswith("2027-01-01")
     assert after["api_budget"]["spent_usd"] == 0.0
+
+
+def test_config_derives_the_first_reset_from_the_reset_day_and_now(
+    capsys: pytest.CaptureFixture[str], config_copy: Path
+) -> None:
+    subscriptions = config_copy / "subscriptions.yaml"
+    subscriptions.write_text(subscriptions.read_text().replace("reset_day: 1", "reset_day: 31"))
+    for now, reset in [
+        ("2026-02-10T12:00:00Z", "2026-02-28T00:00:00Z"),  # clamped to a short month
+        ("2026-02-28T00:00:00Z", "2026-03-31T00:00:00Z"),  # the reset instant is past
+        ("2031-12-31T23:59:59Z", "2032-01-31T00:00:00Z"),
+    ]:
+        document = config_json(capsys, "--config", str(config_copy), "--now", now)
+        assert document["subscriptions"][0]["reset_date"].replace("+00:00", "Z") == reset
+        assert document["api_budget"]["reset_date"].replace("+00:00", "Z") == reset
 
 
 def test_config_human_output_is_the_same_document_as_yaml(

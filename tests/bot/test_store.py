@@ -53,18 +53,22 @@ def quotas(
     reset: datetime = RESET,
     extra: tuple[Subscription, ...] = (),
 ) -> SubscriptionsConfig:
-    return SubscriptionsConfig(
-        subscriptions=[
-            Subscription(
-                model_family="claude",
-                monthly_cost=20.0,
-                token_limit_daily=daily,
-                token_limit_monthly=monthly,
-                reset_date=reset,
-            ),
-            *extra,
-        ],
-        api_budget=ApiBudget(monthly_limit_usd=budget, reset_date=reset),
+    subscriptions = [
+        Subscription(
+            model_family="claude",
+            monthly_cost=20.0,
+            token_limit_daily=daily,
+            token_limit_monthly=monthly,
+            reset_date=reset,
+        ),
+        *extra,
+    ]
+    # As a config file would state them: a pinned first reset_date.
+    return SubscriptionsConfig.model_validate(
+        {
+            "subscriptions": [s.model_dump(exclude={"usage_day"}) for s in subscriptions],
+            "api_budget": ApiBudget(monthly_limit_usd=budget, reset_date=reset).model_dump(),
+        }
     )
 
 
@@ -103,7 +107,7 @@ def temp_files(store: Store) -> list[str]:
 
 def test_initial_state_comes_from_config(tmp_path: Path) -> None:
     config = load_engine_config(CONFIG_DIR).quotas
-    store = Store(tmp_path / "state.json", config)
+    store = Store(tmp_path / "state.json", config, lambda: NOW)
     state = store.read()
     assert not store.path.exists(), "reading must not create the document"
     assert set(state.subscriptions) == {s.model_family for s in config.subscriptions}
@@ -112,7 +116,10 @@ def test_initial_state_comes_from_config(tmp_path: Path) -> None:
         assert stored.token_limit_monthly == configured.token_limit_monthly
         assert stored.token_limit_daily == configured.token_limit_daily
         assert stored.tokens_used_month == configured.tokens_used_month
-        assert stored.reset_date == configured.reset_date
+        # The shipped config names a reset day, not a date: the first reset
+        # is the next such day after the store was first read.
+        assert stored.reset_date == RESET
+    assert state.api_budget.reset_date == RESET
     assert state.api_budget.monthly_limit_usd == config.api_budget.monthly_limit_usd
     assert state.reservations == {} and state.deliveries == {} and state.comments == {}
 
@@ -131,7 +138,7 @@ def test_first_transaction_saves_the_config_state(store: Store) -> None:
 
 def test_initial_state_does_not_share_objects_with_config() -> None:
     config = quotas()
-    state = initial_state(config)
+    state = initial_state(config, NOW)
     claude(state).tokens_used_month = 123
     state.api_budget.spent_usd = 4.0
     assert config.subscriptions[0].tokens_used_month == 0
@@ -402,7 +409,7 @@ def _in_transaction(store: Store) -> State:
 # --- corrupt documents -----------------------------------------------------------
 
 
-VALID = serialize(initial_state(quotas()))
+VALID = serialize(initial_state(quotas(), NOW))
 SCHEMA_INVALID = {
     "negative tokens": (
         VALID.replace('"tokens_used_month": 0', '"tokens_used_month": -5'),
@@ -568,7 +575,7 @@ def test_deliveries_are_remembered_and_pruned_by_age(store: Store) -> None:
 def test_deliveries_are_bounded_in_count(store: Store) -> None:
     extra = 25
     start = NOW - timedelta(days=1)
-    state = initial_state(quotas())
+    state = initial_state(quotas(), NOW)
     for i in range(DELIVERY_LIMIT + extra):
         state.remember_delivery(f"d{i:05d}", start + timedelta(seconds=i))
     store.path.parent.mkdir(parents=True)
@@ -604,7 +611,7 @@ def test_naive_and_aware_times_on_disk_are_pruned_together(store: Store) -> None
         for i in range(0, 2 * DELIVERY_LIMIT, 2)
     } | {f"a{i:05d}": (NOW - timedelta(seconds=i)).isoformat() for i in range(1, 60, 2)}
     deliveries["n-old"] = (NOW - timedelta(days=5)).replace(tzinfo=None).isoformat()
-    document = json.loads(serialize(initial_state(quotas())))
+    document = json.loads(serialize(initial_state(quotas(), NOW)))
     document["deliveries"] = deliveries
     store.path.parent.mkdir(parents=True)
     store.path.write_text(json.dumps(document))
@@ -771,7 +778,7 @@ def _lock_is_free(store: Store) -> bool:
 
 def test_sigkill_at_any_instant_leaves_a_valid_document(store: Store) -> None:
     # A bigger document makes each write take longer, so more kills land in one.
-    bulk = initial_state(quotas())
+    bulk = initial_state(quotas(), NOW)
     for n in range(3000):
         bulk.remember_delivery(f"old-{n}", NOW - timedelta(hours=1))
     store.path.parent.mkdir(parents=True)

@@ -93,7 +93,7 @@ def test_two_stores_taking_turns_read_and_write_what_pydantic_would(
 ) -> None:
     path = tmp_path_factory.mktemp("codec") / "state.json"
     workers = [Store(path, quotas()), Store(path, quotas())]
-    expected = initial_state(quotas())
+    expected = initial_state(quotas(), NOW)
     for turn, ops in enumerate(history):
         with workers[turn % 2].transaction(NOW) as state:
             for op in ops:
@@ -114,7 +114,7 @@ def test_two_stores_taking_turns_read_and_write_what_pydantic_would(
 
 
 def test_the_earlier_layout_is_read_and_written_on(tmp_path: Path) -> None:
-    state = initial_state(quotas())
+    state = initial_state(quotas(), NOW)
     for n in range(5):
         state.reserve(f"o/r#{n}", held(sub_payment(1_000 + n)))
         state.comments[f"o/r#{n}"] = CommentRecord(id=n + 1, digest="d")
@@ -135,7 +135,7 @@ def test_the_earlier_layout_is_read_and_written_on(tmp_path: Path) -> None:
 
 def test_a_hand_edited_document_is_parsed_whole(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    document = json.loads(serialize(initial_state(quotas())))
+    document = json.loads(serialize(initial_state(quotas(), NOW)))
     document["reservations"] = {"o/r#1": json.loads(held(sub_payment(5)).model_dump_json())}
     path.write_text(json.dumps(document, indent=4))  # four spaces, not ours
     store = Store(path, quotas())
@@ -260,7 +260,7 @@ def test_pruning_keeps_what_the_plain_way_keeps(
     shuffle.shuffle(stamps)
     for i, moment in enumerate(stamps):  # and some out of order, some too old
         deliveries[f"b{i}"] = moment.replace(tzinfo=None) if naive and i % 2 else moment
-    state = initial_state(quotas())
+    state = initial_state(quotas(), NOW)
     state.deliveries = dict(deliveries)
     with mock.patch.object(bot.store, "DELIVERY_LIMIT", LIMIT):
         state.prune_deliveries(NOW)
@@ -270,7 +270,7 @@ def test_pruning_keeps_what_the_plain_way_keeps(
 def test_pruning_is_fast_with_thousands_of_ids() -> None:
     import time
 
-    state = initial_state(quotas())
+    state = initial_state(quotas(), NOW)
     for i in range(DELIVERY_LIMIT):
         state.remember_delivery(f"d{i}", NOW - timedelta(seconds=DELIVERY_LIMIT - i))
     started = time.perf_counter()

@@ -15,7 +15,6 @@ from core.loader import (
     load_engine_config,
     override_scoring,
 )
-from core.quota import Ledger
 from core.scoring import calculate_task_value
 from core.selection import select_model
 from core.tokens import estimate_token_usage
@@ -149,7 +148,7 @@ def test_subscription_limit_in_yaml(config_copy: Path) -> None:
         "token_limit_monthly: 30000",
     )
     config = load_engine_config(config_copy)
-    ledger = Ledger(list(config.quotas.subscriptions), config.quotas.api_budget)
+    ledger = config.quotas.ledger_at(NOW)
     plan = optimize_task_assignments([seed_task()], ledger, config.models, config.scoring, NOW)
     assert plan.decisions[0].model == "gpt-4-turbo"  # 31,000 tokens do not fit 30,000
 

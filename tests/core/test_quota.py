@@ -6,12 +6,13 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from core.config import EngineConfig
+from core.config import EngineConfig, SubscriptionsConfig
 from core.quota import (
     INF,
     add_months,
     calculate_cost,
     can_use_model,
+    first_reset_after,
     get_remaining_monthly_budget,
     has_quota,
     has_room,
@@ -411,3 +412,50 @@ def test_naive_datetimes_are_utc() -> None:
     assert s.reset_date == datetime(2026, 3, 1, tzinfo=UTC)
     roll_over_subscription(s, datetime(2026, 3, 1))
     assert s.tokens_used_month == 0
+
+
+@pytest.mark.parametrize(
+    ("now", "day", "first"),
+    [
+        (datetime(2026, 12, 1, 0, 0, tzinfo=UTC), 1, datetime(2027, 1, 1, tzinfo=UTC)),
+        (datetime(2026, 11, 30, 23, 59, tzinfo=UTC), 1, datetime(2026, 12, 1, tzinfo=UTC)),
+        (datetime(2026, 2, 10, tzinfo=UTC), 31, datetime(2026, 2, 28, tzinfo=UTC)),
+        (datetime(2028, 2, 28, 12, tzinfo=UTC), 31, datetime(2028, 2, 29, tzinfo=UTC)),
+        (datetime(2035, 12, 31, 12, tzinfo=UTC), 15, datetime(2036, 1, 15, tzinfo=UTC)),
+    ],
+)
+def test_the_first_reset_is_the_next_reset_day_after_now(
+    now: datetime, day: int, first: datetime
+) -> None:
+    assert first_reset_after(now, day) == first
+
+
+def test_a_config_with_a_reset_day_seeds_a_reset_in_the_future_whatever_the_date() -> None:
+    quotas = SubscriptionsConfig.model_validate(
+        {
+            "subscriptions": [{"model_family": "claude", "reset_day": 1}],
+            "api_budget": {"monthly_limit_usd": 10, "spent_usd": 2.5, "reset_day": 1},
+        }
+    )
+    for year in range(2026, 2036):
+        now = datetime(year, 7, 4, 9, tzinfo=UTC)
+        ledger = quotas.ledger_at(now)
+        assert ledger.budget.reset_date == datetime(year, 8, 1, tzinfo=UTC)
+        roll_over(ledger, now)
+        assert ledger.budget.spent_usd == 2.5  # no reset is due the moment it is seeded
+
+
+def test_a_config_with_a_pinned_reset_date_keeps_its_behaviour() -> None:
+    quotas = SubscriptionsConfig.model_validate(
+        {
+            "subscriptions": [{"model_family": "claude", "reset_date": "2026-01-31T00:00:00Z"}],
+            "api_budget": {"monthly_limit_usd": 10, "spent_usd": 2.5,
+                           "reset_date": "2026-01-31T00:00:00Z"},
+        }
+    )
+    ledger = quotas.ledger_at(datetime(2026, 3, 5, tzinfo=UTC))
+    assert ledger.budget.reset_date == datetime(2026, 1, 31, tzinfo=UTC)
+    roll_over(ledger, datetime(2026, 3, 5, tzinfo=UTC))
+    assert ledger.budget.spent_usd == 0.0
+    assert ledger.budget.reset_date == datetime(2026, 3, 31, tzinfo=UTC)
+    assert ledger.subscriptions[0].reset_date == datetime(2026, 3, 31, tzinfo=UTC)

@@ -54,6 +54,7 @@ from tests.e2e.test_server import (
     stop_server,
 )
 from tests.github_standin import GitHubStandIn, StandInServer
+from tests.helpers import shifted_clock_env
 
 KINDS = [
     (["P0", "security", "hotfix"], BIG_HOTFIX),  # sonnet-4.5, claude subscription
@@ -356,6 +357,7 @@ def test_a_corrupt_store_stops_the_server_and_is_left_as_it_is(
         "MODEL_ASSIGNER_STATE": str(state),
         "MODEL_ASSIGNER_CONFIG": str(ROOT / "config"),
         "GITHUB_WEBHOOK_SECRET": SECRET,
+        **shifted_clock_env(),
     }
     result = subprocess.run(["sh", "-c", loopback_command()], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)

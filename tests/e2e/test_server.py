@@ -46,6 +46,7 @@ from tests.bot.support import (
     webhook,
 )
 from tests.github_standin import GitHubStandIn, StandInServer
+from tests.helpers import shifted_clock_env
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -133,6 +134,7 @@ def start_server(tmp: Path, env_extra: dict[str, str], name: str) -> Server:
         "MODEL_ASSIGNER_CONFIG": str(ROOT / "config"),
         "PYTHONUNBUFFERED": "1",
         **env_extra,
+        **shifted_clock_env(),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
