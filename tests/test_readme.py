@@ -57,7 +57,10 @@ def test_readme_opens_with_run_then_test_command() -> None:
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     test = readme_commands()[1]
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
-    assert ci[-1] == test
+    commands = [line for line in ci if line and not line.startswith(("#", "echo"))]
+    # After set -e and cd: the README's command first, then the shifted-clock runs.
+    assert commands[2] == test
+    assert all(c.startswith("MODEL_ASSIGNER_TEST_CLOCK=") for c in commands[3:])
 
 
 def test_readme_is_short_and_points_into_docs() -> None:
