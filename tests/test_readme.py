@@ -8,7 +8,9 @@ README short, with the detail in docs/.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -122,3 +124,34 @@ def test_cited_design_decisions_exist() -> None:
     for page in markdown_pages():
         for cited in re.findall(r"Design decision (\d+)", page.read_text()):
             assert int(cited) in numbers, (page.name, cited)
+
+
+def readme_assign_commands() -> list[list[str]]:
+    lines = [line for block in readme_commands() for line in block.splitlines()]
+    return [shlex.split(line)[1:] for line in lines if "model-assigner assign " in line]
+
+
+def test_readme_assign_examples_pin_the_clock() -> None:
+    commands = readme_assign_commands()
+    assert len(commands) >= 2
+    for command in commands:
+        assert "--now" in command, command
+
+
+@pytest.mark.parametrize("wall_clock", ["2027-03-01T09:00:00Z", "2035-12-31T23:00:00Z"])
+def test_readme_assign_examples_say_the_same_thing_on_any_day(
+    wall_clock: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time_machine
+
+    from bot.cli import main
+
+    monkeypatch.chdir(ROOT)
+    outputs = []
+    for moment in (None, wall_clock):
+        with time_machine.travel(moment, tick=False) if moment else contextlib.nullcontext():
+            for command in readme_assign_commands():
+                assert main(command) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert "sonnet-4.5" in outputs[0] and "78.7/100" in outputs[0]
