@@ -13,8 +13,8 @@ from bot.store import Reservation, Store
 from core.loader import load_engine_config
 from core.types import Payment
 
-# The real clock: `quota reset` reads it, and resets due by then apply first.
-NOW = datetime.now(UTC).replace(microsecond=0)
+# A fixed clock: the store is seeded with it and every command gets it (--now).
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_quota_json_reports_usage_limits_and_reservations(
     state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["quota", "--json"]) == 0
+    assert main(["quota", "--json", "--now", NOW.isoformat()]) == 0
     report = json.loads(capsys.readouterr().out)
     claude = report["subscriptions"]["claude"]
     assert claude["tokens_used_month"] == 31_000
@@ -59,7 +59,7 @@ def test_quota_json_reports_usage_limits_and_reservations(
 
 
 def test_quota_table_is_readable(state_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["quota"]) == 0
+    assert main(["quota", "--now", NOW.isoformat()]) == 0
     out = capsys.readouterr().out
     assert "claude" in out and "31,000" in out and "5,000,000" in out
     assert "$1.25 of $100.00 spent" in out
@@ -89,11 +89,11 @@ def test_quota_reset_applies_the_monthly_reset_due_at_now(
 
 
 def test_reservations_lists_issues(state_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["reservations"]) == 0
+    assert main(["reservations", "--now", NOW.isoformat()]) == 0
     out = capsys.readouterr().out
     assert "octo/repo#1" in out and "sonnet-4.5" in out and "subscription:claude" in out
     assert "override by octocat" in out
-    assert main(["reservations", "--json"]) == 0
+    assert main(["reservations", "--json", "--now", NOW.isoformat()]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data) == {"octo/repo#1", "octo/repo#2"}
 
@@ -101,12 +101,12 @@ def test_reservations_lists_issues(state_file: Path, capsys: pytest.CaptureFixtu
 def test_state_check_backup_restore(
     state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["state", "check"]) == 0
+    assert main(["state", "check", "--now", NOW.isoformat()]) == 0
     backup = tmp_path / "backup.json"
-    assert main(["state", "backup", str(backup)]) == 0
+    assert main(["state", "backup", str(backup), "--now", NOW.isoformat()]) == 0
     assert backup.read_text() == state_file.read_text()
-    main(["quota", "reset"])
-    assert main(["state", "restore", str(backup)]) == 0
+    main(["quota", "reset", "--now", NOW.isoformat()])
+    assert main(["state", "restore", str(backup), "--now", NOW.isoformat()]) == 0
     assert json.loads(state_file.read_text())["subscriptions"]["claude"]["tokens_used_month"] == (
         31_000
     )
@@ -131,6 +131,6 @@ def test_restore_refuses_an_invalid_backup(
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 1}')
     before = state_file.read_bytes()
-    assert main(["state", "restore", str(bad)]) == 2
+    assert main(["state", "restore", str(bad), "--now", NOW.isoformat()]) == 2
     assert "api_budget" in capsys.readouterr().err
     assert state_file.read_bytes() == before
