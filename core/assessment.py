@@ -35,6 +35,11 @@ class Assessment:
         return self.tokens.total
 
     @property
+    def working_set(self) -> int:
+        """Tokens one turn holds: a model's context window must reach it."""
+        return self.tokens.working_set
+
+    @property
     def value_density(self) -> float:
         """Value per thousand expected tokens."""
         total = self.tokens.total

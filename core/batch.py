@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.assessment import Assessment, assess
-from core.catalog import filter_models, find_model, get_cheapest_capable_model, price_key
+from core.catalog import (
+    filter_models,
+    find_model,
+    fits_window,
+    get_cheapest_capable_model,
+    price_key,
+    window_reason,
+)
 from core.config import ScoringConfig, ValueBand
 from core.quota import Ledger, has_room, payment_for, update_quota_tracking
 from core.scoring import depended_on_ids
@@ -29,7 +36,15 @@ from core.selection import (
     select_model,
     why_unaffordable,
 )
-from core.types import GREEDY_STRATEGIES, STRATEGIES, Decision, Model, PassedOver, Task
+from core.types import (
+    GREEDY_STRATEGIES,
+    STRATEGIES,
+    Decision,
+    Model,
+    Observation,
+    PassedOver,
+    Task,
+)
 
 
 @dataclass
@@ -116,13 +131,14 @@ def optimize_task_assignments(
     config: ScoringConfig,
     now: datetime,
     strategy: str = "maximize_subscription_usage",
+    history: Sequence[Observation] = (),
 ) -> BatchPlan:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     _check_ids([task.id for task in tasks])
     depended_on = depended_on_ids(tasks)
     scored = [assess(task, config, now, depended_on) for task in tasks]
-    return plan_assessed(scored, ledger, models, config, now, strategy)
+    return plan_assessed(scored, ledger, models, config, now, strategy, history)
 
 
 def plan_assessed(
@@ -132,10 +148,13 @@ def plan_assessed(
     config: ScoringConfig,
     now: datetime,
     strategy: str = "maximize_subscription_usage",
+    history: Sequence[Observation] = (),
 ) -> BatchPlan:
     """Phase 4 on tasks already scored (Phases 1 and 2), in the given order:
     what optimize_task_assignments does after scoring, and what the benchmark
-    times."""
+    times. ``history``: the issues seen before, which only ``online`` reads
+    (it decides the tasks one by one in the given order, each then joining
+    the history)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     ids = [a.task.id for a in scored]
@@ -150,6 +169,15 @@ def plan_assessed(
             return plan
         return best_of_greedy(plan, scored, given, models, config, now)
     decisions: dict[str, Decision] = {}
+    if strategy == "online":
+        from core.online import decide_online, observe  # imports scipy: only when asked for
+
+        seen = list(history)
+        for a in scored:
+            decisions[a.task.id] = decide_online(a, ledger, models, config, now, seen)
+            _commit(ledger, decisions[a.task.id])
+            seen.append(observe(a, now))
+        return BatchPlan(decisions=[decisions[task_id] for task_id in ids], ledger=ledger)
     thresholds = config.batch_thresholds
 
     def select(a: Assessment) -> Decision:
@@ -167,7 +195,7 @@ def plan_assessed(
         # Subscriptions for everything that fits, smallest first to pack them;
         # cheapest capable API model for the overflow; defer the rest.
         for a in sorted(scored, key=lambda a: a.total_tokens):
-            decisions[a.task.id] = _minimize_cost_one(a, ledger, models, config, strategy)
+            decisions[a.task.id] = minimize_cost_one(a, ledger, models, config, strategy)
             _commit(ledger, decisions[a.task.id])
 
     else:  # maximize_value
@@ -225,16 +253,17 @@ def best_of_greedy(
     return best
 
 
-def _minimize_cost_one(
+def minimize_cost_one(
     a: Assessment, ledger: Ledger, models: list[Model], config: ScoringConfig, strategy: str
 ) -> Decision:
     tokens = a.tokens
     band = band_for(a.value, config) or config.low_value_band
+    catalog, models = models, [m for m in models if fits_window(m, tokens)]
     model = try_subscription_models(a, ledger, models, config)
     if model is not None:
         payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
         reason = f"{model.name} fits the {model.family} subscription (value {a.value:.1f})"
-        passed = cost_passed_over(a, model, band, ledger, models, config)
+        passed = cost_passed_over(a, model, band, ledger, catalog, config)
         return make_decision(a, model, payment, band.name, strategy, reason, passed)
     overflow = config.batch_thresholds.minimize_cost_api_overflow
     if a.value < overflow:
@@ -243,14 +272,14 @@ def _minimize_cost_one(
         models, a.domain, config.capability_floor, ledger, tokens.input_tokens, tokens.output_tokens
     )
     if model is None:
-        passed = cost_passed_over(a, None, band, ledger, models, config)
+        passed = cost_passed_over(a, None, band, ledger, catalog, config)
         return defer_unaffordable(a, band, ledger, strategy, passed)
     payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
     reason = (
         f"no subscription has room; {model.name} is the cheapest model rated "
         f">= {config.capability_floor:g} for {a.domain} that the API budget can pay for"
     )
-    passed = cost_passed_over(a, model, band, ledger, models, config)
+    passed = cost_passed_over(a, model, band, ledger, catalog, config)
     return make_decision(a, model, payment, band.name, strategy, reason, passed)
 
 
@@ -279,7 +308,9 @@ def cost_passed_over(
         if model is None or (chosen is not None and model.name == chosen.name):
             continue
         rating = model.capabilities.get(a.domain, 0.0)
-        if payment_for(model, ledger, t.input_tokens, t.output_tokens) is None:
+        if not fits_window(model, t):
+            reason = window_reason(model, t)
+        elif payment_for(model, ledger, t.input_tokens, t.output_tokens) is None:
             reason = why_unaffordable(model, ledger, t.input_tokens, t.output_tokens)
         elif by_subscription and model.tier not in band.tiers:
             reason = f"not in the {band.name} band's tiers ({', '.join(band.tiers)})"

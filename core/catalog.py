@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core.quota import Ledger, can_use_model
-from core.types import Model
+from core.types import Model, PassedOver, TokenEstimate
 
 
 def price_key(model: Model) -> tuple[float, str]:
@@ -39,3 +39,36 @@ def get_cheapest_capable_model(
         if can_use_model(model, ledger, input_tokens, output_tokens):
             return model
     return None
+
+
+def fits_window(model: Model, tokens: TokenEstimate) -> bool:
+    """Whether the model's context window holds one turn's working set."""
+    return model.context_window >= tokens.working_set
+
+
+def window_reason(model: Model, tokens: TokenEstimate) -> str:
+    return (
+        f"its context window of {model.context_window:,} tokens cannot hold this task's "
+        f"working set of {tokens.working_set:,} tokens per turn"
+    )
+
+
+def split_by_window(
+    models: Iterable[Model], tokens: TokenEstimate
+) -> tuple[list[Model], list[Model]]:
+    """(the models whose window holds the working set, those too small)."""
+    fitting: list[Model] = []
+    small: list[Model] = []
+    for model in models:
+        (fitting if fits_window(model, tokens) else small).append(model)
+    return fitting, small
+
+
+def too_small(names: Iterable[str], small: list[Model], tokens: TokenEstimate) -> list[PassedOver]:
+    """The too-small models among ``names``, each with why, in order."""
+    by_name = {m.name: m for m in small}
+    return [
+        PassedOver(model=name, reason=window_reason(by_name[name], tokens))
+        for name in dict.fromkeys(names)
+        if name in by_name
+    ]

@@ -9,7 +9,7 @@ to a default is the worst kind of configuration bug.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -179,6 +179,59 @@ class CalibrationSettings(_Strict):
     # Filled in by the bot from its store (complexity/domain -> factor); the
     # estimate reads it only while ``enabled``.
     learned: dict[str, LearnedFactor] = Field(default_factory=dict)
+class OnlineSettings(_Strict):
+    """The ``online`` strategy's bid prices (core/online.py, docs/online-strategy.md)."""
+
+    # Fewer issues seen this period than this, and none from the last one:
+    # no prices yet, the issue is decided as minimize_cost decides it.
+    min_history: int = Field(default=5, ge=0)
+    # How much of the forecast of the rest of the period comes from the last
+    # period's issues that arrived at the same point of their period or later
+    # (when the store has any); the rest is this period's issues so far,
+    # scaled to the time left.
+    last_period_weight: float = Field(default=0.5, ge=0, le=1)
+    # Capacity the price LP may plan with, as a share of what is left:
+    # below 1 keeps a reserve against a forecast that is too low.
+    capacity_share: float = Field(default=1.0, gt=0, le=1)
+    # In the last hours before a reset, every price is zero: whatever fits is
+    # assigned, since tokens left at the reset are lost.
+    sweep_hours_before_reset: float = Field(default=6, ge=0, le=24 * 31)
+
+
+class WorkspaceWorkingSet(_Strict):
+    files_above: int = Field(ge=0)
+    factor: NonNegativeFloat
+
+
+class ContextFit(_Strict):
+    """What must fit in a model's context window: the working set of one
+    turn of an agent (instructions, the files it edits and reads, its
+    answer), not the task's whole input, which an agent spreads over turns."""
+
+    enabled: bool = True
+    working_set_tokens: dict[Complexity, int]
+    # First rule whose threshold the workspace's file count exceeds applies.
+    workspace_factors: list[WorkspaceWorkingSet] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        for level in COMPLEXITY_LEVELS:
+            if level not in self.working_set_tokens:
+                raise ValueError(f"working_set_tokens: missing {level!r}")
+        if min(self.working_set_tokens.values()) < 0:
+            raise ValueError("working_set_tokens: negative token count")
+        return self
+
+
+DEFAULT_CONTEXT_FIT = ContextFit(
+    working_set_tokens={
+        "simple": 6_000, "moderate": 12_000, "complex": 24_000, "highly_complex": 48_000
+    },
+    workspace_factors=[
+        WorkspaceWorkingSet(files_above=1000, factor=1.5),
+        WorkspaceWorkingSet(files_above=100, factor=1.25),
+    ],
+)
 
 
 class ScoringConfig(_Strict):
@@ -228,6 +281,12 @@ class ScoringConfig(_Strict):
     batch_thresholds: BatchThresholds = BatchThresholds()
     optimal: OptimalSettings = OptimalSettings()
     calibration: CalibrationSettings = CalibrationSettings()
+    online: OnlineSettings = OnlineSettings()
+    context_fit: ContextFit = DEFAULT_CONTEXT_FIT
+    # What optimal and online maximize: "value", the sum of the value scores
+    # of the tasks assigned (the seed's); "fit", each value scaled by the
+    # assigned model's capability rating in the task's domain.
+    objective: Literal["value", "fit"] = "value"
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -47,10 +47,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.assessment import Assessment
-from core.catalog import filter_models, price_key
+from core.catalog import filter_models, fits_window, price_key, too_small
 from core.config import ScoringConfig, ValueBand
 from core.quota import (
     COST_EPSILON,
@@ -90,13 +90,27 @@ class Ranked:
     preferred: bool = False  # named in the band's preferred order
 
 
-def task_band(assessment: Assessment, config: ScoringConfig) -> ValueBand:
+class Scored(Protocol):
+    """What deciding which models a task may use reads of it: an
+    Assessment, or an Observation of the online strategy's history."""
+
+    @property
+    def value(self) -> float: ...
+
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def working_set(self) -> int: ...
+
+
+def task_band(assessment: Scored, config: ScoringConfig) -> ValueBand:
     """The task's value band; below the last band, the low-value band."""
     return band_for(assessment.value, config) or config.low_value_band
 
 
 def ranked_models(
-    assessment: Assessment,
+    assessment: Scored,
     models: list[Model],
     config: ScoringConfig,
     available: list[Subscription],
@@ -114,9 +128,11 @@ def ranked_models(
        ignores tiers.
 
     Every greedy strategy assigns only models of this list, which is what makes
-    ``optimal`` never worse than any of them.
+    ``optimal`` never worse than any of them. A model whose context window
+    cannot hold the task's working set is never in it (context_fit).
     """
     band = task_band(assessment, config)
+    models = [m for m in models if m.context_window >= assessment.working_set]
     ranked: list[Ranked] = []
     seen: set[str] = set()
 
@@ -153,16 +169,16 @@ class Ranker:
     def __init__(self, models: list[Model], config: ScoringConfig) -> None:
         self.models = models
         self.config = config
-        self._cache: dict[tuple[str, str, float, bool], list[Ranked]] = {}
+        self._cache: dict[tuple[str, str, float, bool, int], list[Ranked]] = {}
 
     def ranked(
-        self, assessment: Assessment, band: ValueBand, room: Callable[[str], bool]
+        self, assessment: Scored, band: ValueBand, room: Callable[[str], bool]
     ) -> list[Ranked]:
         """``room(family)``: whether that family's subscription could pay the
         task (the 75 band's preferred order depends on it)."""
         family = band.quota_family
         quota = family is not None and room(family)
-        key = (band.name, assessment.domain, assessment.value, quota)
+        key = (band.name, assessment.domain, assessment.value, quota, assessment.working_set)
         ranked = self._cache.get(key)
         if ranked is None:
             # preferred_order_for only asks whether the quota family has room
@@ -277,11 +293,13 @@ def build_options(
     ranker = Ranker(models, config)
     # The allowed set depends on the band, the domain and the value (which
     # thresholds it crosses), not on the order, so it is computed once per key.
-    allowed_cache: dict[tuple[str, str, float], tuple[tuple[Model, ...], frozenset[str]]] = {}
-    cheapest_cache: dict[tuple[str, str, float, int, int], tuple[Model | None, float]] = {}
+    allowed_cache: dict[
+        tuple[str, str, float, int], tuple[tuple[Model, ...], frozenset[str]]
+    ] = {}
+    cheapest_cache: dict[tuple[str, str, float, int, int, int], tuple[Model | None, float]] = {}
     options = []
     for index, a in enumerate(scored):
-        key = (task_band(a, config).name, a.domain, a.value)
+        key = (task_band(a, config).name, a.domain, a.value, a.working_set)
         cached = allowed_cache.get(key)
         if cached is None:
             allowed_models = tuple(r.model for r in ranker.ranked(a, task_band(a, config), _never))
@@ -850,11 +868,20 @@ def _decide(
                 f"{_rule_words(choice.rule, band)} that fits the budget the plan leaves"
             )
         update_quota_tracking(ledger, payment)
+        passed = window_passed_over(a, band, models) + passed
         decisions[i] = make_decision(a, choice.model, payment, band.name, STRATEGY, reason, passed)
     for option in options:
         if option.index not in decisions:
             decisions[option.index] = _deferred(option, start, ledger, config)
     return [decisions[i] for i in range(len(options))]
+
+
+def window_passed_over(a: Assessment, band: ValueBand, models: list[Model]) -> list[PassedOver]:
+    """The band's preferred models left out because their context window
+    cannot hold the task's working set (context_fit)."""
+    names = [*band.preferred, *(band.preferred_without_quota or [])]
+    small = [m for m in models if not fits_window(m, a.tokens)]
+    return too_small(names, small, a.tokens)
 
 
 def _rule_words(rule: str, band: ValueBand) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Container
 from datetime import datetime
 
 from core.assessment import Assessment, assess
-from core.catalog import filter_models, find_model, price_key
+from core.catalog import filter_models, find_model, fits_window, price_key, window_reason
 from core.config import ScoringConfig, ValueBand
 from core.quota import (
     INF,
@@ -250,6 +250,10 @@ def _first_affordable(
             if passed_over is not None:
                 passed_over.append(PassedOver(model=model_name, reason="not in the catalog"))
             continue
+        if not fits_window(model, tokens):
+            if passed_over is not None:
+                passed_over.append(PassedOver(model=model_name, reason=window_reason(model, tokens)))
+            continue
         if model not in candidates:
             if passed_over is not None:
                 passed_over.append(
@@ -308,6 +312,8 @@ def select_model(
     domain = assessment.domain
 
     available_subscriptions = [sub for sub in ledger.subscriptions if has_room(sub, total_tokens)]
+    # Only models whose context window holds a turn's working set (context_fit).
+    fitting = [m for m in models if fits_window(m, assessment.tokens)]
 
     band = band_for(value_score, config)
     if band is None:
@@ -316,7 +322,7 @@ def select_model(
             return defer_low_value(assessment, config, quota_strategy)
         band = config.low_value_band
 
-    candidates = filter_models(models, band.tiers)
+    candidates = filter_models(fitting, band.tiers)
     preferred_order = preferred_order_for(
         band, available_subscriptions, domain, value_score, models, config
     )
@@ -354,7 +360,7 @@ def select_model(
         tried = {m.name for m in candidates}
         for lower in bands_below(band, config):
             lower_candidates = [
-                m for m in filter_models(models, lower.tiers) if m.name not in tried
+                m for m in filter_models(fitting, lower.tiers) if m.name not in tried
             ]
             found = _first_affordable(
                 [n for n in lower.preferred if n not in tried],

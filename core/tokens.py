@@ -81,4 +81,20 @@ def estimate_token_usage(
         workspace_files=workspace_files,
         adjustments=adjustments,
         calibration=learned_factor,
+        working_set=working_set_tokens(config, complexity, workspace_files),
     )
+
+
+def working_set_tokens(config: ScoringConfig, complexity: Complexity, workspace_files: int) -> int:
+    """What one turn of an agent holds at once (config: context_fit): a base
+    per complexity, scaled up for a large workspace (more of it to search
+    and read). 0 when the rule is off."""
+    fit = config.context_fit
+    if not fit.enabled:
+        return 0
+    tokens = float(fit.working_set_tokens[complexity])
+    for rule in fit.workspace_factors:
+        if workspace_files > rule.files_above:
+            tokens *= rule.factor
+            break
+    return int(round(tokens, 6))

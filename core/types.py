@@ -14,13 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Priority = Literal["P0", "P1", "P2", "P3", "P4"]
 Tier = Literal["premium", "mid-premium", "mid-range", "budget"]
 Complexity = Literal["simple", "moderate", "complex", "highly_complex"]
-Strategy = Literal["maximize_subscription_usage", "minimize_cost", "maximize_value", "optimal"]
+Strategy = Literal[
+    "maximize_subscription_usage", "minimize_cost", "maximize_value", "optimal", "online"
+]
 
 STRATEGIES: tuple[Strategy, ...] = (
     "maximize_subscription_usage",
     "minimize_cost",
     "maximize_value",
     "optimal",
+    "online",
 )
 # The seed's Phase 4 strategies, each a single greedy pass over the batch.
 GREEDY_STRATEGIES: tuple[Strategy, ...] = STRATEGIES[:3]
@@ -181,9 +184,36 @@ class TokenEstimate(BaseModel):
     adjustments: list[str] = Field(default_factory=list)
     # Ours: the learned factor applied (core/calibration.py), 1.0 for none.
     calibration: float = 1.0
+    # Ours: the tokens one turn of an agent holds at once (context_fit in
+    # config/scoring.yaml); a model whose context window is smaller is never
+    # assigned. 0: no requirement (an estimate made before the rule existed).
+    working_set: int = 0
 
     @property
     def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Observation(BaseModel):
+    """An issue the online strategy has seen: what its prices are learned
+    from. Only what deciding it needs, so the store keeps it small."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float
+    domain: str
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    working_set: int = Field(default=0, ge=0)
+    seen_at: datetime
+
+    @field_validator("seen_at")
+    @classmethod
+    def _seen_utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @property
+    def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
 
