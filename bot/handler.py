@@ -26,7 +26,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -47,7 +47,8 @@ from core.catalog import find_model
 from core.config import EngineConfig
 from core.quota import calculate_cost, payment_for
 from core.selection import make_decision
-from core.types import Decision, Payment, Task
+from core.online import observation_of
+from core.types import Decision, Observation, Payment, Task
 
 log = logging.getLogger("model_assigner.decisions")
 
@@ -117,6 +118,8 @@ class _Undo:
     comment: CommentRecord | None
     before: _Counters
     after: _Counters
+    seen: Observation | None = None
+    deferred: Observation | None = None
 
     def apply(self, state: State) -> None:
         for family, sub in state.subscriptions.items():
@@ -143,6 +146,12 @@ class _Undo:
         state.comments.pop(self.key, None)
         if self.comment is not None:
             state.comments[self.key] = self.comment
+        state.seen.pop(self.key, None)
+        if self.seen is not None:
+            state.seen[self.key] = self.seen
+        state.deferred.pop(self.key, None)
+        if self.deferred is not None:
+            state.deferred[self.key] = self.deferred
 
 
 def _dependents(state: State, key: str) -> list[str]:
@@ -443,8 +452,16 @@ class Handler:
         before = _Counters.of(state)
         previous = state.reservations.get(event.key)
         previous_dependencies = state.dependencies.get(event.key)
+        previous_seen = state.seen.get(event.key)
+        previous_deferred = state.deferred.get(event.key)
         state.release(event.key)
-        decision = self._decide(assessment, state, settings, override, now)
+        # The online strategy's history: every issue seen but this one.
+        history = [seen for key, seen in state.seen.items() if key != event.key]
+        decision = self._decide(assessment, state, settings, override, now, history)
+        if override is None:
+            state.observe(event.key, observation_of(decision, now), decision.model is None)
+        else:  # a person's choice: not the strategy's to re-decide
+            state.deferred.pop(event.key, None)
         if decision.payment is not None:
             state.reserve(
                 event.key,
@@ -469,7 +486,8 @@ class Handler:
             else CommentRecord()
         )
         undo = _Undo(
-            event.key, previous, previous_dependencies, record, before, _Counters.of(state)
+            event.key, previous, previous_dependencies, record, before, _Counters.of(state),
+            previous_seen, previous_deferred,
         )
         return _Reserved(decision, override, record, undo)
 
@@ -514,11 +532,13 @@ class Handler:
         settings: EffectiveConfig,
         override: Override | None,
         now: datetime,
+        history: Sequence[Observation] = (),
     ) -> Decision:
         scoring, models = settings.scoring, self.engine.models
         if override is None:
             plan = plan_assessed(
-                [assessment], state.ledger(), models, scoring, now, scoring.quota_strategy
+                [assessment], state.ledger(), models, scoring, now, scoring.quota_strategy,
+                history,
             )
             return plan.decisions[0]
         model = find_model(models, override.model)

@@ -41,7 +41,7 @@ from bot.locks import file_lock
 from core.config import SubscriptionsConfig
 from core.loader import describe_validation_error
 from core.quota import Ledger, release_charge, roll_over, update_quota_tracking
-from core.types import ApiBudget, Payment, Subscription, as_utc
+from core.types import ApiBudget, Observation, Payment, Subscription, as_utc
 from core.usage import IssueUsage
 
 STATE_VERSION = 1
@@ -57,6 +57,8 @@ DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 MAX_DEPENDENCIES = 50
 # An issue key: owner/name (100 characters each at most) '#' number.
 MAX_ISSUE_KEY_CHARS = 220
+# The online strategy learns from this period and the last: two months and a bit.
+HISTORY_MEMORY = timedelta(days=64)
 
 T = TypeVar("T")
 _NEVER = datetime.max.replace(tzinfo=UTC)
@@ -161,6 +163,11 @@ class State(BaseModel):
     # `usage reconcile --apply` (bot/usage_store.py).
     usage: dict[str, IssueUsage] = Field(default_factory=dict)
     reconciled: dict[str, datetime] = Field(default_factory=dict)
+    # The online strategy's history (core/online.py): each issue decided this
+    # period or the last, first seen when; and the open issues it deferred,
+    # to be decided again as prices fall.
+    seen: dict[str, Observation] = Field(default_factory=dict)
+    deferred: dict[str, Observation] = Field(default_factory=dict)
 
     def ledger(self) -> Ledger:
         """A view whose charges change this state's counters."""
@@ -195,6 +202,7 @@ class State(BaseModel):
         closing delivery, is kept: a late delivery of an older event is then
         checked against GitHub instead of being decided from its payload."""
         self.dependencies.pop(issue, None)
+        self.deferred.pop(issue, None)
         record = None if deleted else self.comments.get(issue)
         if issue_time(updated_at) is None:
             if deleted:
@@ -206,6 +214,25 @@ class State(BaseModel):
             known = issue_time(record.issue_updated_at)
             if known is None or known < (issue_time(updated_at) or known):
                 self.comments[issue] = record.model_copy(update={"issue_updated_at": updated_at})
+
+    def observe(self, issue: str, seen: Observation, deferred: bool) -> None:
+        """Record a decision in the online strategy's history: the issue keeps
+        the time it was first seen; a deferred one waits to be decided again.
+        Entries from before the last period are dropped (oldest first)."""
+        first = self.seen.pop(issue, None)
+        if first is not None:
+            seen = seen.model_copy(update={"seen_at": first.seen_at})
+        self.seen[issue] = seen
+        if deferred:
+            self.deferred[issue] = seen
+        else:
+            self.deferred.pop(issue, None)
+        cutoff = seen.seen_at - HISTORY_MEMORY
+        while self.seen:
+            oldest = next(iter(self.seen))
+            if self.seen[oldest].seen_at >= cutoff:
+                break
+            del self.seen[oldest]
 
     def remember_delivery(self, delivery_id: str, now: datetime) -> None:
         self.deliveries[delivery_id] = as_utc(now)
@@ -320,13 +347,17 @@ def parse_state(text: str | bytes, source: str) -> State:
 # document laid out otherwise (reformatted by hand, say) is parsed whole.
 
 # In the order State declares them (the document's order).
-BIG_SECTIONS = ("reservations", "comments", "dependencies", "deliveries", "usage")
+BIG_SECTIONS = (
+    "reservations", "comments", "dependencies", "deliveries", "usage", "seen", "deferred"
+)
 _SECTION_TYPES: dict[str, Any] = {
     "reservations": dict[str, Reservation],
     "comments": dict[str, CommentRecord],
     "dependencies": dict[str, Dependencies],
     "deliveries": dict[str, datetime],
     "usage": dict[str, IssueUsage],
+    "seen": dict[str, Observation],
+    "deferred": dict[str, Observation],
 }
 _ENTRY_TYPES: dict[str, Any] = {
     "reservations": Reservation,
@@ -334,6 +365,8 @@ _ENTRY_TYPES: dict[str, Any] = {
     "dependencies": Dependencies,
     "deliveries": datetime,
     "usage": IssueUsage,
+    "seen": Observation,
+    "deferred": Observation,
 }
 _ENTRY_SEPARATOR = b',\n  "'  # an entry of a top-level section starts a line with 2 spaces
 _SECTION_END = b"\n }"  # nothing inside an entry is indented less than 2 spaces
@@ -551,6 +584,8 @@ def _writable_copy(state: State) -> State:
             "deliveries": dict(state.deliveries),
             "usage": dict(state.usage),
             "reconciled": dict(state.reconciled),
+            "seen": dict(state.seen),
+            "deferred": dict(state.deferred),
         }
     )
 

@@ -185,6 +185,10 @@ class OnlineSettings(_Strict):
     # Fewer issues seen this period than this, and none from the last one:
     # no prices yet, the issue is decided as minimize_cost decides it.
     min_history: int = Field(default=5, ge=0)
+    # The issues seen this period count as at least this many hours' worth
+    # when scaled to the time left: a few issues in the first hours say
+    # little about a month's arrival rate.
+    min_elapsed_hours: float = Field(default=24, ge=0)
     # How much of the forecast of the rest of the period comes from the last
     # period's issues that arrived at the same point of their period or later
     # (when the store has any); the rest is this period's issues so far,
@@ -242,7 +246,7 @@ class ScoringConfig(_Strict):
     domain_modifiers: Annotated[dict[Name, NonNegativeFloat], Field(max_length=MAX_TABLE)]
     risk_modifiers: Annotated[dict[Name, NonNegativeFloat], Field(max_length=MAX_TABLE)]
     time_sensitivity_bonuses: TimeBonuses
-    quota_strategy: Strategy = "maximize_subscription_usage"
+    quota_strategy: Strategy = "online"
 
     default_priority_weight: NonNegativeFloat = 20
     time_sensitivity_hours: TimeHours

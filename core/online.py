@@ -24,8 +24,8 @@ As a reset approaches the forecast of what is still to come shrinks, so the
 prices fall, and in the last ``sweep_hours_before_reset`` they are zero:
 deferred issues are then worth re-deciding (``due_for_redecision``).
 
-Cold start: with fewer than ``min_history`` issues seen this period and none
-from the last one, there is nothing to learn prices from, and the issue is
+Cold start: with no issue from the last period and fewer than
+``min_history`` issues seen this period, there is nothing to learn prices from, and the issue is
 decided as ``minimize_cost`` decides it (the best greedy strategy measured
 one issue at a time; docs/online-strategy.md).
 
@@ -157,6 +157,19 @@ def observe(assessment: Assessment, now: datetime) -> Observation:
     )
 
 
+def observation_of(decision: Decision, now: datetime) -> Observation:
+    """What the history keeps of an issue, from its decision."""
+    t = decision.tokens
+    return Observation(
+        value=decision.value_score,
+        domain=decision.breakdown.domain,
+        input_tokens=t.input_tokens,
+        output_tokens=t.output_tokens,
+        working_set=t.working_set,
+        seen_at=now,
+    )
+
+
 def worth(value: float, model: Model, domain: str, config: ScoringConfig) -> float:
     """The value an assignment brings under the configured objective."""
     if config.objective == "fit":
@@ -164,7 +177,49 @@ def worth(value: float, model: Model, domain: str, config: ScoringConfig) -> flo
     return value
 
 
+class _Memo:
+    """options_for's answers for the last catalog and config it was asked
+    with: a month's history repeats a few hundred kinds of issue, and the
+    prices are re-solved at every decision."""
+
+    def __init__(self) -> None:
+        self.key: tuple[object, ...] = ()
+        self.answers: dict[tuple[object, ...], list[Option]] = {}
+
+    def get(
+        self, owners: tuple[object, ...], key: tuple[object, ...]
+    ) -> list[Option] | None:
+        if len(owners) != len(self.key) or any(a is not b for a, b in zip(owners, self.key,
+                                                                             strict=True)):
+            self.key, self.answers = owners, {}
+        if len(self.answers) > 50_000:
+            self.answers = {}
+        return self.answers.get(key)
+
+
+_MEMO = _Memo()
+
+
 def options_for(
+    need: Need,
+    models: list[Model],
+    config: ScoringConfig,
+    subscriptions: Sequence[Subscription],
+    available: Sequence[Subscription] = (),
+) -> list[Option]:
+    """options_for_uncached, remembered for the same catalog and config
+    (objects, compared by identity: a changed config is a new object)."""
+    owners = (models, config)
+    key = (need, tuple(s.model_family for s in subscriptions),
+           tuple(s.model_family for s in available))
+    found = _MEMO.get(owners, key)
+    if found is None:
+        found = options_for_uncached(need, models, config, subscriptions, available)
+        _MEMO.answers[key] = found
+    return found
+
+
+def options_for_uncached(
     need: Need,
     models: list[Model],
     config: ScoringConfig,
@@ -272,7 +327,11 @@ def forecast(
                 period.elapsed:
             last.append(item)
     had_last = any(before <= item.seen_at < period.start for item in history)
-    elapsed = period.elapsed
+    # The issues seen count as at least min_elapsed_hours' worth: a few
+    # issues in the first hours say little about a month's arrival rate.
+    length = (period.end - period.start).total_seconds()
+    floor = settings.min_elapsed_hours * 3600 / length if length > 0 else 1.0
+    elapsed = min(1.0, max(period.elapsed, floor))
     weight_last = settings.last_period_weight if had_last else 0.0
     scale = (1 - elapsed) / elapsed if elapsed > 0 else 0.0
     items = [(item, scale * (1 - weight_last)) for item in this]
@@ -295,7 +354,7 @@ def estimate_prices(
     """The bid prices at ``now``; None at a cold start (too little history)."""
     period = period_of(ledger, now)
     items, basis, seen, had_last = forecast(history, period, config)
-    if seen < config.online.min_history and not had_last:
+    if not had_last and seen < config.online.min_history:
         return None
     zero = BidPrices({s.model_family: 0.0 for s in ledger.subscriptions}, 0.0, period, basis)
     if period.hours_left <= config.online.sweep_hours_before_reset:
@@ -335,23 +394,13 @@ def solve_prices(
     rhs: list[float] = []
     row_count = 0
     payer_rows: dict[str, list[tuple[int, float]]] = {}
-    option_cache: dict[tuple[float, str, int], list[Option]] = {}
     for need, weight in groups.items():
-        key = (need.value, need.domain, need.working_set)
-        options = option_cache.get(key)
-        if options is None:
-            options = options_for(need, models, config, ledger.subscriptions)
-            option_cache[key] = options
+        options = options_for(need, models, config, ledger.subscriptions)
         if not options:
             continue
         first = len(values)
         for option in options:
-            usage = (
-                calculate_cost(option.model, need.input_tokens, need.output_tokens)
-                if option.payer == API
-                else float(need.total)
-            )
-            payer_rows.setdefault(option.payer, []).append((len(values), usage))
+            payer_rows.setdefault(option.payer, []).append((len(values), option.usage))
             values.append(option.worth)
             upper.append(weight)
         if len(options) > 1:
@@ -449,8 +498,8 @@ def decide_online(
         seen = sum(1 for h in history if period_of(ledger, now).start <= h.seen_at)
         return greedy.model_copy(
             update={
-                "reason": f"no prices yet ({seen} issues seen this period, fewer than "
-                f"{config.online.min_history}): decided as minimize_cost would; "
+                "reason": f"no prices yet ({seen} issues seen this period and none from the "
+                "last, too few to learn from): decided as minimize_cost would; "
                 + greedy.reason
             }
         )
