@@ -46,7 +46,7 @@ from core.batch import plan_assessed
 from core.config import EngineConfig, ScoringConfig
 from core.loader import load_engine_config
 from core.online import decide_online, due_for_redecision, observe
-from core.quota import Ledger, calculate_cost, remaining_monthly, update_quota_tracking
+from core.quota import Ledger, remaining_monthly, update_quota_tracking
 from core.scoring import depended_on_ids
 from core.selection import band_for
 from core.types import ApiBudget, Decision, Model, Observation, Subscription

@@ -45,9 +45,9 @@ from core.assessment import Assessment, assess
 from core.batch import plan_assessed
 from core.catalog import find_model
 from core.config import EngineConfig
+from core.online import observation_of
 from core.quota import calculate_cost, payment_for
 from core.selection import make_decision
-from core.online import observation_of
 from core.types import Decision, Observation, Payment, Task
 
 log = logging.getLogger("model_assigner.decisions")

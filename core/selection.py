@@ -252,7 +252,9 @@ def _first_affordable(
             continue
         if not fits_window(model, tokens):
             if passed_over is not None:
-                passed_over.append(PassedOver(model=model_name, reason=window_reason(model, tokens)))
+                passed_over.append(
+                    PassedOver(model=model_name, reason=window_reason(model, tokens))
+                )
             continue
         if model not in candidates:
             if passed_over is not None:

@@ -5,6 +5,10 @@ They build real engine objects; no test mocks our own code.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +20,26 @@ from core.types import ApiBudget, Subscription, Task
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "config"
 EXAMPLES_DIR = REPO_ROOT / "examples"
+SHIPPED_STRATEGY = "quota_strategy: online"
+
+
+@functools.cache
+def seed_strategy_config() -> Path:
+    """A copy of config/ whose quota_strategy is the seed's own default,
+    maximize_subscription_usage. The tests of the webhook's mechanics
+    (labels, comments, reservations, faults, freshness) were written against
+    that strategy's answers and are not about the strategy; the App's
+    default, online, has its own tests (tests/core/test_online.py and the
+    online tests of tests/bot/test_handler_online.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="model-assigner-seed-config-"))
+    atexit.register(shutil.rmtree, folder, True)
+    for source in CONFIG_DIR.glob("*.yaml"):
+        text = source.read_text(encoding="utf-8")
+        if source.name == "scoring.yaml":
+            assert SHIPPED_STRATEGY in text, "config/scoring.yaml: quota_strategy moved"
+            text = text.replace(SHIPPED_STRATEGY, "quota_strategy: maximize_subscription_usage")
+        (folder / source.name).write_text(text, encoding="utf-8")
+    return folder
 
 # The clock every test runs at (a Tuesday, mid-month, mid-day UTC).
 NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)

@@ -120,7 +120,7 @@ def test_optimal_as_the_configured_default(
     scoring = config_copy / "scoring.yaml"
     scoring.write_text(
         scoring.read_text().replace(
-            "quota_strategy: maximize_subscription_usage", "quota_strategy: optimal", 1
+            "quota_strategy: online", "quota_strategy: optimal", 1
         )
     )
     results = assign_json(capsys, batch(tmp_path), "--now", SEED_NOW, "--config", str(config_copy))
@@ -243,7 +243,7 @@ def test_config_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"monthly_limit_usd", "spent_usd"} <= set(document["api_budget"])
     assert document["api_budget"]["monthly_limit_usd"] == 100.0
     scoring = document["scoring"]
-    assert scoring["quota_strategy"] == "maximize_subscription_usage"
+    assert scoring["quota_strategy"] == "online"
     assert scoring["priority_weights"]["P0"] == 40
     assert scoring["optimal"] == {"time_limit_seconds": 0.25, "milp_max_variables": 20000,
                                   "greedy_check_max_tasks": 2000, "spend_leftover_budget": True}

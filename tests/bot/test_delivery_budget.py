@@ -31,7 +31,7 @@ from tests.bot.support import (
     webhook,
 )
 from tests.github_standin import GitHubStandIn, StandInServer
-from tests.helpers import CONFIG_DIR
+from tests.helpers import seed_strategy_config
 
 
 def settings_for(api_url: str, tmp: Path) -> Settings:
@@ -41,7 +41,7 @@ def settings_for(api_url: str, tmp: Path) -> Settings:
         webhook_secret=SECRET,
         api_url=api_url,
         state_path=tmp / "data" / "state.json",
-        config_dir=CONFIG_DIR,
+        config_dir=seed_strategy_config(),
         bot_login=None,
     )
 

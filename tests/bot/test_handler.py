@@ -38,7 +38,7 @@ from tests.bot.support import (
     rest_example,
     webhook,
 )
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, seed_strategy_config
 
 # Inside the current quota month of config/subscriptions.yaml (reset 2026-12-01):
 # a charge from before that month's start would count as already reset and
@@ -114,7 +114,7 @@ def make_settings(tmp_path: Path) -> Settings:
         webhook_secret=SECRET,
         api_url="https://api.github.com",
         state_path=tmp_path / "data" / "state.json",
-        config_dir=CONFIG_DIR,
+        config_dir=seed_strategy_config(),
         bot_login=None,
     )
 

@@ -43,7 +43,7 @@ from tests.bot.support import (
     rest_example,
     webhook,
 )
-from tests.helpers import CONFIG_DIR
+from tests.helpers import seed_strategy_config
 
 HOST = "https://api.github.com:443"
 FUZZ = settings(
@@ -143,7 +143,7 @@ def make_settings(tmp_path: Path, dry_run: bool) -> Settings:
         webhook_secret=SECRET,
         api_url="https://api.github.com",
         state_path=tmp_path / "data" / "state.json",
-        config_dir=CONFIG_DIR,
+        config_dir=seed_strategy_config(),
         bot_login=None,
     )
 

@@ -22,7 +22,7 @@ from bot.plan import apply_plan, build_plan, plan_rows
 from core.types import Payment
 from tests.bot.rest_mock import API, BRANCH, R, RestMock
 from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, rest_example
-from tests.bot.test_handler import CONFIG_DIR
+from tests.helpers import seed_strategy_config
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -69,7 +69,7 @@ def parts(tmp_path: Path, rsps: responses.RequestsMock) -> tuple[Handler, Instal
     settings = Settings(
         app_id=APP_ID, private_key=app_key().private_pem, webhook_secret=SECRET,
         api_url="https://api.github.com", state_path=tmp_path / "state.json",
-        config_dir=CONFIG_DIR, bot_login=None,
+        config_dir=seed_strategy_config(), bot_login=None,
     )
     handler, _ = build_handler(settings, clock=lambda: NOW)
     gh = RestMock(rsps)
@@ -205,7 +205,7 @@ def cli_env(
         "GITHUB_WEBHOOK_SECRET": SECRET,
         "GITHUB_API_URL": "https://api.github.com",
         "MODEL_ASSIGNER_STATE": str(state),
-        "MODEL_ASSIGNER_CONFIG": str(CONFIG_DIR),
+        "MODEL_ASSIGNER_CONFIG": str(seed_strategy_config()),
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("GITHUB_PRIVATE_KEY_PATH", raising=False)

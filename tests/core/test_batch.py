@@ -184,7 +184,12 @@ def test_minimize_cost_passed_over_reasons_follow_the_real_filters(
     assert critical.model == "opus-4.6" and critical.paid_by == "subscription:claude"
     passed = {p.model: p.reason for p in critical.passed_over}
     assert passed["sonnet-4.5"] == "not in the critical band's tiers (premium)"
-    assert passed["gpt-4"] == "only on the API, while the claude subscription pays for opus-4.6"
+    # gpt-4's 8,192-token window cannot hold a highly complex task's turn
+    assert passed["gpt-4"] == (
+        "its context window of 8,192 tokens cannot hold this task's working set of "
+        f"{critical.tokens.working_set:,} tokens per turn"
+    )
+    assert critical.tokens.working_set > 8192
 
     used_up = build_ledger(claude_used=5_000_000)
     (high,) = plan_for([task_for(*AT_75, id="hi")], used_up, models, scoring,

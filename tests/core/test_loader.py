@@ -69,7 +69,7 @@ def test_shipped_config_holds_the_seeds_numbers(engine_config: EngineConfig) -> 
         "week": 168,
         "month": 720,
     }
-    assert s.quota_strategy == "maximize_subscription_usage"
+    assert s.quota_strategy == "online"
     assert s.default_priority_weight == 20
     assert s.blocking_time_bonus == 12
     assert [b.min_value for b in s.value_bands] == [90, 75, 60, 40]
@@ -200,7 +200,7 @@ def test_domain_labels_in_yaml(config_copy: Path) -> None:
         ),
         (
             "scoring.yaml",
-            "quota_strategy: maximize_subscription_usage",
+            "quota_strategy: online",
             "quota_strategy: cheapest",
             "quota_strategy",
             "Input should be",

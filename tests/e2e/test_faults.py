@@ -54,7 +54,7 @@ from tests.e2e.test_server import (
     stop_server,
 )
 from tests.github_standin import GitHubStandIn, StandInServer
-from tests.helpers import shifted_clock_env
+from tests.helpers import seed_strategy_config, shifted_clock_env
 
 KINDS = [
     (["P0", "security", "hotfix"], BIG_HOTFIX),  # sonnet-4.5, claude subscription
@@ -355,7 +355,7 @@ def test_a_corrupt_store_stops_the_server_and_is_left_as_it_is(
         "LANG": "C.UTF-8",
         "PORT": str(free_port()),
         "MODEL_ASSIGNER_STATE": str(state),
-        "MODEL_ASSIGNER_CONFIG": str(ROOT / "config"),
+        "MODEL_ASSIGNER_CONFIG": str(seed_strategy_config()),
         "GITHUB_WEBHOOK_SECRET": SECRET,
         **shifted_clock_env(),
     }

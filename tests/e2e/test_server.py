@@ -46,7 +46,7 @@ from tests.bot.support import (
     webhook,
 )
 from tests.github_standin import GitHubStandIn, StandInServer
-from tests.helpers import shifted_clock_env
+from tests.helpers import seed_strategy_config, shifted_clock_env
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -131,7 +131,7 @@ def start_server(tmp: Path, env_extra: dict[str, str], name: str) -> Server:
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
         "MODEL_ASSIGNER_STATE": str(state),
-        "MODEL_ASSIGNER_CONFIG": str(ROOT / "config"),
+        "MODEL_ASSIGNER_CONFIG": str(seed_strategy_config()),
         "PYTHONUNBUFFERED": "1",
         **env_extra,
         **shifted_clock_env(),
