@@ -21,7 +21,7 @@ KEY = "octo/repo#7"
 
 
 def fresh_state(engine_config: EngineConfig) -> State:
-    state = initial_state(engine_config.quotas)
+    state = initial_state(engine_config.quotas, NOW)
     for sub in state.subscriptions.values():
         sub.usage_day = NOW.date()
         sub.reset_date = datetime(2026, 3, 1, tzinfo=NOW.tzinfo)

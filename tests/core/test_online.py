@@ -137,7 +137,9 @@ def test_nothing_is_due_that_nothing_can_pay(models: list[Model], scoring: Scori
     assert due_for_redecision(waiting, seen(lo, 10), broke, models, scoring, near) == []
 
 
-def test_last_periods_issues_end_the_cold_start(models: list[Model], scoring: ScoringConfig) -> None:
+def test_last_periods_issues_end_the_cold_start(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
     """No issue yet this period, but January's (from this point of the
     month on) forecast the rest of February."""
     h = high(scoring)
