@@ -33,9 +33,12 @@ from bot.issue_task import issue_key, issue_to_task, label_names, parse_dependen
 from bot.locks import issue_busy, issue_lock
 from bot.repo_config import EffectiveConfig, effective_config
 from bot.store import CommentRecord, Reservation, State
+from bot.usage_comment import with_usage
+from bot.usage_store import calibrated, note_decision
 from core.batch import BatchPlan, optimize_task_assignments
 from core.quota import Ledger
 from core.types import Decision, Task
+from core.usage import IssueUsage
 
 
 @dataclass
@@ -143,8 +146,9 @@ def plan_repo(
         )
     chosen = strategy or settings.scoring.quota_strategy
     ledger = _ledger_without(state, {t.id for t in tasks})
+    # Token estimates corrected by what finished issues reported, as a delivery's.
     plan = optimize_task_assignments(
-        tasks, ledger, handler.engine.models, settings.scoring, now, chosen
+        tasks, ledger, handler.engine.models, calibrated(state, settings.scoring), now, chosen
     )
     return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, settings, sorted(skip))
 
@@ -169,6 +173,10 @@ class _Left:
     reservation: Reservation | None
     mark: CommentRecord
     previous: CommentRecord | None
+
+
+def _usage_of(key: str, state: State) -> IssueUsage | None:
+    return state.usage.get(key)
 
 
 def _still_ours(key: str, ours: _Left, state: State) -> bool:
@@ -245,7 +253,8 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
         )
         label = labels.model_label(decision.model) if decision.model else labels.deferred_label
-        body = render_comment(decision, label, None, repo_plan.settings.problem)
+        usage = handler.store.view(partial(_usage_of, key))
+        body = with_usage(render_comment(decision, label, None, repo_plan.settings.problem), usage)
         with issue_lock(handler.lock_dir, key):
             if not handler.store.view(partial(_still_ours, key, ours)):
                 continue  # a delivery re-decided it since: its label and comment stand
@@ -261,8 +270,12 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             # its payload, and sees every model label there is.
             written = record.model_copy(update={"label": label, "issue_updated_at": None})
 
-            def remember(state: State, key: str = key, written: CommentRecord = written) -> None:
+            def remember(
+                state: State, key: str = key, written: CommentRecord = written,
+                decision: Decision = decision,
+            ) -> None:
                 state.comments[key] = written
+                note_decision(state, key, decision, handler.engine.models, handler.clock())
 
             handler.store.apply(handler.clock(), remember)
     return repo_plan, failed

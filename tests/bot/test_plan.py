@@ -395,3 +395,26 @@ def test_plan_against_a_github_that_does_not_answer_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("model-assigner: GitHub unavailable: http://127.0.0.1:9 did not answer")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_re_planning_after_a_usage_report_reserves_nothing_more(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    from bot.usage_store import record_report
+    from core.usage import TokenUsage, UsageReport
+
+    handler, gateway = parts
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"})
+    apply_plan(handler, gateway, gateway.github, REPO, NOW)
+    with handler.store.transaction(NOW) as state:
+        record_report(state, f"{REPO}#1", UsageReport(run_id="r1", lines=[
+            TokenUsage(input_tokens=7_000)]), handler.engine.models, NOW)
+    assert handler.store.read().subscriptions["claude"].tokens_used_month == 7_000
+    gh.edit_comment(601)
+    _, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
+    assert failed == []
+    state = handler.store.read()
+    assert state.subscriptions["claude"].tokens_used_month == 7_000
+    edited = [c for c in rsps.calls if c.request.method == "PATCH"]
+    assert edited and "used 7,000" in json.loads(edited[-1].request.body or "{}")["body"]
