@@ -27,6 +27,7 @@ import argparse
 import math
 import random
 import statistics
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from bench.generate import generate_tasks
@@ -73,7 +74,7 @@ def history(config: EngineConfig, count: int, seed: int) -> list[tuple[Task, str
     return out
 
 
-def mape(pairs: list[tuple[float, int]]) -> float:
+def mape(pairs: Sequence[tuple[float, int]]) -> float:
     return statistics.median(abs(est - true) / true for est, true in pairs)
 
 
