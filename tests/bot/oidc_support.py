@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -28,6 +29,9 @@ class Issuer:
     url: str
     key: rsa.RSAPrivateKey
     fetches: list[str] = field(default_factory=list)
+    # What the runner's token endpoint (``token_url``) issues tokens for.
+    token_repository: str = "Codertocat/Hello-World"
+    token_url: str = ""
 
     def token(self, repository: str, *, run_id: str = "8101", attempt: str = "1",
               audience: str = AUDIENCE, expires_in: int = 300,
@@ -64,14 +68,26 @@ def oidc_issuer() -> Iterator[Issuer]:
     body = _jwks(key)
     fetches: list[str] = []
 
+    issuers: list[Issuer] = []
+
     class JwksHandler(BaseHTTPRequestHandler):
+        """/.well-known/jwks: the keys; /token?audience=A: what a runner's
+        ACTIONS_ID_TOKEN_REQUEST_URL answers ({"value": <JWT>})."""
+
         def do_GET(self) -> None:
-            fetches.append(self.path)
+            answer = body
+            if self.path.startswith("/token"):
+                query = parse_qs(urlsplit(self.path).query)
+                issuer = issuers[0]
+                token = issuer.token(issuer.token_repository, audience=query["audience"][0])
+                answer = json.dumps({"value": token}).encode()
+            else:
+                fetches.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(answer)
 
         def log_message(self, format: str, *args: Any) -> None:
             return None
@@ -81,7 +97,10 @@ def oidc_issuer() -> Iterator[Issuer]:
     thread.start()
     try:
         port = server.server_address[1]
-        yield Issuer(f"http://127.0.0.1:{port}/.well-known/jwks", key, fetches)
+        issuer = Issuer(f"http://127.0.0.1:{port}/.well-known/jwks", key, fetches,
+                        token_url=f"http://127.0.0.1:{port}/token?api-version=2.0")
+        issuers.append(issuer)
+        yield issuer
     finally:
         server.shutdown()
         server.server_close()
