@@ -135,8 +135,9 @@ def cmd_quota(args: argparse.Namespace) -> int:
     )
     usage = report["usage"]
     if usage["issues_reported"]:
-        print(f"\nEstimated vs actual this month, {usage['issues_reported']} issues that "
-              "reported usage:")
+        count = usage["issues_reported"]
+        print(f"\nEstimated vs actual this month, {count} issue{'' if count == 1 else 's'} "
+              "that reported usage:")
         for payer, row in usage["by_payer"].items():
             print(f"  {payer:<24} estimated {row['estimated_tokens']:>12,}  "
                   f"actual {row['actual_tokens']:>12,} tokens")
