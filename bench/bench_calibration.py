@@ -104,7 +104,7 @@ def month_drift(
     """(subscription token drift, API dollar drift) at the month's end, as
     (store - true) / true."""
     rng = random.Random(seed)
-    state: State = initial_state(config.quotas)
+    state: State = initial_state(config.quotas, NOW)
     for sub in state.subscriptions.values():
         sub.token_limit_monthly = None  # the drift, not the limit, is measured
         sub.reset_date = datetime(2026, 12, 1, tzinfo=UTC)
