@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.solver_output import solver_output_off_stdout
 from core.batch import BatchPlan, optimize_task_assignments
 from core.config import EngineConfig
 from core.explain import explain
 from core.loader import ConfigError, load_engine_config
 from core.quota import Ledger, roll_over
 from core.selection import select_model
-from core.types import STRATEGIES, Decision
+from core.types import GREEDY_STRATEGIES, STRATEGIES, Decision
 
 EXIT_USAGE = 2
 CONFIG_HELP = "config folder (default: MODEL_ASSIGNER_CONFIG, else the bundled config/)"
@@ -129,17 +130,20 @@ def cmd_assign(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     ledger = config.quotas.ledger_at(now)
     roll_over(ledger, now)
-    if len(tasks) == 1 and strategy != "optimal":
-        # The seed's select_model for one task; `optimal` has no single-task
-        # form, so it plans a batch of one (and reports its bound).
-        decision = select_model(
-            tasks[0], ledger, config.models, config.scoring, now, quota_strategy=strategy
-        )
-        plan = BatchPlan(decisions=[decision], ledger=ledger)
-    else:
-        plan = optimize_task_assignments(
-            tasks, ledger, config.models, config.scoring, now, strategy
-        )
+    # HiGHS prints from C to descriptor 1: keep it out of the output (JSON too)
+    with solver_output_off_stdout():
+        if len(tasks) == 1 and strategy in GREEDY_STRATEGIES:
+            # The seed's select_model for one task; `optimal` has no
+            # single-task form, so it plans a batch of one (and reports its
+            # bound), and `online` decides it against its prices.
+            decision = select_model(
+                tasks[0], ledger, config.models, config.scoring, now, quota_strategy=strategy
+            )
+            plan = BatchPlan(decisions=[decision], ledger=ledger)
+        else:
+            plan = optimize_task_assignments(
+                tasks, ledger, config.models, config.scoring, now, strategy
+            )
     decisions, ledger = plan.decisions, plan.ledger
     if args.json:
         json.dump([decision_json(d) for d in decisions], sys.stdout, indent=2)

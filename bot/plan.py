@@ -32,6 +32,7 @@ from bot.handler import Handler, IssueEvent
 from bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
 from bot.locks import issue_busy, issue_lock
 from bot.repo_config import EffectiveConfig, effective_config
+from bot.solver_output import solver_output_off_stdout
 from bot.store import CommentRecord, Reservation, State
 from bot.usage_comment import with_usage
 from bot.usage_store import calibrated, note_decision
@@ -372,12 +373,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     gateway = app.installation(installation)
     now = handler.clock()
     try:
-        if args.apply:
-            repo_plan, failed = apply_plan(handler, gateway, gateway.github, args.repo, now,
-                                           args.strategy)
-        else:
-            repo_plan, failed = build_plan(handler, gateway, gateway.github, args.repo, now,
-                                           args.strategy), []
+        # HiGHS prints from C to descriptor 1: keep it out of the plan's output
+        with solver_output_off_stdout():
+            if args.apply:
+                repo_plan, failed = apply_plan(handler, gateway, gateway.github, args.repo,
+                                               now, args.strategy)
+            else:
+                repo_plan, failed = build_plan(handler, gateway, gateway.github, args.repo,
+                                               now, args.strategy), []
     except GitHubUnavailable as exc:
         raise CliError(f"GitHub unavailable: {exc}") from None
     except StoreError as exc:
