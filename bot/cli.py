@@ -22,9 +22,13 @@ from core.explain import explain
 from core.loader import ConfigError, load_engine_config
 from core.quota import Ledger, roll_over
 from core.selection import select_model
-from core.types import GREEDY_STRATEGIES, STRATEGIES, Decision
+from core.types import GREEDY_STRATEGIES, STRATEGIES, Decision, Observation
 
 EXIT_USAGE = 2
+STATE_HELP = (
+    "start from this live store (the server's MODEL_ASSIGNER_STATE file): its quota used, "
+    "reservations and issues seen, instead of the config's starting quotas"
+)
 CONFIG_HELP = "config folder (default: MODEL_ASSIGNER_CONFIG, else the bundled config/)"
 
 
@@ -53,6 +57,31 @@ def load_config(folder: str | None) -> EngineConfig:
         return load_engine_config(Path(folder) if folder else config_dir(os.environ))
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+
+
+def starting_point(
+    config: EngineConfig, state_file: str | None, now: datetime
+) -> tuple[Ledger, list[Observation]]:
+    """The quota state and the online strategy's history a command starts
+    from: with --state, the live store's (its counters, reservations and
+    issues seen, after the resets due at ``now``; read, never written), so
+    that what the command prints is what the App would do now; otherwise the
+    config's starting quotas and no history."""
+    if state_file is None:
+        ledger = config.quotas.ledger_at(now)
+        roll_over(ledger, now)
+        return ledger, []
+    from bot.store import Store, StoreError, apply_resets
+
+    store = Store(Path(state_file), config.quotas, lambda: now)
+    if not store.path.exists():
+        raise CliError(f"--state: {store.path}: no such store")
+    try:
+        state = store.read().model_copy(deep=True)
+    except StoreError as exc:
+        raise CliError(f"--state: {exc}") from None
+    apply_resets(state, now)
+    return state.ledger(), list(state.seen.values())
 
 
 def decision_json(decision: Decision) -> dict[str, Any]:
@@ -128,8 +157,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
         tasks = load_tasks(Path(args.file))
     except TaskFileError as exc:
         raise CliError(str(exc)) from None
-    ledger = config.quotas.ledger_at(now)
-    roll_over(ledger, now)
+    ledger, history = starting_point(config, args.state, now)
     # HiGHS prints from C to descriptor 1: keep it out of the output (JSON too)
     with solver_output_off_stdout():
         if len(tasks) == 1 and strategy in GREEDY_STRATEGIES:
@@ -142,7 +170,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
             plan = BatchPlan(decisions=[decision], ledger=ledger)
         else:
             plan = optimize_task_assignments(
-                tasks, ledger, config.models, config.scoring, now, strategy
+                tasks, ledger, config.models, config.scoring, now, strategy, history
             )
     decisions, ledger = plan.decisions, plan.ledger
     if args.json:
@@ -188,8 +216,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     now = parse_now(args.now)
     config = load_config(args.config)
-    ledger = config.quotas.ledger_at(now)
-    roll_over(ledger, now)
+    ledger, _history = starting_point(config, args.state, now)
     document = effective_config(config, ledger)
     if args.json:
         json.dump(document, sys.stdout, indent=2)
@@ -212,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--now", help="the clock, ISO 8601 (default: the current UTC time)")
     assign.add_argument("--json", action="store_true", help="print a JSON array")
     assign.add_argument("--config", help=CONFIG_HELP)
+    assign.add_argument("--state", help=STATE_HELP)
     assign.set_defaults(handler=cmd_assign)
 
     show = sub.add_parser(
@@ -222,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--now", help="apply the quota resets due at this time, as assign does (ISO 8601)"
     )
     show.add_argument("--config", help=CONFIG_HELP)
+    show.add_argument("--state", help=STATE_HELP)
     show.set_defaults(handler=cmd_config)
 
     from bot import cli_ops, cli_server, cli_usage, plan, setup_flow

@@ -16,7 +16,15 @@ from typing import Any
 
 from bot.locks import file_lock
 from bot.settings import SettingsError, load_settings
-from bot.store import State, Store, StoreError, parse_state, serialize, write_atomically
+from bot.store import (
+    State,
+    Store,
+    StoreError,
+    apply_resets,
+    parse_state,
+    serialize,
+    write_atomically,
+)
 from core.loader import ConfigError, load_engine_config
 from core.quota import INF, get_remaining_monthly_budget, remaining_daily, remaining_monthly
 
@@ -110,7 +118,10 @@ def cmd_quota(args: argparse.Namespace) -> int:
     store = open_store(args)
     if args.action == "reset":
         return quota_reset(store, args.family, _now(args))
-    report = quota_report(_read(store))
+    # what the App would see now: the resets due at --now applied (not saved)
+    state = _read(store).model_copy(deep=True)
+    apply_resets(state, _now(args))
+    report = quota_report(state)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
