@@ -37,6 +37,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return status, out, err
 
 
+# The seed's select_model decides a single task under its own strategies.
+SEED_STRATEGY = ("--strategy", "maximize_subscription_usage")
+
+
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
     status, out, err = run(capsys, "assign", *argv, "--json")
     assert (status, err) == (0, "")
@@ -61,7 +65,7 @@ def write_tasks(tmp_path: Path, tasks: object, name: str = "tasks.json") -> str:
 
 
 def test_seed_example_prints_sonnet_and_78_7(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, err = run(capsys, "assign", str(SEED_FILE), "--now", SEED_NOW)
+    status, out, err = run(capsys, "assign", str(SEED_FILE), "--now", SEED_NOW, *SEED_STRATEGY)
     assert status == 0 and err == ""
     assert "sonnet-4.5" in out
     assert "78.7/100" in out
@@ -72,7 +76,7 @@ def test_seed_example_prints_sonnet_and_78_7(capsys: pytest.CaptureFixture[str])
 
 
 def test_seed_example_json(capsys: pytest.CaptureFixture[str]) -> None:
-    (result,) = run_json(capsys, str(SEED_FILE), "--now", SEED_NOW)
+    (result,) = run_json(capsys, str(SEED_FILE), "--now", SEED_NOW, *SEED_STRATEGY)
     assert set(result) >= JSON_FIELDS
     assert result["id"] == "po-123"
     assert result["model"] == "sonnet-4.5"
@@ -84,13 +88,22 @@ def test_seed_example_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert (result["input_tokens"], result["output_tokens"]) == (27500, 3500)
     assert result["cost_usd"] == pytest.approx((27500 * 3 + 3500 * 15) / 1e6)
     assert result["paid_by"] == "subscription:claude"
-    assert result["strategy"] == "online"  # config/scoring.yaml
+    assert result["strategy"] == "maximize_subscription_usage"
     assert "sonnet-4.5 is preference #1" in result["reason"]
+
+
+def test_the_default_strategy_is_online(capsys: pytest.CaptureFixture[str]) -> None:
+    """config/scoring.yaml: online; with no history, as minimize_cost decides."""
+    (result,) = run_json(capsys, str(SEED_FILE), "--now", SEED_NOW)
+    assert result["strategy"] == "online"
+    assert (result["model"], result["paid_by"]) == ("sonnet-4.5", "subscription:claude")
+    assert "no prices yet" in result["reason"]
 
 
 def test_now_moves_the_time_bonus(capsys: pytest.CaptureFixture[str]) -> None:
     # 5 h before the deadline: urgent (12), (40 + 12) x 1.1 x 1.3 = 74.36
-    (result,) = run_json(capsys, str(SEED_FILE), "--now", "2026-02-10T09:00:00+00:00")
+    (result,) = run_json(capsys, str(SEED_FILE), "--now", "2026-02-10T09:00:00+00:00",
+                         *SEED_STRATEGY)
     assert result["time_bonus"] == 12
     assert result["value_score"] == pytest.approx(74.36)
     assert result["model"] == "deepseek-v3"
