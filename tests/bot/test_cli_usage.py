@@ -189,10 +189,10 @@ def test_quota_shows_estimated_vs_actual(
     main(["usage", "record", "octo/repo#1", "--input", "50000", "--output", "4000",
           "--run", "s-1", *AT])
     capsys.readouterr()
-    assert main(["quota", "--json"]) == 0
+    assert main(["quota", "--json", *AT]) == 0
     usage = json.loads(capsys.readouterr().out)["usage"]
     assert usage["issues_reported"] == 1
     assert usage["by_payer"]["subscription:claude"] == {
         "estimated_tokens": 31_000, "actual_tokens": 54_000}
-    assert main(["quota"]) == 0
+    assert main(["quota", *AT]) == 0
     assert "Estimated vs actual this month" in capsys.readouterr().out
