@@ -26,7 +26,7 @@ from bot.oidc import GITHUB_ISSUER, GITHUB_JWKS_URL, OidcRejected, OidcVerifier
 from bot.settings import SettingsError
 from bot.store import CommentRecord, State, Store
 from bot.usage_comment import with_usage
-from bot.usage_store import ReportOutcome, record_report
+from bot.usage_store import ReportOutcome, TooManyReports, record_report
 from core.types import Model
 from core.usage import IssueUsage, UsageReport
 from core.usage_parse import UsageParseError, our_report
@@ -36,6 +36,7 @@ log = logging.getLogger("model_assigner.usage")
 # The hidden marker a reporting comment carries: <!-- model-assigner:usage-report {...} -->
 REPORT_MARKER = "<!-- model-assigner:usage-report"
 MAX_REPORT_CHARS = 64 * 1024
+MAX_ISSUE_NUMBER = 2**31 - 1  # GitHub's issue numbers are 32-bit
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,21 @@ class BadReport(ValueError):
         self.status = status
 
 
+def _number(text: str) -> bool:
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        return False
+    return 0 < int(text) <= MAX_ISSUE_NUMBER
+
+
 def parse_issue(value: object, repository: str | None) -> tuple[str, int]:
     """``OWNER/REPO#N``, or a bare number in ``repository``."""
-    if type(value) is int and value > 0 and repository:
+    if type(value) is int and 0 < value <= MAX_ISSUE_NUMBER and repository:
         return repository, value
     if isinstance(value, str) and "#" in value:
         repo, _, number = value.rpartition("#")
-        if REPO_NAME.fullmatch(repo) and number.isascii() and number.isdigit() and int(number):
+        if REPO_NAME.fullmatch(repo) and _number(number):
             return repo, int(number)
-    if isinstance(value, str) and value.isascii() and value.isdigit() and repository:
+    if isinstance(value, str) and _number(value) and repository:
         return repository, int(value)
     raise BadReport(400, "issue: expected OWNER/REPO#N or an issue number")
 
@@ -204,7 +211,10 @@ class UsageIntake:
                     state.remember_delivery(once_key, now)
                 return outcome
 
-            result = self.store.apply(now, change)
+            try:
+                result = self.store.apply(now, change)
+            except TooManyReports as exc:
+                return Outcome(429, {"error": str(exc)})
             if result is None or result.status == "duplicate":
                 return Outcome(200, {"status": "duplicate", "issue": key, "run": report.run_id})
             updated = self._update_comment(repo, number, key, result.record)

@@ -33,6 +33,14 @@ ESTIMATE_MEMORY = timedelta(days=35)
 # Finished issues with reports kept (the calibration's window), newest first.
 USAGE_LIMIT = 5000
 UNKNOWN = "unknown"
+# A reporter is authenticated, but its numbers are not ours to trust: these
+# bound what it can make the store hold.
+MAX_RUNS_PER_ISSUE = 500
+MAX_WAITING_ISSUES = 1000  # issues with reports and no decision yet
+
+
+class TooManyReports(ValueError):
+    """A report the store will not keep (``str()`` says which limit)."""
 
 
 @dataclass
@@ -119,6 +127,8 @@ def record_report(
     record = state.usage.get(key) or IssueUsage()
     if report.run_id in record.runs:
         return ReportOutcome("duplicate", key, record=record)
+    if len(record.runs) >= MAX_RUNS_PER_ISSUE:
+        raise TooManyReports(f"{key} already has {MAX_RUNS_PER_ISSUE} runs reported")
     if record.estimate is None:
         current = _estimate_from_reservation(state, key)
         if current is not None:
@@ -127,6 +137,11 @@ def record_report(
     run = Run(reported_at=now, ended_at=ended, source=report.source, lines=report.lines)
     record = record.model_copy(update={"runs": {**record.runs, report.run_id: run}})
     if record.estimate is None:
+        waiting = sum(1 for r in state.usage.values() if r.estimate is None)
+        if key not in state.usage and waiting >= MAX_WAITING_ISSUES:
+            raise TooManyReports(
+                f"{MAX_WAITING_ISSUES} issues already wait for a decision with reports"
+            )
         state.usage[key] = record
         prune_usage(state, now)
         return ReportOutcome("pending", key, record=record)

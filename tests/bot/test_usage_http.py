@@ -179,6 +179,8 @@ def test_the_tokens_repository_must_be_the_issues_and_installed(
         ({"issue": 1}, "lines: missing"),
         ({"issue": 1, "lines": [{"input_tokens": -1}]}, "not a token count"),
         ({"issue": "nope", "lines": [{"input_tokens": 1}]}, "issue:"),
+        ({"issue": 10**30, "lines": [{"input_tokens": 1}]}, "issue:"),
+        ({"issue": f"{REPO}#99999999999", "lines": [{"input_tokens": 1}]}, "issue:"),
         ({"issue": 1, "lines": [{"input_tokens": 1, "transcript": "..."}]}, "unknown field"),
     ],
 )
@@ -257,4 +259,18 @@ def test_a_broken_marker_is_400(bot: Bot) -> None:
     bad = "<!-- model-assigner:usage-report {\"lines\": [ -->"
     status, answer = deliver_comment(bot, comment_payload(REPORTER, bad))
     assert status == 400 and "usage marker" in answer["error"]
+    assert bot.raw() == before
+
+
+def test_too_many_waiting_reports_are_429_and_change_nothing(
+    bot: Bot, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.usage_store as usage_store
+
+    assigned(bot)
+    installed(bot.gh)
+    monkeypatch.setattr(usage_store, "MAX_WAITING_ISSUES", 0)
+    before = bot.raw()
+    status, answer = post(bot, issuer.token(REPO), usage_body(issue=2))
+    assert status == 429 and "wait for a decision" in answer["error"]
     assert bot.raw() == before

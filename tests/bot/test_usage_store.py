@@ -161,3 +161,27 @@ def test_finished_issues_teach_the_calibration(engine_config: EngineConfig) -> N
                                                    .calibration.model_copy(
                                                        update={"enabled": False})})
     assert calibrated(state, off).calibration.learned == {}
+
+
+def test_what_a_reporter_can_make_the_store_hold_is_bounded(
+    engine_config: EngineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.usage_store as usage_store
+
+    monkeypatch.setattr(usage_store, "MAX_RUNS_PER_ISSUE", 3)
+    monkeypatch.setattr(usage_store, "MAX_WAITING_ISSUES", 2)
+    state = fresh_state(engine_config)
+    decide(state, engine_config)
+    for run in range(3):
+        record_report(state, KEY, report(f"r{run}", 10), engine_config.models, NOW)
+    with pytest.raises(usage_store.TooManyReports, match="3 runs"):
+        record_report(state, KEY, report("r3", 10), engine_config.models, NOW)
+    assert claude_month(state) == 30
+    for number in range(2):
+        record_report(state, f"octo/repo#{100 + number}", report("w", 5),
+                      engine_config.models, NOW)
+    with pytest.raises(usage_store.TooManyReports, match="wait for a decision"):
+        record_report(state, "octo/repo#200", report("w", 5), engine_config.models, NOW)
+    # An issue already waiting may still add runs.
+    record_report(state, "octo/repo#100", report("w2", 5), engine_config.models, NOW)
+    assert len(state.usage["octo/repo#100"].runs) == 2
