@@ -154,6 +154,37 @@ def month_drift(
     return (store_tokens - true_tokens) / true_tokens, (store_usd - true_usd) / true_usd
 
 
+def decision_cost(config: EngineConfig, records: int, finished: int) -> tuple[float, float]:
+    """Milliseconds the calibration adds to a decision (``calibrated`` on a
+    store holding ``records`` issues, ``finished`` of them with reports):
+    the first time in a process, then the usual case (unchanged records)."""
+    import time
+
+    state = initial_state(config.quotas, NOW)
+    task = generate_tasks(1, NOW, seed=1)[0]
+    decision = select_model(task, state.ledger().copy(), config.models, config.scoring, NOW)
+    note_decision(state, "x", decision, config.models, NOW)
+    record_report(state, "x", UsageReport(run_id="r", lines=[TokenUsage(input_tokens=5000)]),
+                  config.models, NOW)
+    done = state.usage.pop("x")
+    rng = random.Random(1)
+    for index in range(records):
+        if index < finished:
+            run = next(iter(done.runs.values()))
+            line = TokenUsage(input_tokens=rng.randint(1_000, 100_000))
+            state.usage[f"o/r#{index}"] = done.model_copy(
+                update={"runs": {"r": run.model_copy(update={"lines": [line]})}})
+        else:
+            state.usage[f"o/r#{index}"] = done.model_copy(update={"runs": {}})
+    started = time.perf_counter()
+    calibrated(state, config.scoring)
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(20):
+        calibrated(state, config.scoring)
+    return first * 1000, (time.perf_counter() - started) / 20 * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
@@ -178,6 +209,12 @@ def main() -> None:
             tokens = statistics.median(d[0] for d in drifts)
             dollars = statistics.median(d[1] for d in drifts)
             print(f"{label:<22} {cal:<12} {tokens:>+14.1%} {dollars:>+12.1%}")
+
+    print("\n3. what calibration adds to a decision (calibrated(), outside the store lock)")
+    for records, finished in ((1_000, 300), (15_000, 5_000)):
+        first, usual = decision_cost(config, records, finished)
+        print(f"{records:>6,} issues in the store, {finished:,} finished with reports: "
+              f"{first:.1f} ms the first time, {usual:.1f} ms after")
 
 
 if __name__ == "__main__":

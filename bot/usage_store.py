@@ -23,7 +23,7 @@ from typing import Any
 
 from bot.store import State
 from core.calibration import Sample, learn, with_learned
-from core.config import LearnedFactor, ScoringConfig
+from core.config import CalibrationSettings, LearnedFactor, ScoringConfig
 from core.quota import add_months, release_charge
 from core.types import Decision, Model, as_utc
 from core.usage import Charge, EstimateSnapshot, IssueUsage, Run, UsageReport, charge_run
@@ -202,10 +202,20 @@ def prune_usage(state: State, now: datetime) -> None:
 
 
 def learned_table(state: State, scoring: ScoringConfig) -> dict[str, LearnedFactor]:
-    """The calibration the store's finished issues teach (empty when off)."""
+    """The calibration the store's finished issues teach (empty when off).
+    Asked on every decision: the last table is kept while its samples are
+    the same (see calibration_samples)."""
+    global _LAST_TABLE
     if not scoring.calibration.enabled:
         return {}
-    return learn(calibration_samples(state), scoring.calibration)
+    samples = calibration_samples(state)
+    settings = scoring.calibration
+    last = _LAST_TABLE
+    if last is not None and last[0] == settings and last[1] == samples:
+        return last[2]
+    table = learn(samples, settings)
+    _LAST_TABLE = (settings, samples, table)
+    return table
 
 
 def calibrated(state: State, scoring: ScoringConfig) -> ScoringConfig:
@@ -213,18 +223,48 @@ def calibrated(state: State, scoring: ScoringConfig) -> ScoringConfig:
     return with_learned(scoring, learned_table(state, scoring))
 
 
+# Per process: each usage record's sample (None: not one), by the record's
+# identity. Records are frozen and the store's codec hands out the same
+# object for an unchanged entry, so on each decision only the records that
+# changed are looked at again; the record itself is held, so its id cannot
+# be reused by another while it is in here.
+_SAMPLES: dict[int, tuple[IssueUsage, Sample | None]] = {}
+_LAST_TABLE: tuple[CalibrationSettings, list[Sample], dict[str, LearnedFactor]] | None = None
+
+
+def _sample(record: IssueUsage) -> Sample | None:
+    cached = _SAMPLES.get(id(record))
+    if cached is not None and cached[0] is record:
+        return cached[1]
+    estimate = record.estimate
+    sample = None
+    if (
+        estimate is not None
+        and estimate.complexity != UNKNOWN
+        and estimate.base_tokens > 0
+        and record.charged_runs
+    ):
+        sample = Sample(
+            estimate.complexity, estimate.domain, estimate.base_tokens, record.actual_tokens
+        )
+    _SAMPLES[id(record)] = (record, sample)
+    return sample
+
+
 def calibration_samples(state: State) -> list[Sample]:
     """Finished issues (closed: no reservation left) that reported usage."""
+    if len(_SAMPLES) > 2 * len(state.usage) + 1024:
+        keep = {id(record) for record in state.usage.values()}
+        for stale in [key for key in _SAMPLES if key not in keep]:
+            _SAMPLES.pop(stale, None)
+    reservations = state.reservations
     samples = []
     for key, record in state.usage.items():
-        estimate = record.estimate
-        if key in state.reservations or estimate is None or not record.charged_runs:
+        if key in reservations:
             continue
-        if estimate.complexity == UNKNOWN or estimate.base_tokens <= 0:
-            continue
-        samples.append(
-            Sample(estimate.complexity, estimate.domain, estimate.base_tokens, record.actual_tokens)
-        )
+        sample = _sample(record)
+        if sample is not None:
+            samples.append(sample)
     return samples
 
 
