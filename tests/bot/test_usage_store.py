@@ -185,3 +185,25 @@ def test_what_a_reporter_can_make_the_store_hold_is_bounded(
     # An issue already waiting may still add runs.
     record_report(state, "octo/repo#100", report("w2", 5), engine_config.models, NOW)
     assert len(state.usage["octo/repo#100"].runs) == 2
+
+
+def test_the_learned_table_follows_every_change(engine_config: EngineConfig) -> None:
+    from bot.usage_store import learned_table
+
+    state = fresh_state(engine_config)
+    for number in range(20):
+        key = f"octo/repo#{number}"
+        decide(state, engine_config, key=key)
+        record_report(state, key, report("r", 62_000), engine_config.models, NOW)
+        state.settle(key)
+    first = learned_table(state, engine_config.scoring)["moderate/backend"]
+    assert learned_table(state, engine_config.scoring)["moderate/backend"] == first
+    # Another run on a finished issue: its sample, and so the factor, moves.
+    for number in range(20):
+        record_report(state, f"octo/repo#{number}", report("r2", 62_000),
+                      engine_config.models, NOW)
+    second = learned_table(state, engine_config.scoring)["moderate/backend"]
+    assert second.factor > first.factor
+    # An issue reopened (holding a reservation again) is no longer a sample.
+    decide(state, engine_config, key="octo/repo#0")
+    assert learned_table(state, engine_config.scoring)["moderate/backend"].samples == 19
