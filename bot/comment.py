@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from core.explain import format_payment, formula, score_rows
+from core.explain import formula, payment_sentence, score_rows
 from core.types import Decision
 
 MARKER = "<!-- model-assigner:decision -->"
@@ -33,44 +33,14 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_comment(
-    decision: Decision,
-    label: str,
-    override: Override | None = None,
-    config_problem: str | None = None,
-) -> str:
-    lines = [MARKER]
-    if override is not None:
-        who = f"@{override.by}" if override.by else "a maintainer"
-        lines.append(f"### Model: `{_code(override.model)}` (chosen by {who})")
-        lines.append("")
-        if not override.known:
-            lines.append(
-                f"`{_code(override.model)}` is not in the model catalog, so no quota is reserved "
-                "for it."
-            )
-        else:
-            lines.append(
-                f"The `{label}` label was set by hand, so model-assigner keeps it and reserves "
-                f"quota for it: {format_payment(decision.payment)}."
-            )
-        lines.append("")
-        lines.append(
-            "Remove the label to let model-assigner choose again. "
-            "For reference, its own assessment follows."
-        )
-    elif decision.model is None:
-        lines.append("### Model: deferred")
-        lines.append("")
-        lines.append(f"**Why:** {decision.reason}.")
-        if decision.unblock_hint:
-            lines.append("")
-            lines.append(f"**What would change it:** {decision.unblock_hint}.")
-    else:
-        lines.append(f"### Model: `{decision.model}`")
-        lines.append("")
-        lines.append(f"**Why:** {decision.reason}.")
-    lines += [
+def _value_details(decision: Decision, passed_over: bool = True) -> list[str]:
+    """The score table, the token estimate and the models passed over, in a
+    collapsed section: there for whoever wants the arithmetic."""
+    t = decision.tokens
+    lines = [
+        "",
+        "<details>",
+        f"<summary>How the value of {decision.value_score:.1f} was worked out</summary>",
         "",
         f"**Value score: {decision.value_score:.1f}/100** ({decision.band} band) = "
         f"`{formula(decision)}`",
@@ -79,30 +49,87 @@ def render_comment(
         "| --- | --- | --- |",
     ]
     lines += [f"| {term} | {value} | {_cell(why)} |" for term, value, why in score_rows(decision)]
-    t = decision.tokens
     lines += [
         "",
-        f"**Tokens:** {t.input_tokens:,} in + {t.output_tokens:,} out = {t.total:,} "
-        f"({_cell('; '.join(t.adjustments))})",
+        f"Estimated tokens: {t.input_tokens:,} in + {t.output_tokens:,} out = {t.total:,} "
+        f"({_cell('; '.join(t.adjustments))}).",
     ]
-    if decision.model:
-        lines.append(f"**Cost at list price:** ${decision.cost_usd:,.2f}")
-        lines.append(f"**Paid by:** {format_payment(decision.payment)}")
-    if decision.passed_over:
-        lines += ["", "**Passed over:**"]
+    if passed_over and decision.passed_over:
+        lines += ["", "Models passed over:"]
         lines += [f"- `{p.model}`: {p.reason}" for p in decision.passed_over]
+    lines += ["", "</details>"]
+    return lines
+
+
+def render_comment(
+    decision: Decision,
+    label: str,
+    override: Override | None = None,
+    config_problem: str | None = None,
+) -> str:
+    lines = [MARKER]
+    footer = (
+        "<sub>model-assigner · change the priority label, milestone or estimates and the "
+        "choice follows; set a `model:<name>` label yourself to override.</sub>"
+    )
+    if override is not None:
+        # No @-mention: a label is not worth a notification.
+        who = f"{_code(override.by)} with a label" if override.by else "a label"
+        lines.append(f"### Model: `{_code(override.model)}` (set by {who})")
+        lines.append("")
+        if not override.known:
+            lines.append(
+                f"`{_code(override.model)}` is not in the model catalog, so no quota is reserved "
+                "for it."
+            )
+        else:
+            lines.append(
+                f"The `{_code(label)}` label was set by hand, so model-assigner keeps it. "
+                f"{payment_sentence(decision)}"
+            )
+        if decision.instead:
+            lines += ["", f"{decision.instead}."]
+        lines += [
+            "",
+            "While the label stays, model-assigner does not choose for this issue; remove it "
+            "to hand the choice back.",
+        ]
+        footer = "<sub>model-assigner · a `model:<name>` label set by hand overrides it.</sub>"
+    elif decision.model is None:
+        lines.append("### Model: deferred")
+        lines.append("")
+        lines.append(f"**Not assigned for now.** {_sentence(decision.reason)}")
+        if decision.unblock_hint:
+            lines.append("")
+            lines.append(f"**What would change it:** {_sentence(decision.unblock_hint)}")
+    else:
+        lines.append(f"### Model: `{decision.model}`")
+        lines.append("")
+        lines.append(
+            f"**{decision.model}** will work on this issue. {payment_sentence(decision)}"
+        )
+        lines.append("")
+        lines.append(f"**Why this model:** {_sentence(decision.reason)}")
+    for note in decision.idle:
+        lines += ["", f"**Why not a subscription:** {note}"]
+    lines += _value_details(decision)
     if config_problem:
         lines += [
             "",
             f"> [!WARNING]\n> This repository's model-assigner settings were not used: "
             f"{_cell(config_problem)}. The defaults applied.",
         ]
-    lines += [
-        "",
-        "<sub>model-assigner · change the priority label, milestone or estimates and the "
-        "choice follows; set a `model:<name>` label yourself to override.</sub>",
-    ]
+    lines += ["", footer]
     return "\n".join(lines) + "\n"
+
+
+def _sentence(text: str) -> str:
+    """The text as a sentence: capitalized, ending with a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def digest(text: str) -> str:

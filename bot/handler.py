@@ -45,9 +45,10 @@ from core.assessment import Assessment, assess
 from core.batch import plan_assessed
 from core.catalog import find_model
 from core.config import EngineConfig
+from core.explain import idle_notes, plain_payment
 from core.online import observation_of
 from core.quota import calculate_cost, payment_for
-from core.selection import make_decision
+from core.selection import band_for, make_decision
 from core.types import Decision, Observation, Payment, Task
 
 log = logging.getLogger("model_assigner.decisions")
@@ -459,6 +460,9 @@ class Handler:
         history = [seen for key, seen in state.seen.items() if key != event.key]
         decision = self._decide(assessment, state, settings, override, now, history)
         if override is None:
+            # the quota before this decision's charge: which subscription sat idle
+            decision = decision.model_copy(update={"idle": idle_notes(
+                decision, state.ledger(), self.engine.models, settings.scoring)})
             state.observe(event.key, observation_of(decision, now), decision.model is None)
         else:  # a person's choice: not the strategy's to re-decide
             state.deferred.pop(event.key, None)
@@ -541,12 +545,22 @@ class Handler:
                 history,
             )
             return plan.decisions[0]
+        # What model-assigner itself would choose, for the comment (nothing charged).
+        own = plan_assessed(
+            [assessment], state.ledger(), models, scoring, now, scoring.quota_strategy, history
+        ).decisions[0]
+        instead = (
+            f"model-assigner would have chosen `{own.model}`, {plain_payment(own.payment)}"
+            if own.model is not None
+            else f"model-assigner would have deferred it: {own.reason}"
+        )
+        band = (band_for(assessment.value, scoring) or scoring.low_value_band).name
         model = find_model(models, override.model)
         if model is None:
             return make_decision(
-                assessment, None, None, "override", "override",
+                assessment, None, None, band, "override",
                 f"{override.model!r} is not in the model catalog",
-            )
+            ).model_copy(update={"instead": instead})
         t = assessment.tokens
         payment = payment_for(model, state.ledger(), t.input_tokens, t.output_tokens)
         if payment is None:
@@ -561,11 +575,10 @@ class Handler:
                 - state.api_budget.spent_usd
                 - calculate_cost(model, t.input_tokens, t.output_tokens),
             )
-        who = f"@{override.by}" if override.by else "hand"
+        who = override.by or "hand"
         return make_decision(
-            assessment, model, payment, "override", "override",
-            f"set by {who} with a label",
-        )
+            assessment, model, payment, band, "override", f"set by {who} with a label",
+        ).model_copy(update={"instead": instead})
 
     def _write_label(
         self,

@@ -276,7 +276,8 @@ def minimize_cost_one(
         return defer_unaffordable(a, band, ledger, strategy, passed)
     payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
     reason = (
-        f"no subscription has room; {model.name} is the cheapest model rated "
+        f"no subscription can pay for a model the {band.name} band allows; "
+        f"{model.name} is the cheapest model rated "
         f">= {config.capability_floor:g} for {a.domain} that the API budget can pay for"
     )
     passed = cost_passed_over(a, model, band, ledger, catalog, config)

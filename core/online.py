@@ -498,8 +498,8 @@ def decide_online(
         seen = sum(1 for h in history if period_of(ledger, now).start <= h.seen_at)
         return greedy.model_copy(
             update={
-                "reason": f"no prices yet ({seen} issues seen this period and none from the "
-                "last, too few to learn from): decided as minimize_cost would; "
+                "reason": f"too few issues seen yet to price the quota ({seen} this period, "
+                "none from the last), so it is decided as minimize_cost decides: "
                 + greedy.reason
             }
         )

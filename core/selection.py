@@ -168,7 +168,11 @@ def value_levers(assessment: Assessment, config: ScoringConfig, floor: float) ->
     yet at its highest, named only when raising it alone (or, failing that,
     together with the others) reaches the floor. Worked out with the value
     formula itself, so the hint never promises what cannot happen."""
-    b = assessment.breakdown
+    return levers_for(assessment.breakdown, config, floor)
+
+
+def levers_for(b: ScoreBreakdown, config: ScoringConfig, floor: float) -> list[str]:
+    """value_levers, from the score's breakdown alone."""
     best_weight, best_bonus = _best_terms(config)
     levers = []
     if b.priority_weight < best_weight and _value_with(b, config, best_weight,
@@ -336,10 +340,14 @@ def select_model(
     if found:
         model, payment = found
         position = preferred_order.index(model.name) + 1
+        choice = "first choice" if position == 1 else f"choice #{position}"
+        pays = (f"the {payment.family} subscription pays" if payment.kind == "subscription"
+                else "the API budget pays")
         reason = (
-            f"value {value_score:.1f} is in the {band.name} band (>= {band.min_value:g}); "
-            f"{model.name} is preference #{position} there and "
-            + ("the subscription pays" if payment.kind == "subscription" else "the API budget pays")
+            f"its value, {value_score:.1f}, puts it in the {band.name} band "
+            f"({band.min_value:g} and up), where {model.name} is the {choice}"
+            + ("" if position == 1 else " (why not the ones before it: see the details)")
+            + f"; {pays}"
         )
         return make_decision(
             assessment, model, payment, band.name, quota_strategy, reason, passed_over

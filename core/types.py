@@ -260,6 +260,11 @@ class Decision(BaseModel):
     passed_over: list[PassedOver] = Field(default_factory=list)
     reason: str
     unblock_hint: str | None = None
+    # Ours, for the comment: why a subscription with room was not used and
+    # what would change it (core.explain.idle_notes); and, for a person's
+    # override, what model-assigner itself would have chosen.
+    idle: list[str] = Field(default_factory=list)
+    instead: str | None = None
 
     @property
     def deferred(self) -> bool:

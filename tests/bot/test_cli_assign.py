@@ -72,7 +72,7 @@ def test_seed_example_prints_sonnet_and_78_7(capsys: pytest.CaptureFixture[str])
     table_row = next(line for line in out.splitlines() if line.startswith("po-123"))
     assert table_row.split()[:3] == ["po-123", "sonnet-4.5", "78.7"]
     assert "subscription:claude" in table_row
-    assert "why: value 78.7 is in the high band" in out
+    assert "why: its value, 78.7, puts it in the high band" in out
 
 
 def test_seed_example_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,7 +89,7 @@ def test_seed_example_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["cost_usd"] == pytest.approx((27500 * 3 + 3500 * 15) / 1e6)
     assert result["paid_by"] == "subscription:claude"
     assert result["strategy"] == "maximize_subscription_usage"
-    assert "sonnet-4.5 is preference #1" in result["reason"]
+    assert "where sonnet-4.5 is the first choice" in result["reason"]
 
 
 def test_the_default_strategy_is_online(capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,7 +97,7 @@ def test_the_default_strategy_is_online(capsys: pytest.CaptureFixture[str]) -> N
     (result,) = run_json(capsys, str(SEED_FILE), "--now", SEED_NOW)
     assert result["strategy"] == "online"
     assert (result["model"], result["paid_by"]) == ("sonnet-4.5", "subscription:claude")
-    assert "no prices yet" in result["reason"]
+    assert "too few issues seen yet" in result["reason"]
 
 
 def test_now_moves_the_time_bonus(capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,9 +63,9 @@ def test_assign_online_from_the_store_learns_from_its_history(
 ) -> None:
     args = ["assign", str(SEED_FILE), "--json", "--now", NOW.isoformat(), "--strategy", "online"]
     (fresh,) = json.loads(run(capsys, *args))
-    assert "no prices yet" in fresh["reason"]
+    assert "too few issues seen yet" in fresh["reason"]
     (live,) = json.loads(run(capsys, *args, "--state", str(live_store)))
-    assert "no prices yet" not in live["reason"]
+    assert "too few issues seen yet" not in live["reason"]
 
 
 def test_config_json_from_the_store(live_store: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,18 +40,20 @@ def medium_high_task() -> Task:
 def override_decision(
     engine: EngineConfig, task: Task, model_name: str, ledger: Ledger
 ) -> Decision:
-    """What the handler builds for a person's `model:<name>` label."""
+    """What the handler builds for a person's `model:<name>` label (its
+    value band, and what model-assigner would have chosen)."""
     assessment = assess(task, engine.scoring, NOW)
     model = find_model(engine.models, model_name)
+    instead = "model-assigner would have deferred it: low value"
     if model is None:
         return make_decision(
-            assessment, None, None, "override", "override", f"{model_name!r} is not in the catalog"
-        )
+            assessment, None, None, "low", "override", f"{model_name!r} is not in the catalog"
+        ).model_copy(update={"instead": instead})
     t = assessment.tokens
     payment = payment_for(model, ledger, t.input_tokens, t.output_tokens)
     return make_decision(
-        assessment, model, payment, "override", "override", "set by @octocat with a label"
-    )
+        assessment, model, payment, "low", "override", "set by octocat with a label"
+    ).model_copy(update={"instead": instead})
 
 
 def lines(text: str) -> list[str]:
@@ -71,6 +73,10 @@ def common_checks(text: str, decision: Decision) -> None:
         assert rows[0].count(" | ") == 2 and rows[0].endswith(" |")
     t = decision.tokens
     assert f"{t.input_tokens:,} in + {t.output_tokens:,} out = {t.total:,}" in text
+    # the arithmetic is collapsed, and the token total is said once
+    details = text.index("<details>")
+    assert text.index("**Value score:") > details and text.index("| term |") > details
+    assert text[:details].count(f"{t.total:,}") <= 1
     assert len(text) < GITHUB_COMMENT_MAX_CHARS
 
 
@@ -92,16 +98,16 @@ def test_assigned_to_a_subscription_model(engine: EngineConfig) -> None:
     assert "| time bonus | +15 | " in rows
     assert "| domain | x1.1 | backend: " in rows
     assert "| risk | x1.3 | production: " in rows
-    assert "**Tokens:** 27,500 in + 3,500 out = 31,000" in text
+    assert "Estimated tokens: 27,500 in + 3,500 out = 31,000" in text
     # 27,500 x $3/M + 3,500 x $15/M = $0.135
     assert decision.cost_usd == pytest.approx(0.135)
-    assert "**Cost at list price:** $0.14" in lines(text)
     assert (
-        "**Paid by:** claude subscription, 31,000 tokens (4,969,000 tokens left this month)"
-        in lines(text)
-    )
-    assert "**Why:** value 78.7 is in the high band" in text
-    assert "Passed over" not in text
+        "**sonnet-4.5** will work on this issue. It is paid from the claude subscription, "
+        "whose flat fee covers it: no extra money ($0.14 at API list price; 4,969,000 tokens "
+        "left this month)."
+    ) in lines(text)
+    assert "**Why this model:** Its value, 78.7, puts it in the high band" in text
+    assert "passed over" not in text
     assert "deferred" not in text.split("<sub>")[0]
 
 
@@ -111,7 +117,7 @@ def test_assigned_to_the_api_with_passed_over_models(engine: EngineConfig) -> No
     text = render_comment(decision, "model:sonnet-4.5")
     common_checks(text, decision)
     assert "**Value score: 60.1/100** (medium-high band)" in text
-    assert "**Passed over:**" in lines(text)
+    assert "Models passed over:" in lines(text)
     passed = [line for line in lines(text) if line.startswith("- `")]
     assert [line.split("`")[1] for line in passed] == ["deepseek-v3", "qwen2.5-coder"]
     assert "no deepseek subscription" in passed[0] and "$0.00 budget left" in passed[0]
@@ -132,8 +138,8 @@ def test_batch_decision_paid_by_the_api_budget(engine: EngineConfig) -> None:
     text = render_comment(decision, "model:gpt-4-turbo")
     common_checks(text, decision)
     # 27,500 x $10/M + 3,500 x $30/M = $0.38, of a $100 budget.
-    assert "**Cost at list price:** $0.38" in lines(text)
-    assert "**Paid by:** API budget, $0.38 ($99.62 left this month)" in lines(text)
+    assert ("It is paid from the API budget: about $0.38 at list price ($99.62 left this "
+            "month).") in text
 
 
 # --- a deferral ----------------------------------------------------------------------------
@@ -148,11 +154,11 @@ def test_deferred_for_low_value_says_why_and_what_would_change_it(engine: Engine
     common_checks(text, decision)
     assert "### Model: deferred" in lines(text)
     assert "**Value score: 33.0/100** (low band)" in text
-    why = next(line for line in lines(text) if line.startswith("**Why:**"))
+    why = next(line for line in lines(text) if line.startswith("**Not assigned for now.**"))
     assert "33.0" in why and "below 40" in why
     change = next(line for line in lines(text) if line.startswith("**What would change it:**"))
     assert "higher priority" in change and "due date" in change
-    assert "Cost at list price" not in text and "Paid by" not in text
+    assert "costs" not in text and "paid from" not in text
 
 
 def test_deferred_beyond_any_label_says_so(engine: EngineConfig) -> None:
@@ -160,7 +166,7 @@ def test_deferred_beyond_any_label_says_so(engine: EngineConfig) -> None:
     decision = select(engine, build_task(priority="P4"), build_ledger())
     text = render_comment(decision, "model:deferred")
     change = next(line for line in lines(text) if line.startswith("**What would change it:**"))
-    assert "no label or deadline lifts it to 40" in change and "35.0" in change
+    assert "No label or deadline lifts it to 40" in change and "35.0" in change
 
 
 def test_deferred_for_lack_of_quota_names_the_resets(engine: EngineConfig) -> None:
@@ -168,10 +174,10 @@ def test_deferred_for_lack_of_quota_names_the_resets(engine: EngineConfig) -> No
     assert decision.deferred
     text = render_comment(decision, "model:deferred")
     common_checks(text, decision)
-    why = next(line for line in lines(text) if line.startswith("**Why:**"))
-    assert "31,000 tokens" in why and "claude quota 0 tokens left" in why
+    why = next(line for line in lines(text) if line.startswith("**Not assigned for now.**"))
+    assert "claude quota 0 tokens left" in why
     change = next(line for line in lines(text) if line.startswith("**What would change it:**"))
-    assert "more subscription quota" in change and "2026-03-01" in change
+    assert "More subscription quota" in change and "2026-03-01" in change
     passed = [line.split("`")[1] for line in lines(text) if line.startswith("- `")]
     assert passed == ["gpt-4-turbo", "sonnet-4.5", "deepseek-v3"]
 
@@ -186,13 +192,18 @@ def test_override_by_a_person_is_credited_and_explained(engine: EngineConfig) ->
     override = Override(model="opus-4.6", by="octocat", known=True)
     text = render_comment(decision, "model:opus-4.6", override)
     common_checks(text, decision)
-    assert "### Model: `opus-4.6` (chosen by @octocat)" in lines(text)
-    assert "The `model:opus-4.6` label was set by hand" in text
-    assert "reserves quota for it: claude subscription, 8,750 tokens" in text
-    assert "Remove the label to let model-assigner choose again." in text
-    # The engine's own view is still shown: a P4 task it would have deferred.
-    assert "**Value score: 2.5/100**" in text
-    assert "**Paid by:** claude subscription, 8,750 tokens" in text
+    assert "### Model: `opus-4.6` (set by octocat with a label)" in lines(text)
+    assert "@" not in text  # a label is not worth a notification
+    assert "The `model:opus-4.6` label was set by hand, so model-assigner keeps it." in text
+    assert "paid from the claude subscription, whose flat fee covers it" in text
+    assert "4,991,250 tokens left this month" in text
+    assert "model-assigner would have deferred it: low value." in lines(text)
+    assert ("While the label stays, model-assigner does not choose for this issue; remove it "
+            "to hand the choice back.") in lines(text)
+    assert "the choice follows" not in text
+    # The value's own band, not an "override band"
+    assert "**Value score: 2.5/100** (low band)" in text
+    assert "override band" not in text
 
 
 def test_override_with_an_unknown_model(engine: EngineConfig) -> None:
@@ -200,9 +211,9 @@ def test_override_with_an_unknown_model(engine: EngineConfig) -> None:
     override = Override(model="gpt-9", by=None, known=False)
     text = render_comment(decision, "model:gpt-9", override)
     common_checks(text, decision)
-    assert "### Model: `gpt-9` (chosen by a maintainer)" in lines(text)
+    assert "### Model: `gpt-9` (set by a label)" in lines(text)
     assert "`gpt-9` is not in the model catalog, so no quota is reserved for it." in text
-    assert "Paid by" not in text
+    assert "paid from" not in text
 
 
 # --- determinism -----------------------------------------------------------------------------

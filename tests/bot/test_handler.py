@@ -402,7 +402,8 @@ def test_a_persons_model_label_is_an_override(bot: Bot) -> None:
     assert (status, answer["status"], answer["model"]) == (200, "override", "opus-4.6")
     writes = [c for c in bot.gh.calls() if c.method in ("POST", "DELETE", "PATCH")][1:]
     assert [(c.method, c.url) for c in writes] == [("POST", f"{ISSUE}/comments")]
-    assert f"chosen by @{PERSON}" in writes[0].body["body"]
+    body = writes[0].body["body"]
+    assert f"(set by {PERSON} with a label)" in body and f"@{PERSON}" not in body
     held = bot.state().reservations[KEY]
     assert (held.model, held.override_by, held.payment.kind) == ("opus-4.6", PERSON,
                                                                   "subscription")

@@ -31,7 +31,8 @@ def test_seed_example_explanation(models: list[Model], scoring: ScoringConfig) -
     assert "tokens: 27,500 in + 3,500 out = 31,000 (moderate: 27,500 in / 3,500 out)" in text
     assert "cost at list price: $0.14" in text
     assert "paid by: claude subscription, 31,000 tokens (3,769,000 tokens left this month)" in text
-    assert "why: value 78.7 is in the high band (>= 75); sonnet-4.5 is preference #1" in text
+    assert ("why: its value, 78.7, puts it in the high band (75 and up), where sonnet-4.5 is "
+            "the first choice; the claude subscription pays") in text
     assert "would change it" not in text
 
 

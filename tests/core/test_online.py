@@ -57,7 +57,7 @@ def test_cold_start_decides_as_minimize_cost(models: list[Model], scoring: Scori
         greedy = minimize_cost_one(a, ledger, models, scoring, "minimize_cost")
         online = decide_online(a, ledger, models, scoring, NOW, history=())
         assert (online.model, online.payment) == (greedy.model, greedy.payment)
-        assert online.strategy == "online" and "no prices yet" in online.reason
+        assert online.strategy == "online" and "too few issues seen yet" in online.reason
     assert estimate_prices(seen(high(scoring), 4), ledger, models, scoring, NOW) is None
     assert estimate_prices(seen(high(scoring), 5), ledger, models, scoring, NOW) is not None
 
@@ -161,7 +161,7 @@ def test_a_batch_is_decided_in_order_each_issue_joining_the_history(
     lo = low(scoring)
     tasks = [assess(lo.task.model_copy(update={"id": f"t{i}"}), scoring, NOW) for i in range(6)]
     plan = plan_assessed(tasks, build_ledger(), models, scoring, NOW, "online")
-    assert [("no prices yet" in d.reason) for d in plan.decisions] == [True] * 5 + [False]
+    assert [("too few issues seen yet" in d.reason) for d in plan.decisions] == [True] * 5 + [False]
     spent = sum(d.cost_usd for d in plan.decisions if d.paid_by == "api")
     assert plan.ledger.budget.spent_usd == pytest.approx(spent)
 

@@ -68,7 +68,7 @@ def test_seed_example_selects_sonnet(models: list[Model], scoring: ScoringConfig
     assert decision.payment.remaining_monthly == 5_000_000 - 1_200_000 - 31_000
     assert decision.cost_usd == pytest.approx(api_cost((3.0, 15.0), (27500, 3500)))  # list price
     assert decision.passed_over == []
-    assert "preference #1" in decision.reason
+    assert "is the first choice" in decision.reason
 
 
 def test_seed_example_verbatim(models: list[Model], scoring: ScoringConfig) -> None:
@@ -366,7 +366,7 @@ def test_affordability_at_the_budget_boundary(
     assert decision.model == model
     if slack:
         assert [p.model for p in decision.passed_over] == ["glm-4.7"]
-        assert "preference #2" in decision.reason
+        assert "is the choice #2" in decision.reason
 
 
 def test_fallback_to_the_cheapest_affordable_candidate(

@@ -328,7 +328,7 @@ def test_a_persons_model_label_is_kept_as_an_override(
     assert (response.json()["status"], response.json()["model"]) == ("override", "opus-4.6")
     assert model_labels(standin, 2) == ["model:opus-4.6"]  # model:deferred went
     [comment] = bot_comments(standin, 2)
-    assert f"chosen by @{PERSON}" in comment
+    assert f"(set by {PERSON} with a label)" in comment and f"@{PERSON}" not in comment
     held = server.store()["reservations"][f"{REPO}#2"]
     assert (held["model"], held["override_by"]) == ("opus-4.6", PERSON)
 
