@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,8 +23,13 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
-from bot.handler import BadPayload, Handler
+from bot.github_api import GitHubApp
+from bot.handler import BadPayload, Handler, Outcome
+from bot.jobqueue import SqliteJobQueue
 from bot.metrics import metrics, prepare_multiprocess_dir
+from bot.queue_db import QueueDb, QueueDbError
+from bot.queue_worker import Worker
+from bot.ratelimit import RateLimiter, RatePolicy
 from bot.repo_config import load_labels_config
 from bot.settings import Settings, SettingsError, load_settings
 from bot.signature import verify
@@ -58,9 +67,87 @@ def configure_logging(level: str = "INFO") -> None:
         decisions.setLevel(logging.INFO)
 
 
-def build_handler(
+@dataclass
+class Services:
+    """What a process builds once: the handler (decides and writes back), the
+    queue, the installation rate policy, and the workers."""
+
+    settings: Settings
+    handler: Handler
+    store: Store
+    queue: SqliteJobQueue
+    limiter: RateLimiter
+    github: GitHubApp | None
+    _worker: Worker | None = None
+    _worker_pid: int = 0
+    _login_saved: bool = False
+
+    def known_bot_login(self) -> str | None:
+        """The App's login without asking GitHub: set, learnt by this process,
+        or learnt by another one (kept in the queue's file)."""
+        if self.github is None:
+            return self.handler.bot_login()
+        login = self.github.known_bot_login()
+        if login is not None:
+            if not getattr(self, "_login_saved", False):
+                self.queue.db.set_meta("bot_login", login)
+                self._login_saved = True
+            return login
+        return self.queue.db.get_meta("bot_login")
+
+    def worker(self, threads: int | None = None) -> Worker:
+        q = self.settings.queue
+        from bot.catchup import CatchUp
+
+        catchup = CatchUp(self) if self.github is not None and q.catchup_seconds > 0 else None
+        return Worker(
+            self.handler, self.queue, self.limiter,
+            threads=q.workers if threads is None else threads,
+            max_attempts=q.max_attempts,
+            retry_base=q.retry_base_seconds,
+            on_outcome=count_outcome(frozenset(m.name for m in self.handler.engine.models)),
+            periodic=catchup.run if catchup is not None else None,
+            periodic_seconds=q.catchup_seconds,
+        )
+
+    def start_workers(self) -> None:
+        """Once per process (after gunicorn forks: threads do not survive a fork)."""
+        if self._worker_pid == os.getpid() or self.settings.queue.workers <= 0:
+            return
+        self._worker_pid = os.getpid()
+        self._worker = self.worker()
+        self._worker.start()
+        if self.github is not None:
+            # GET /app once per process, so that the webhook can tell the
+            # App's own events without asking GitHub (kept in the queue file).
+            threading.Thread(target=self._learn_login, name="bot-login", daemon=True).start()
+
+    def _learn_login(self) -> None:
+        assert self.github is not None
+        try:
+            self.github.bot_login()
+            self.known_bot_login()
+        except (GitHubUnavailable, QueueDbError) as exc:
+            log.warning("the App's login is not known yet: %s", exc)
+
+
+def count_outcome(catalog: frozenset[str]) -> Callable[[int, dict[str, Any]], None]:
+    def count(status: int, body: dict[str, Any]) -> None:
+        outcome = str(body.get("status") or status)
+        m = metrics()
+        if outcome in ("assigned", "override") and body.get("model"):
+            # A person's label may name any model: the series stay the catalog's.
+            model = str(body["model"])
+            m.decisions.labels(model if model in catalog else "other").inc()
+        elif outcome == "deferred":
+            m.deferrals.inc()
+
+    return count
+
+
+def build_services(
     settings: Settings, clock: Callable[[], datetime] | None = None
-) -> tuple[Handler, Store]:
+) -> Services:
     engine = load_engine_config(settings.config_dir)
     labels = load_labels_config(settings.config_dir)
     clock = clock or (lambda: datetime.now(UTC))
@@ -68,22 +155,29 @@ def build_handler(
     store.ensure_writable()
     store.check()
     store.remove_stale_temporaries()
+    db = QueueDb(settings.queue_path)
+    q = settings.queue
+    limiter = RateLimiter(db, RatePolicy(
+        per_minute=q.writes_per_minute, per_hour=q.writes_per_hour,
+        min_interval=q.write_interval_seconds, secondary_wait=q.secondary_wait_seconds,
+    ))
+    queue = SqliteJobQueue(db)
 
     gateway_for: Callable[[int | None], IssueGateway]
     bot_login: Callable[[], str]
+    app: GitHubApp | None = None
     if settings.dry_run:
         dry = DryRunGateway()
         gateway_for = lambda _installation: dry  # noqa: E731
         bot_login = lambda: settings.bot_login or DRY_RUN_BOT_LOGIN  # noqa: E731
     else:
-        from bot.github_api import GitHubApp
-
-        app = GitHubApp(settings)
+        # Inline (unit tests) decides within one request: no shared pacing.
+        github_app = app = GitHubApp(settings, None if settings.inline_delivery else limiter)
 
         def gateway_for(installation: int | None) -> IssueGateway:
             if installation is None:  # not a GitHub App's delivery: retrying cannot help
                 raise BadPayload("installation.id: missing (not a GitHub App delivery)")
-            return app.installation(installation)
+            return github_app.installation(installation)
 
         bot_login = app.bot_login
 
@@ -96,7 +190,31 @@ def build_handler(
         clock=clock,
         lock_dir=settings.state_path.parent / "locks",
     )
-    return handler, store
+    return Services(settings, handler, store, queue, limiter, app)
+
+
+def build_handler(
+    settings: Settings, clock: Callable[[], datetime] | None = None
+) -> tuple[Handler, Store]:
+    services = build_services(settings, clock)
+    return services.handler, services.store
+
+
+def accept(services: Services, event: str, delivery: str | None,
+           payload: dict[str, Any]) -> Outcome:
+    """Acknowledge: answer what needs no GitHub call, record the rest in the
+    queue (durably, once per delivery id) and answer 202. No GitHub call, no
+    engine: the workers decide."""
+    found = services.handler.triage(event, delivery, payload, services.known_bot_login())
+    if isinstance(found, Outcome):
+        return found
+    if found.installation_id is None and services.github is not None:
+        return Outcome(400, {"error": "not an issues event payload: installation.id: missing "
+                                      "(not a GitHub App delivery)"})
+    delivery_id = delivery or f"local-{uuid.uuid4()}"
+    if not services.queue.accept(delivery_id, event, payload, found.key, found.installation_id):
+        return Outcome(200, {"status": "duplicate", "delivery": delivery_id})
+    return Outcome(202, {"status": "queued", "delivery": delivery_id, "issue": found.key})
 
 
 def create_app(
@@ -107,9 +225,10 @@ def create_app(
     try:
         settings = settings or load_settings()
         configure_logging(settings.log_level)
-        handler, store = build_handler(settings, clock)
+        services = build_services(settings, clock)
+        handler, store = services.handler, services.store
         usage = build_usage_intake(settings, handler)
-    except (SettingsError, ConfigError, StoreError) as exc:
+    except (SettingsError, ConfigError, StoreError, QueueDbError) as exc:
         print(f"model-assigner: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(4) from None
 
@@ -130,6 +249,13 @@ def create_app(
     app = Flask("model_assigner")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     catalog_models = frozenset(model.name for model in handler.engine.models)
+    count = count_outcome(catalog_models)
+    if not settings.inline_delivery:
+        # gunicorn --preload builds the app in its master and forks the
+        # workers: each starts its queue workers after the fork. Without
+        # --preload, the first request starts them.
+        os.register_at_fork(after_in_child=services.start_workers)
+        app.before_request(services.start_workers)
 
     @app.post("/webhook")
     def webhook() -> Response:
@@ -141,12 +267,7 @@ def create_app(
         label = event if event in KNOWN_EVENTS else "other"
         m.deliveries.labels(label, outcome).inc()
         m.delivery_seconds.labels(label).observe(time.perf_counter() - started)
-        if outcome in ("assigned", "override") and body.get("model"):
-            # A person's label may name any model: the series stay the catalog's.
-            model = str(body["model"])
-            m.decisions.labels(model if model in catalog_models else "other").inc()
-        elif outcome == "deferred":
-            m.deferrals.inc()
+        count(status, body)
         response = _json(status, body)
         if status == 408:  # what is left of the body is not worth reading
             response.headers["Connection"] = "close"
@@ -175,8 +296,10 @@ def create_app(
         try:
             if event == "issue_comment":  # a usage report in a comment, or nothing
                 outcome = usage.comment_event(delivery, payload)
-            else:
+            elif settings.inline_delivery:
                 outcome = handler.handle(event, delivery, payload)
+            else:
+                outcome = accept(services, event, delivery, payload)
         except GitHubUnavailable as exc:
             metrics().github_errors.inc()
             log.warning("delivery %s: GitHub unavailable: %s", delivery, exc)
@@ -187,13 +310,16 @@ def create_app(
         except StoreError as exc:
             log.error("delivery %s: store: %s", delivery, exc)
             return 503, {"error": "quota store unavailable", "outcome": "store_unavailable"}
+        except QueueDbError as exc:
+            log.error("delivery %s: queue: %s", delivery, exc)
+            return 503, {"error": "delivery queue unavailable", "outcome": "queue_unavailable"}
         return outcome.status, outcome.body
 
     register_usage_routes(app, usage)
 
     @app.get("/metrics")
     def prometheus() -> Response:
-        data, content_type = metrics().exposition(store)
+        data, content_type = metrics().exposition(store, services.queue, services.limiter)
         return Response(data, status=200, content_type=content_type)
 
     @app.get("/healthz")

@@ -144,6 +144,15 @@ def cmd_send_sample(args: argparse.Namespace) -> int:
     except ValueError:
         answer = None
     print(f"HTTP {status}")
+    if status == 202 and isinstance(answer, dict) and answer.get("status") == "queued":
+        print(text)
+        decided = _wait_for_outcome(str(answer.get("delivery")))
+        if decided is None:
+            print("queued; not decided within 30 s (is a worker running? see "
+                  "`model-assigner queue`)")
+            return 0
+        status, answer = decided
+        print("decided:")
     if isinstance(answer, dict) and "comment" in answer:
         comment = answer.pop("comment")
         print(json.dumps(answer, indent=2))
@@ -152,6 +161,34 @@ def cmd_send_sample(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0 if status < 400 else 1
+
+
+def _wait_for_outcome(delivery: str, timeout: float = 30.0) -> tuple[int, dict[str, object]] | None:
+    """The decision of a queued delivery, read from the server's queue file
+    (the one MODEL_ASSIGNER_STATE's folder holds)."""
+    import time
+
+    from bot.jobqueue import SqliteJobQueue
+    from bot.queue_db import QueueDb, QueueDbError
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError:
+        return None
+    if not settings.queue_path.exists():
+        return None
+    queue = SqliteJobQueue(QueueDb(settings.queue_path))
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            found = queue.outcome(delivery)
+        except QueueDbError:
+            return None
+        if found is not None:
+            return found
+        time.sleep(0.1)
+    return None
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -22,6 +22,23 @@ class GitHubUnavailable(RuntimeError):
     delivery can be redelivered, and leave the store as it was."""
 
 
+class GitHubRateLimited(GitHubUnavailable):
+    """GitHub (or our own pacing) says wait. ``answered``: GitHub refused with
+    a rate limit, and the installation must stop until ``until`` (an epoch
+    time; None: a secondary limit that gave no retry-after, whose wait the
+    rate policy decides). Not answered: our pacing found no write slot
+    before ``until``; nothing was sent."""
+
+    def __init__(
+        self, message: str, until: float | None = None, wait: float | None = None,
+        answered: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.until = until
+        self.wait = wait
+        self.answered = answered
+
+
 class IssueGone(LookupError):
     """The issue no longer exists (deleted or transferred)."""
 

@@ -16,7 +16,9 @@ Choices that matter for a webhook handler (GitHub gives it 10 seconds):
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
 import time
 import urllib.parse
@@ -32,7 +34,8 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from bot import deadline
-from bot.gateway import CommentGone, GitHubUnavailable, IssueGone, Workspace
+from bot.gateway import CommentGone, GitHubRateLimited, GitHubUnavailable, IssueGone, Workspace
+from bot.ratelimit import RateLimiter
 from bot.settings import Settings
 
 log = logging.getLogger("model_assigner.github")
@@ -49,6 +52,7 @@ V = TypeVar("V")
 class RetryAfterTooLong(GithubException):
     def __init__(self, wait: float) -> None:
         super().__init__(429, {"message": f"Retry-After {wait:g}s exceeds the delivery window"})
+        self.wait = wait
 
 
 class DeliveryBudgetSpent(GithubException):
@@ -99,6 +103,17 @@ class DeliveryRetry(GithubRetry):
     ) -> Retry:
         if method == "POST" and isinstance(error, ReadTimeoutError):
             raise error
+        if (
+            response is not None
+            and response.status in (403, 429)
+            and deadline.remaining() == math.inf
+        ):
+            # A queue worker (no delivery budget): a rate limit is not sat out
+            # here, in one thread, but recorded for every worker of the
+            # installation (bot/ratelimit.py), and the job waits in the queue.
+            hit = rate_limit_of(response.status, response.headers, _message(response, url))
+            if hit is not None:
+                raise hit
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         from bot.metrics import metrics
 
@@ -118,6 +133,46 @@ class DeliveryRetry(GithubRetry):
         if not deadline.can_start(wait):
             raise DeliveryBudgetSpent(f"a back-off of {wait:g}s does not fit")
         super()._sleep_backoff()
+
+
+class RateLimitHit(GithubException):
+    """GitHub answered a rate limit; ``wait`` in seconds (None: a secondary
+    limit that did not say how long)."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], message: str,
+                 wait: float | None) -> None:
+        super().__init__(status, {"message": message}, dict(headers))
+        self.wait = wait
+
+
+def _message(response: Any, url: str | None) -> str:
+    try:
+        data = json.loads(GithubRetry.get_content(response, url or ""))
+    except Exception:  # not JSON: GitHub's rate limits always are
+        return ""
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, str) else ""
+
+
+def rate_limit_of(status: int, headers: Mapping[str, str], message: str) -> RateLimitHit | None:
+    """GitHub's rate-limit answers, as its documentation describes them:
+    ``retry-after`` (seconds); else ``x-ratelimit-remaining: 0`` with
+    ``x-ratelimit-reset`` (an epoch time); else a 403/429 whose message names
+    a rate limit (a secondary limit without retry-after)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    retry_after = lowered.get("retry-after")
+    if retry_after is not None:
+        try:
+            return RateLimitHit(status, headers, message, max(float(retry_after), 0.0))
+        except ValueError:
+            pass
+    if lowered.get("x-ratelimit-remaining") == "0":
+        reset = lowered.get("x-ratelimit-reset", "")
+        wait = float(reset) - time.time() + 1.0 if reset.isdigit() else None
+        return RateLimitHit(status, headers, message, None if wait is None else max(wait, 1.0))
+    if "rate limit" in message.lower() or status == 429:
+        return RateLimitHit(status, headers, message, None)
+    return None
 
 
 def delivery_retry() -> DeliveryRetry:
@@ -161,6 +216,17 @@ def _status(exc: GithubException) -> int:
 
 
 def _unavailable(what: str, exc: Exception) -> GitHubUnavailable:
+    if isinstance(exc, RateLimitHit):
+        return GitHubRateLimited(f"{what}: rate limited (HTTP {exc.status})", wait=exc.wait,
+                                 answered=True)
+    if isinstance(exc, RetryAfterTooLong):
+        return GitHubRateLimited(f"{what}: {exc.data['message']}", wait=exc.wait, answered=True)
+    if isinstance(exc, GithubException) and _status(exc) in (403, 429):
+        message = exc.data.get("message") if isinstance(exc.data, dict) else ""
+        hit = rate_limit_of(_status(exc), exc.headers or {}, str(message or ""))
+        if hit is not None:
+            return GitHubRateLimited(f"{what}: rate limited (HTTP {exc.status})", wait=hit.wait,
+                                     answered=True)
     if isinstance(exc, DeliveryBudgetSpent):
         return GitHubUnavailable(f"{what}: {exc.data['message']}")
     if isinstance(exc, GithubException):
@@ -174,8 +240,9 @@ def _unavailable(what: str, exc: Exception) -> GitHubUnavailable:
 class GitHubApp:
     """One per worker: the App's identity and its installation clients."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limiter: RateLimiter | None = None) -> None:
         assert settings.app_id is not None and settings.private_key is not None
+        self.limiter = limiter
         self._auth = Auth.AppAuth(settings.app_id, settings.private_key)
         options = {**CLIENT_OPTIONS, "timeout": BudgetTimeout(CLIENT_OPTIONS["timeout"])}
         self.integration = GithubIntegration(
@@ -184,15 +251,21 @@ class GitHubApp:
         self._bot_login = settings.bot_login
         self._clients: BoundedCache[int, InstallationGateway] = BoundedCache(CACHE_SIZE)
         self._lock = threading.Lock()
+        self._login_lock = threading.Lock()
 
     def bot_login(self) -> str:
         """``<slug>[bot]``, the login our own events arrive from (GET /app, once)."""
-        if self._bot_login is None:
-            try:
-                slug = self.integration.get_app().slug
-            except (GithubException, requests.RequestException) as exc:
-                raise _unavailable("GET /app", exc) from None
-            self._bot_login = f"{slug}[bot]"
+        with self._login_lock:  # one GET /app per process, not one per thread
+            if self._bot_login is None:
+                try:
+                    slug = self.integration.get_app().slug
+                except (GithubException, requests.RequestException) as exc:
+                    raise _unavailable("GET /app", exc) from None
+                self._bot_login = f"{slug}[bot]"
+            return self._bot_login
+
+    def known_bot_login(self) -> str | None:
+        """The login if this process knows it already (no GitHub call)."""
         return self._bot_login
 
     def installation(self, installation_id: int) -> InstallationGateway:
@@ -201,7 +274,8 @@ class GitHubApp:
             if client is None:
                 github = self.integration.get_github_for_installation(installation_id)
                 client = self._clients.put(
-                    installation_id, InstallationGateway(github, self.bot_login)
+                    installation_id,
+                    InstallationGateway(github, self.bot_login, self.limiter, installation_id),
                 )
             return client
 
@@ -211,9 +285,14 @@ class InstallationGateway:
 
     dry_run = False
 
-    def __init__(self, github: Github, bot_login: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, github: Github, bot_login: Callable[[], str] | None = None,
+        limiter: RateLimiter | None = None, installation_id: int = 0,
+    ) -> None:
         self.github = github
         self._bot_login = bot_login
+        self.limiter = limiter
+        self.installation_id = installation_id
         self._branches: BoundedCache[tuple[str, str], tuple[float, str, str]] = BoundedCache()
         self._tree_counts: BoundedCache[tuple[str, str], int] = BoundedCache()
         self._configs: BoundedCache[tuple[str, str], str | None] = BoundedCache()
@@ -223,7 +302,18 @@ class InstallationGateway:
     def _repo(self, repo: str) -> Any:
         return self.github.get_repo(repo)
 
+    def _read_gate(self) -> None:
+        """While the installation is rate limited, not even a read is sent."""
+        if self.limiter is not None:
+            self.limiter.check(self.installation_id)
+
+    def _write_gate(self) -> None:
+        """Content-creating requests are paced by the installation's policy."""
+        if self.limiter is not None:
+            self.limiter.before_write(self.installation_id)
+
     def get_issue(self, repo: str, number: int, payload_issue: Mapping[str, Any]) -> dict[str, Any]:
+        self._read_gate()
         try:
             data = dict(self._repo(repo).get_issue(number).raw_data)
         except GithubException as exc:
@@ -243,6 +333,7 @@ class InstallationGateway:
 
     def workspace(self, repo: str, default_branch: str) -> Workspace:
         """File count of the default branch's tree, cached per commit."""
+        self._read_gate()
         try:
             commit_sha, tree_sha = self._head(repo, default_branch)
             with self._lock:
@@ -280,6 +371,7 @@ class InstallationGateway:
         with self._lock:
             if (repo, ref) in self._configs:
                 return self._configs[(repo, ref)]
+        self._read_gate()
         try:
             content = self._repo(repo).get_contents(REPO_CONFIG_PATH, ref=ref)
             if isinstance(content, list) or content.size > REPO_CONFIG_MAX_BYTES:
@@ -297,6 +389,7 @@ class InstallationGateway:
         return text
 
     def find_comment(self, repo: str, number: int, marker: str) -> tuple[int, str] | None:
+        self._read_gate()
         try:
             ours = self._bot_login().casefold() if self._bot_login else None
             for comment in self._repo(repo).get_issue(number).get_comments():
@@ -315,12 +408,14 @@ class InstallationGateway:
         return None
 
     def create_comment(self, repo: str, number: int, body: str) -> int:
+        self._write_gate()
         try:
             return int(self._repo(repo).get_issue(number).create_comment(body).id)
         except (GithubException, requests.RequestException) as exc:
             raise _unavailable(f"POST comment {repo}#{number}", exc) from None
 
     def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+        self._write_gate()
         url = f"{self._repo(repo).url}/issues/comments/{comment_id}"
         try:
             IssueComment(self.github.requester, url=url).edit(body)
@@ -336,6 +431,7 @@ class InstallationGateway:
         with self._lock:
             if (repo, name.lower()) in self._labels:
                 return
+        self._write_gate()
         try:
             self._repo(repo).create_label(name, color, description)
         except GithubException as exc:
@@ -347,12 +443,14 @@ class InstallationGateway:
             self._labels.put((repo, name.lower()), True)
 
     def add_label(self, repo: str, number: int, name: str) -> None:
+        self._write_gate()
         try:
             self._repo(repo).get_issue(number).add_to_labels(name)
         except (GithubException, requests.RequestException) as exc:
             raise _unavailable(f"POST labels {repo}#{number}", exc) from None
 
     def remove_label(self, repo: str, number: int, name: str) -> None:
+        self._write_gate()
         # Not issue.remove_from_labels: it leaves a "/" in the name unquoted,
         # which sends the request to the wrong path.
         issue = self._repo(repo).get_issue(number)

@@ -245,7 +245,14 @@ class Handler:
 
     # -- entry point -------------------------------------------------------
 
-    def handle(self, event: str, delivery: str | None, payload: Mapping[str, Any]) -> Outcome:
+    def triage(
+        self, event: str, delivery: str | None, payload: Mapping[str, Any],
+        bot_login: str | None,
+    ) -> Outcome | IssueEvent:
+        """What can be answered without GitHub: an Outcome (pong, ignored,
+        refused, duplicate, our own event when ``bot_login`` is known), or
+        the issue event to work on. The webhook asks this before queueing;
+        the worker asks it again before deciding."""
         if event == "ping":
             return Outcome(200, {"status": "pong"})
         if event != "issues":
@@ -259,22 +266,36 @@ class Handler:
         if delivery is not None and not DELIVERY_ID.fullmatch(delivery):
             # Not signed: only GitHub's shape may reach the store.
             return Outcome(400, {"error": "X-GitHub-Delivery: not a delivery id"})
-        # GitHub gives a delivery 10 s: every GitHub call below fits in the budget.
+        if delivery and self.store.seen_delivery(delivery):
+            return Outcome(200, {"status": "duplicate", "delivery": delivery})
+        if bot_login is not None and parsed.sender is not None and parsed.sender == bot_login:
+            return Outcome(202, {"status": "ignored", "reason": "our own event"})
+        return parsed
+
+    def handle(self, event: str, delivery: str | None, payload: Mapping[str, Any]) -> Outcome:
+        """Decide within GitHub's delivery window (the inline mode of unit
+        tests: every GitHub call below fits in the budget)."""
         with delivery_budget():
+            return self.decide(event, delivery, payload)
+
+    def decide(self, event: str, delivery: str | None, payload: Mapping[str, Any]) -> Outcome:
+        """Decide one delivery and write it back: the one path every decision
+        takes (the queue's workers, the catch-up, and the inline mode)."""
+        found = self.triage(event, delivery, payload, None)
+        if isinstance(found, Outcome):
+            return found
+        parsed = found
+        if parsed.sender is not None and parsed.sender == self.bot_login():
+            return Outcome(202, {"status": "ignored", "reason": "our own event"})
+        with issue_lock(self.lock_dir, parsed.key):
             if delivery and self.store.seen_delivery(delivery):
                 return Outcome(200, {"status": "duplicate", "delivery": delivery})
-            if parsed.sender is not None and parsed.sender == self.bot_login():
-                return Outcome(202, {"status": "ignored", "reason": "our own event"})
-
-            with issue_lock(self.lock_dir, parsed.key):
-                if delivery and self.store.seen_delivery(delivery):
-                    return Outcome(200, {"status": "duplicate", "delivery": delivery})
-                if parsed.action in GONE_ACTIONS | {"closed"}:
-                    return self._close(parsed, delivery)
-                try:
-                    return self._assign(parsed, delivery)
-                except BadPayload as exc:
-                    return Outcome(400, {"error": f"not an issues event payload: {exc}"})
+            if parsed.action in GONE_ACTIONS | {"closed"}:
+                return self._close(parsed, delivery)
+            try:
+                return self._assign(parsed, delivery)
+            except BadPayload as exc:
+                return Outcome(400, {"error": f"not an issues event payload: {exc}"})
 
     # -- closing -----------------------------------------------------------
 
@@ -390,11 +411,15 @@ class Handler:
             label = settings.labels.deferred_label
         usage = self.store.view(lambda state: state.usage.get(event.key))
         body = with_usage(render_comment(decision, label, override, settings.problem), usage)
+        sent: list[CommentRecord] = []
         try:
-            comment = self._write_comment(gateway, event, comment, body)
+            # No trace in the store and no comment at all on the issue: the
+            # comment is written without listing the issue's comments first.
+            fresh = comment is None and issue.get("comments") == 0
+            comment = self._write_comment(gateway, event, comment, body, sent, fresh)
             self._write_label(gateway, event, labels_now, label, settings.labels, override)
         except GitHubUnavailable:
-            self.store.apply(self.clock(), undo.apply)
+            self.store.apply(self.clock(), functools.partial(_undo_keeping_comment, undo, sent))
             raise
 
         written = comment.model_copy(
@@ -610,9 +635,19 @@ class Handler:
 
     @staticmethod
     def _write_comment(
-        gateway: IssueGateway, event: IssueEvent, record: CommentRecord | None, body: str
+        gateway: IssueGateway, event: IssueEvent, record: CommentRecord | None, body: str,
+        sent: list[CommentRecord] | None = None, fresh: bool = False,
     ) -> CommentRecord:
+        """Create or edit the bot's comment. ``fresh``: the store has no trace
+        of the issue (a write is always preceded by a mark in the store, and
+        a failed one keeps what it may have created, see
+        _undo_keeping_comment) and the issue's latest state counts no
+        comment: the comment is created without listing the issue's
+        comments first. ``sent`` receives the comment created (or a mark
+        when its answer was lost)."""
         text_digest = digest(body)
+        if fresh and record is None:
+            return _create_comment(gateway, event, body, text_digest, sent)
         if record is not None and record.id is not None:
             if record.digest == text_digest:
                 return record
@@ -623,8 +658,7 @@ class Handler:
                 pass  # someone deleted it: find another one or write a new one
         found = gateway.find_comment(event.repo, event.number, MARKER)
         if found is None:
-            return CommentRecord(id=gateway.create_comment(event.repo, event.number, body),
-                                 digest=text_digest)
+            return _create_comment(gateway, event, body, text_digest, sent)
         comment_id, old_body = found
         if digest(old_body) != text_digest:
             try:
@@ -649,4 +683,30 @@ class Handler:
                     "override_by": override.by if override else None,
                 }
             )
+        )
+
+
+def _create_comment(
+    gateway: IssueGateway, event: IssueEvent, body: str, text_digest: str,
+    sent: list[CommentRecord] | None,
+) -> CommentRecord:
+    if sent is not None:
+        sent.append(CommentRecord())  # sent, answer not yet known
+    created = CommentRecord(
+        id=gateway.create_comment(event.repo, event.number, body), digest=text_digest
+    )
+    if sent is not None:
+        sent[-1] = created
+    return created
+
+
+def _undo_keeping_comment(undo: _Undo, sent: list[CommentRecord], state: State) -> None:
+    """Undo the reservation step, but never forget a comment that may exist:
+    the retry then finds it (by its id, or by listing when its answer was
+    lost) instead of posting a second one."""
+    undo.apply(state)
+    if sent:
+        previous = state.comments.get(undo.key)
+        state.comments[undo.key] = sent[-1].model_copy(
+            update={"label": previous.label if previous is not None else None}
         )

@@ -65,14 +65,56 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 
-    def exposition(self, store: Any) -> tuple[bytes, str]:
+    def exposition(self, store: Any, queue: Any = None, limiter: Any = None) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
         from prometheus_client.multiprocess import MultiProcessCollector
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         registry.register(QuotaCollector(store))
+        if queue is not None:
+            registry.register(QueueCollector(queue, limiter))
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class QueueCollector:
+    """The delivery queue and the rate policy, read from the queue's file at
+    scrape time: every process's work is in it, whichever worker answers."""
+
+    def __init__(self, queue: Any, limiter: Any) -> None:
+        self.queue = queue
+        self.limiter = limiter
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats = self.queue.stats()
+        depth = GaugeMetricFamily("model_assigner_queue_jobs", "Jobs in the delivery queue",
+                                  labels=["state"])
+        for state in ("waiting", "running", "dead"):
+            depth.add_metric([state], getattr(stats, state))
+        yield depth
+        yield GaugeMetricFamily(
+            "model_assigner_queue_oldest_job_seconds",
+            "Age of the oldest job not yet done (0 when none)", value=stats.oldest_age,
+        )
+        for name, counter, help_text in (
+            ("model_assigner_queue_retries", "retries", "Job attempts that failed and retried"),
+            ("model_assigner_queue_dead_letters", "dead_letters",
+             "Jobs that exhausted their attempts"),
+            ("model_assigner_rate_limit_wait_seconds", "rate_limit_wait_seconds",
+             "Seconds writes waited for their slot under the rate policy"),
+            ("model_assigner_rate_limited", "rate_limited",
+             "Rate-limit answers from GitHub (each blocks the installation)"),
+            ("model_assigner_deliveries_caught_up", "caught_up",
+             "Deliveries and issues enqueued by the catch-up"),
+        ):
+            yield CounterMetricFamily(name, help_text, value=stats.counters.get(counter, 0.0))
+        if self.limiter is not None:
+            yield GaugeMetricFamily(
+                "model_assigner_rate_limited_installations",
+                "Installations GitHub has asked to wait now", value=len(self.limiter.blocks()),
+            )
 
 
 class QuotaCollector:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -26,6 +27,53 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class QueueSettings:
+    """The delivery queue and the GitHub rate policy (docs/delivery-pipeline.md)."""
+
+    path: Path | None = None  # default: queue.sqlite3 beside the quota store
+    workers: int = 2  # worker threads in each web process (0: a `worker` process does it)
+    max_attempts: int = 8
+    retry_base_seconds: float = 5.0
+    writes_per_minute: int = 80
+    writes_per_hour: int = 500
+    write_interval_seconds: float = 1.0
+    secondary_wait_seconds: float = 60.0
+    catchup_seconds: float = 600.0  # 0: no catch-up
+
+
+QUEUE_ENV: dict[str, tuple[str, type, float, float]] = {
+    # field: (variable, type, lowest, highest)
+    "workers": ("MODEL_ASSIGNER_QUEUE_WORKERS", int, 0, 64),
+    "max_attempts": ("MODEL_ASSIGNER_MAX_ATTEMPTS", int, 1, 100),
+    "retry_base_seconds": ("MODEL_ASSIGNER_RETRY_BASE_SECONDS", float, 0.0, 3600.0),
+    "writes_per_minute": ("MODEL_ASSIGNER_WRITES_PER_MINUTE", int, 1, 100_000),
+    "writes_per_hour": ("MODEL_ASSIGNER_WRITES_PER_HOUR", int, 1, 1_000_000),
+    "write_interval_seconds": ("MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS", float, 0.0, 60.0),
+    "secondary_wait_seconds": ("MODEL_ASSIGNER_SECONDARY_WAIT_SECONDS", float, 0.0, 3600.0),
+    "catchup_seconds": ("MODEL_ASSIGNER_CATCHUP_SECONDS", float, 0.0, 86_400.0),
+}
+
+
+def queue_settings(env: Mapping[str, str]) -> QueueSettings:
+    values: dict[str, Any] = {}
+    for name, (variable, kind, low, high) in QUEUE_ENV.items():
+        raw = env.get(variable, "").strip()
+        if not raw:
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}: must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{variable}: must be from {low:g} to {high:g}, got {raw!r}")
+        values[name] = value
+    path = env.get("MODEL_ASSIGNER_QUEUE", "").strip()
+    if path:
+        values["path"] = resources.project_dir(env) / path
+    return QueueSettings(**values)
+
+
+@dataclass(frozen=True)
 class Settings:
     app_id: int | None
     private_key: str | None
@@ -36,6 +84,15 @@ class Settings:
     bot_login: str | None
     max_body_bytes: int = 25 * 1024 * 1024
     log_level: str = "INFO"
+    queue: QueueSettings = field(default_factory=lambda: QueueSettings())
+    # Unit tests only (never read from the environment): the webhook decides
+    # inside the request, as before the queue, so a test client sees the
+    # decision in the answer.
+    inline_delivery: bool = False
+
+    @property
+    def queue_path(self) -> Path:
+        return self.queue.path or self.state_path.with_name("queue.sqlite3")
 
     @property
     def dry_run(self) -> bool:
@@ -156,4 +213,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         config_dir=config_dir(env),
         bot_login=env.get("MODEL_ASSIGNER_BOT_LOGIN", "").strip() or None,
         log_level=level,
+        queue=queue_settings(env),
     )

@@ -21,6 +21,21 @@ documented examples in ``tests/fixtures/github/rest-examples``)::
     GET    /repos/{o}/{r}/branches/{branch}
     GET    /repos/{o}/{r}/git/trees/{sha}?recursive=1
     GET    /repos/{o}/{r}/contents/{path}?ref=...     (404 when absent)
+    GET    /app/hook/deliveries                       (Bearer JWT; cursor paging, newest first)
+    POST   /app/hook/deliveries/{id}/attempts         (Bearer JWT; 202, then redelivers)
+    GET    /app/installations                         (Bearer JWT)
+    GET    /installation/repositories                 (installation token)
+
+GitHub's pace, when asked: ``latency`` (seconds added to every API call,
+a (low, high) range), ``limit_writes(per_minute, per_hour, retry_after)``
+(the secondary limit on content-creating requests: past it, 403 with
+``Retry-After``, or none), ``limit_requests(remaining, reset_in)`` (the
+primary limit: past it, 403 with ``x-ratelimit-remaining: 0`` and
+``x-ratelimit-reset``). ``refused`` counts the requests a limit refused.
+
+Webhook deliveries: ``send_delivery`` POSTs a signed delivery to
+``webhook_url`` and records the attempt as GitHub does (status code, 0 when
+nothing answered); the deliveries endpoints list and redeliver them.
 
 Use it in a thread (``StandInServer(standin).start()``; the state is then
 read and changed directly on the ``GitHubStandIn`` object), or as its own
@@ -47,14 +62,19 @@ import base64
 import copy
 import fnmatch
 import hashlib
+import hmac
 import itertools
 import json
+import random
 import re
 import secrets
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -72,7 +92,9 @@ SECONDARY_RATE_LIMIT_MESSAGE = (
     "You have exceeded a secondary rate limit and have been temporarily blocked from "
     "content creation. Please retry your request again later."
 )
-FAULT_KINDS = ("500", "502", "503", "secondary_rate_limit", "hang")
+FAULT_KINDS = ("500", "502", "503", "secondary_rate_limit", "primary_rate_limit", "hang")
+PRIMARY_RATE_LIMIT_MESSAGE = "API rate limit exceeded for installation ID {id}."
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
 def _now() -> datetime:
@@ -185,6 +207,22 @@ class RecordedRequest:
 
 
 @dataclass
+class HookDelivery:
+    """One attempt at a webhook delivery, as GET /app/hook/deliveries lists it."""
+
+    id: int
+    guid: str
+    delivered_at: datetime
+    redelivery: bool
+    status_code: int
+    event: str
+    action: str | None
+    installation_id: int | None
+    body: bytes
+    duration: float = 0.1
+
+
+@dataclass
 class Fault:
     path: str  # fnmatch pattern on the decoded path, e.g. "/repos/*/issues/*/comments"
     kind: str  # one of FAULT_KINDS
@@ -252,12 +290,28 @@ class GitHubStandIn:
         self.lock = threading.RLock()
         self.stopping = threading.Event()
         self._ids = itertools.count(1001)
+        # GitHub's pace (see the module's docstring).
+        self.latency: tuple[float, float] = (0.0, 0.0)
+        self.write_limits: tuple[int, int, int | None] | None = None
+        self.primary: dict[int, tuple[int, float]] = {}  # installation -> (left, reset at)
+        self.primary_limit: tuple[int, float] | None = None
+        self.write_times: dict[int, list[float]] = {}
+        self.refused = 0
+        # Webhook deliveries.
+        self.webhook_url: str | None = None
+        self.webhook_secret: str | None = None
+        self.hook_deliveries: list[HookDelivery] = []
+        self._delivery_ids = itertools.count(50_000_001)
         self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         repo = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
         for method, pattern, handler, auth in (
             ("GET", r"/app", self._get_app, "jwt"),
             ("POST", r"/app/installations/(?P<iid>\d+)/access_tokens", self._token, "jwt"),
             ("GET", repo + r"/installation", self._get_repo_installation, "jwt"),
+            ("GET", r"/app/hook/deliveries", self._list_hook_deliveries, "jwt"),
+            ("POST", r"/app/hook/deliveries/(?P<did>\d+)/attempts", self._redeliver, "jwt"),
+            ("GET", r"/app/installations", self._list_installations, "jwt"),
+            ("GET", r"/installation/repositories", self._list_installation_repos, "token"),
             ("GET", repo, self._get_repo, "token"),
             ("GET", repo + r"/issues", self._list_issues, "token"),
             ("GET", repo + r"/issues/(?P<number>\d+)", self._get_issue, "token"),
@@ -471,11 +525,18 @@ class GitHubStandIn:
             if fault is not None:
                 fault.hits += 1
                 record.fault = fault.kind
+        low, high = self.latency
+        if high > 0:
+            self.stopping.wait(random.uniform(low, high))
         try:
             if fault is not None:
-                answer = self._fault(fault)
+                answer = self._fault(fault, installation)
                 if answer is not None:
                     return self._finish(record, answer)
+            limited = self._limited(request.method, auth_kind, installation, path)
+            if limited is not None:
+                record.fault = "rate_limit"
+                return self._finish(record, limited)
             return self._finish(
                 record, self._route(request, raw_path, base, body, auth_kind, installation)
             )
@@ -498,23 +559,186 @@ class GitHubStandIn:
         except ValueError:
             return data.decode("utf-8", errors="replace")
 
-    def _fault(self, fault: Fault) -> Response | None:
+    # -- GitHub's pace -----------------------------------------------------------
+
+    def limit_writes(self, per_minute: int = 80, per_hour: int = 500,
+                     retry_after: int | None = 60) -> None:
+        """The secondary limit on content-creating requests, per installation."""
+        with self.lock:
+            self.write_limits = (per_minute, per_hour, retry_after)
+            self.write_times.clear()
+
+    def limit_requests(self, remaining: int, reset_in: float) -> None:
+        """The primary limit: ``remaining`` requests per installation, then 403
+        until ``reset_in`` seconds from now."""
+        with self.lock:
+            self.primary_limit = (remaining, reset_in)
+            self.primary.clear()
+
+    def _limited(self, method: str, auth: str, installation: int | None,
+                 path: str) -> Response | None:
+        if auth != "token" or installation is None:
+            return None
+        now = time.monotonic()
+        with self.lock:
+            if self.primary_limit is not None:
+                left, reset_at = self.primary.get(
+                    installation, (self.primary_limit[0], time.time() + self.primary_limit[1])
+                )
+                if time.time() >= reset_at:
+                    left, reset_at = self.primary_limit[0], time.time() + self.primary_limit[1]
+                if left <= 0:
+                    self.refused += 1
+                    return self._primary_answer(installation, reset_at)
+                self.primary[installation] = (left - 1, reset_at)
+            if self.write_limits is None or method not in WRITE_METHODS:
+                return None
+            per_minute, per_hour, retry_after = self.write_limits
+            times = [t for t in self.write_times.get(installation, []) if t > now - 3600]
+            self.write_times[installation] = times
+            if len(times) >= per_hour or len([t for t in times if t > now - 60]) >= per_minute:
+                self.refused += 1
+                return self._secondary_answer(retry_after)
+            times.append(now)
+        return None
+
+    @staticmethod
+    def _secondary_answer(retry_after: int | None) -> Response:
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return _json_response(
+            403,
+            {
+                "message": SECONDARY_RATE_LIMIT_MESSAGE,
+                "documentation_url": "https://docs.github.com/rest/overview/"
+                "rate-limits-for-the-rest-api#about-secondary-rate-limits",
+            },
+            headers,
+        )
+
+    @staticmethod
+    def _primary_answer(installation: int | None, reset_at: float) -> Response:
+        return _json_response(
+            403,
+            {
+                "message": PRIMARY_RATE_LIMIT_MESSAGE.format(id=installation),
+                "documentation_url": "https://docs.github.com/rest/overview/"
+                "rate-limits-for-the-rest-api#about-rate-limits",
+            },
+            {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0",
+             "x-ratelimit-used": "5000", "x-ratelimit-resource": "core",
+             "x-ratelimit-reset": str(int(reset_at + 0.999))},
+        )
+
+    # -- webhook deliveries ---------------------------------------------------------
+
+    def send_delivery(self, payload: Any, event: str = "issues", guid: str | None = None,
+                      redelivery: bool = False) -> int:
+        """POST a signed delivery to ``webhook_url`` as GitHub does, and record
+        the attempt (status 0 when nothing answered). Returns the status."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        guid = guid or str(uuid.uuid4())
+        headers = {"Content-Type": "application/json", "X-GitHub-Event": event,
+                   "X-GitHub-Delivery": guid, "User-Agent": "GitHub-Hookshot/standin"}
+        if self.webhook_secret:
+            digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+            headers["X-Hub-Signature-256"] = f"sha256={digest}"
+        started = time.monotonic()
+        status = 0
+        if self.webhook_url is not None:
+            request = urllib.request.Request(self.webhook_url, data=body, headers=headers,
+                                             method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    status = answer.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except (urllib.error.URLError, OSError):
+                status = 0
+        data = json.loads(body) if body.strip().startswith(b"{") else {}
+        with self.lock:
+            self.hook_deliveries.append(HookDelivery(
+                id=next(self._delivery_ids), guid=guid, delivered_at=_now(),
+                redelivery=redelivery, status_code=status, event=event,
+                action=data.get("action") if isinstance(data, dict) else None,
+                installation_id=(data.get("installation") or {}).get("id")
+                if isinstance(data, dict) else None,
+                body=body, duration=round(time.monotonic() - started, 3),
+            ))
+        return status
+
+    def _list_hook_deliveries(self, call: Call) -> tuple[int, Any]:
+        """Newest first; ``per_page`` and an opaque ``cursor`` (GitHub's paging
+        for this endpoint: a Link header to the next page)."""
+        args = call.request.args
+        per_page = min(max(int(args.get("per_page", "30")), 1), self.per_page_max)
+        start = int(args.get("cursor") or 0)
+        with self.lock:
+            newest = sorted(self.hook_deliveries, key=lambda d: d.id, reverse=True)
+        wanted = args.get("status")
+        if wanted in ("success", "failure"):
+            newest = [d for d in newest if (200 <= d.status_code < 300) == (wanted == "success")]
+        page = newest[start : start + per_page]
+        [template] = example("apps/list-webhook-deliveries", call.base)[:1]
+        items = [
+            {**template, "id": d.id, "guid": d.guid, "delivered_at": _iso(d.delivered_at),
+             "redelivery": d.redelivery, "duration": d.duration,
+             "status": "OK" if 200 <= d.status_code < 300 else f"Invalid HTTP Response: "
+             f"{d.status_code}" if d.status_code else "Couldn't connect to server",
+             "status_code": d.status_code, "event": d.event, "action": d.action,
+             "installation_id": d.installation_id, "repository_id": 1296269,
+             "throttled_at": None}
+            for d in page
+        ]
+        if start + per_page < len(newest):
+            url = f"{call.base}/app/hook/deliveries?per_page={per_page}&cursor={start + per_page}"
+            return 200, _Paged(items, f'<{url}>; rel="next"')
+        return 200, items
+
+    def _redeliver(self, call: Call) -> tuple[int, Any]:
+        wanted = int(call.params["did"])
+        with self.lock:
+            found = next((d for d in self.hook_deliveries if d.id == wanted), None)
+        if found is None:
+            raise HttpError(404, "Not Found")
+        # GitHub answers 202 and delivers a moment later.
+        threading.Thread(
+            target=self.send_delivery, args=(found.body, found.event, found.guid, True),
+            daemon=True,
+        ).start()
+        return 202, None
+
+    def _list_installations(self, call: Call) -> tuple[int, Any]:
+        [template] = example("apps/list-installations", call.base)[:1]
+        with self.lock:
+            ids = sorted(self.installations)
+        return 200, [{**template, "id": i, "app_id": self.app_id, "app_slug": self.slug,
+                      "access_tokens_url": f"{call.base}/app/installations/{i}/access_tokens"}
+                     for i in ids]
+
+    def _list_installation_repos(self, call: Call) -> tuple[int, Any]:
+        data = example("apps/list-repos-accessible-to-installation", call.base)
+        [template] = data["repositories"][:1]
+        with self.lock:
+            mine = [r for r in self.repos.values() if r.installation_id == call.installation_id]
+        repos = []
+        for repo in mine:
+            owner, name = repo.full_name.split("/")
+            repos.append({**template, "name": name, "full_name": repo.full_name,
+                          "owner": {**template["owner"], "login": owner},
+                          "default_branch": repo.default_branch,
+                          "url": f"{call.base}/repos/{repo.full_name}"})
+        return 200, {**data, "total_count": len(repos), "repositories": repos}
+
+    def _fault(self, fault: Fault, installation: int | None = None) -> Response | None:
         if fault.kind == "hang":
             self.stopping.wait(fault.hang_seconds)
             if fault.then_status is None:
                 return None
             return _json_response(fault.then_status, {"message": "Server Error"})
         if fault.kind == "secondary_rate_limit":
-            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-            return _json_response(
-                403,
-                {
-                    "message": SECONDARY_RATE_LIMIT_MESSAGE,
-                    "documentation_url": "https://docs.github.com/rest/overview/"
-                    "rate-limits-for-the-rest-api#about-secondary-rate-limits",
-                },
-                headers,
-            )
+            return self._secondary_answer(fault.retry_after)
+        if fault.kind == "primary_rate_limit":  # resets ``retry_after`` seconds from now
+            return self._primary_answer(installation, time.time() + (fault.retry_after or 60))
         if fault.kind == "502":  # GitHub's 502 is an HTML page, not JSON
             return Response(
                 "<html><body><h1>502 Bad Gateway</h1></body></html>\n",

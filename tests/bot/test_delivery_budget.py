@@ -43,6 +43,7 @@ def settings_for(api_url: str, tmp: Path) -> Settings:
         state_path=tmp / "data" / "state.json",
         config_dir=seed_strategy_config(),
         bot_login=None,
+        inline_delivery=True,  # decided inside the request (unit tests)
     )
 
 

@@ -14,7 +14,8 @@ import responses
 
 import bot.github_api as github_api
 from bot.comment import MARKER
-from bot.gateway import CommentGone, GitHubUnavailable, IssueGone, Workspace
+from bot.deadline import delivery_budget
+from bot.gateway import CommentGone, GitHubRateLimited, GitHubUnavailable, IssueGone, Workspace
 from bot.github_api import GitHubApp, InstallationGateway
 from bot.settings import Settings
 from tests.bot.rest_mock import API, COMMIT_SHA, TOKEN, TREE_SHA, R, RestMock
@@ -332,7 +333,8 @@ def test_secondary_rate_limit_with_retry_after_is_retried(
         json={"message": "You have exceeded a secondary rate limit. Please retry later."},
     )
     gh.issue(payload_issue())
-    assert gateway.get_issue(REPO, 1, {})["number"] == 1
+    with delivery_budget():  # inside a delivery (inline): sat out when it fits
+        assert gateway.get_issue(REPO, 1, {})["number"] == 1
     assert len(gh.calls()) == 3
 
 
@@ -391,7 +393,7 @@ def test_a_retry_after_too_long_for_the_delivery_fails_fast(
     fake, gateway = live
     fake.inject_fault(f"/repos/{REPO}/issues/1", "secondary_rate_limit", retry_after=60)
     start = time.monotonic()
-    with pytest.raises(GitHubUnavailable, match="Retry-After 60s"):
+    with delivery_budget(), pytest.raises(GitHubUnavailable, match="Retry-After 60s"):
         gateway.get_issue(REPO, 1, {})
     assert time.monotonic() - start < 1
     assert len(fake.calls()) == 1
@@ -403,9 +405,52 @@ def test_a_short_retry_after_is_waited_out(
     fake, gateway = live
     fake.inject_fault(f"/repos/{REPO}/issues/1", "secondary_rate_limit", retry_after=1)
     start = time.monotonic()
-    assert gateway.get_issue(REPO, 1, {})["number"] == 1
+    with delivery_budget():
+        assert gateway.get_issue(REPO, 1, {})["number"] == 1
     assert 0.9 < time.monotonic() - start < 3
     assert [r.status for r in fake.calls()] == [403, 200]
+
+
+@pytest.mark.parametrize(
+    ("headers", "message", "wait"),
+    [
+        ({"Retry-After": "60"}, "You have exceeded a secondary rate limit.", 60.0),
+        ({}, "You have exceeded a secondary rate limit.", None),
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "RESET"},
+         "API rate limit exceeded for installation ID 1.", 120.0),
+    ],
+)
+def test_a_queue_worker_gets_the_rate_limit_at_once_to_share_it(
+    gh: RestMock, gateway: InstallationGateway, headers: dict[str, str], message: str,
+    wait: float | None,
+) -> None:
+    """Outside a delivery (a queue worker), a rate limit is not sat out in one
+    thread: it is raised with GitHub's wait after one request, for the rate
+    policy to hold every worker of the installation."""
+    reset = int(time.time()) + 119
+    headers = {k: v.replace("RESET", str(reset)) for k, v in headers.items()}
+    gh.rsps.get(f"{R}/issues/1", status=403, headers=headers, json={"message": message})
+    gh.issue(payload_issue())
+    start = time.monotonic()
+    with pytest.raises(GitHubRateLimited) as raised:
+        gateway.get_issue(REPO, 1, {})
+    assert time.monotonic() - start < 1
+    assert raised.value.answered
+    if wait is None:
+        assert raised.value.wait is None
+    else:
+        assert raised.value.wait == pytest.approx(wait, abs=2)
+    assert [c.url for c in gh.calls()].count(f"/repos/{REPO}/issues/1") == 1
+
+
+def test_a_403_that_is_no_rate_limit_is_no_rate_limit_for_a_worker(
+    gh: RestMock, gateway: InstallationGateway
+) -> None:
+    gh.rsps.post(f"{R}/issues/1/comments", status=403,
+                 json={"message": "Resource not accessible by integration"})
+    with pytest.raises(GitHubUnavailable) as raised:
+        gateway.create_comment(REPO, 1, f"{MARKER}\nx")
+    assert not isinstance(raised.value, GitHubRateLimited)
 
 
 def test_a_hanging_read_times_out_and_is_retried_twice(

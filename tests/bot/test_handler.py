@@ -116,6 +116,7 @@ def make_settings(tmp_path: Path) -> Settings:
         state_path=tmp_path / "data" / "state.json",
         config_dir=seed_strategy_config(),
         bot_login=None,
+        inline_delivery=True,  # decided inside the request (unit tests)
     )
 
 
@@ -177,10 +178,11 @@ def test_opened_issue_gets_one_label_and_one_comment(bot: Bot) -> None:
         "dry_run": False,
     }
     calls = bot.gh.calls()
-    # A new issue: its payload is its latest state (no GET of the issue).
+    # A new issue: its payload is its latest state (no GET of the issue), and
+    # it has no comment at all, of which the store has no trace: the comment
+    # is written without listing the issue's comments first.
     assert [(c.method, c.url) for c in calls] == [
         *reads(issue_read=False),
-        ("GET", f"{ISSUE}/comments"),
         ("POST", f"{ISSUE}/comments"),
         ("POST", f"/repos/{REPO}/labels"),
         ("POST", f"{ISSUE}/labels"),
@@ -233,14 +235,20 @@ def test_an_unchanged_decision_writes_nothing(bot: Bot) -> None:
     assert bot.state().api_budget.spent_usd == pytest.approx(0.0242)
 
 
+def with_comments(payload: dict[str, Any], count: int) -> dict[str, Any]:
+    """The payload of an issue that has ``count`` comments (GitHub's count)."""
+    payload["issue"]["comments"] = count
+    return payload
+
+
 def test_the_comment_found_by_its_marker_is_edited_in_place(bot: Bot) -> None:
-    bot.gh.issue(webhook("issues.opened", **P0_SMALL)["issue"])
+    bot.gh.issue(with_comments(webhook("issues.opened", **P0_SMALL), 2)["issue"])
     bot.gh.comments(1, [(11, "Codertocat", "Me too"), (12, BOT, f"{MARKER}\nan old decision")])
     bot.gh.edit_comment(12)
     bot.gh.create_label("model:glm-4.7", MODEL_COLOR, MODEL_DESCRIPTION, status=422)
     bot.gh.add_labels(1, ["model:glm-4.7"])
 
-    status, _ = bot.deliver(webhook("issues.opened", **P0_SMALL))
+    status, _ = bot.deliver(with_comments(webhook("issues.opened", **P0_SMALL), 2))
 
     assert status == 200
     calls = bot.gh.calls()
@@ -266,7 +274,7 @@ def test_a_marked_comment_with_the_same_text_is_not_edited(bot: Bot) -> None:
         {"id": 501, "body": text, "user": {"login": BOT, "type": "Bot"}},
     ])
     rsps.replace(responses.GET, f"https://api.github.com:443{ISSUE}",
-                 json=labelled(P0_SMALL, "model:glm-4.7"))
+                 json={**labelled(P0_SMALL, "model:glm-4.7"), "comments": 2})
     mark = bot.mark()
 
     status, _ = bot.deliver(webhook("issues.edited", **P0_SMALL))
@@ -469,7 +477,11 @@ def test_500_and_502_are_retried_then_the_delivery_succeeds(bot: Bot) -> None:
     rsps.get(comments, body="<html>Bad Gateway</html>", status=502)
     bot.gh.comments(1, [])
     bot.gh.create_comment(1, status=502)
-    assign(bot, P0_SMALL, "glm-4.7")
+    payload = with_comments(webhook("issues.opened", **P0_SMALL), 1)  # a person's comment
+    bot.gh.issue(payload["issue"])
+    expect_new_assignment(bot.gh, "glm-4.7")
+    status, answer = bot.deliver(payload, delivery="d-1")
+    assert (status, answer["model"]) == (200, "glm-4.7")
     summary = bot.gh.summary()
     assert summary.count(("GET", f"{ISSUE}/comments")) == 3
     assert summary.count(("POST", f"{ISSUE}/comments")) == 2
@@ -573,8 +585,8 @@ def test_the_handler_raises_github_unavailable_and_undoes_across_a_day(tmp_path:
 
 
 def test_a_retry_after_too_long_answers_503(bot: Bot) -> None:
-    # A new issue: the first read is its comments (the payload is its state).
-    bot.gh.rsps.get(
+    # A new issue with no comment: the first write is its comment.
+    bot.gh.rsps.post(
         f"https://api.github.com:443{ISSUE}/comments", status=403,
         headers={"Retry-After": "3600"},
         json={"message": "You have exceeded a secondary rate limit."},
@@ -582,7 +594,7 @@ def test_a_retry_after_too_long_answers_503(bot: Bot) -> None:
     mark = bot.mark()
     status, _ = bot.deliver(webhook("issues.opened", **P0_SMALL))
     assert status == 503
-    assert bot.gh.summary()[mark:][-1:] == [("GET", f"{ISSUE}/comments")]  # asked once
+    assert bot.gh.summary()[mark:][-1:] == [("POST", f"{ISSUE}/comments")]  # asked once
     assert not bot.state().reservations
 
 

@@ -145,6 +145,7 @@ def make_settings(tmp_path: Path, dry_run: bool) -> Settings:
         state_path=tmp_path / "data" / "state.json",
         config_dir=seed_strategy_config(),
         bot_login=None,
+        inline_delivery=True,  # decided inside the request (unit tests)
     )
 
 

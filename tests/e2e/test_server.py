@@ -29,6 +29,8 @@ import pytest
 import requests
 
 from bot.comment import MARKER
+from bot.jobqueue import SqliteJobQueue
+from bot.queue_db import QueueDb
 from tests.bot.support import (
     API,
     APP_ID,
@@ -53,6 +55,16 @@ VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
 
 
+FAST_QUEUE = {
+    "MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS": "0",
+    "MODEL_ASSIGNER_WRITES_PER_MINUTE": "100000",
+    "MODEL_ASSIGNER_WRITES_PER_HOUR": "1000000",
+    "MODEL_ASSIGNER_RETRY_BASE_SECONDS": "0.2",
+    "MODEL_ASSIGNER_MAX_ATTEMPTS": "3",
+    "MODEL_ASSIGNER_CATCHUP_SECONDS": "0",
+}
+
+
 def procfile_web() -> str:
     for line in (ROOT / "Procfile").read_text(encoding="utf-8").splitlines():
         name, _, command = line.partition(":")
@@ -74,11 +86,68 @@ def free_port() -> int:
 
 
 @dataclass
+class Outcome:
+    """What a delivery came to once the queue's worker decided it (the
+    webhook answers 202 at once): shaped like the answer it used to be."""
+
+    status_code: int
+    body: dict[str, Any]
+
+    def json(self) -> dict[str, Any]:
+        return self.body
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.body)
+
+
+@dataclass
 class Server:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
     state: Path
+
+    @property
+    def queue_path(self) -> Path:
+        return self.state.with_name("queue.sqlite3")
+
+    def queue(self) -> SqliteJobQueue:
+        return SqliteJobQueue(QueueDb(self.queue_path))
+
+    def deliver(
+        self, payload: Any, event: str = "issues", delivery: str | None = None,
+        timeout: float = 60.0,
+    ) -> Outcome:
+        """POST the delivery; when it is queued (202), wait until a worker has
+        decided it, and return that outcome."""
+        delivery = delivery or str(uuid.uuid4())
+        response = self.post(payload, event, delivery)
+        if response.status_code != 202 or response.json().get("status") != "queued":
+            return Outcome(response.status_code, response.json())
+        return self.outcome(delivery, timeout)
+
+    def outcome(self, delivery: str, timeout: float = 60.0) -> Outcome:
+        queue = self.queue()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = queue.outcome(delivery)
+            if found is not None:
+                return Outcome(*found)
+            time.sleep(0.05)
+        raise AssertionError(f"delivery {delivery} not decided within {timeout}s: "
+                             f"{queue.jobs()}\n{self.log_text()[-3000:]}")
+
+    def drained(self, timeout: float = 60.0, dead_ok: bool = False) -> None:
+        """Wait until no job is waiting or running."""
+        queue = self.queue()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = [j for j in queue.jobs() if dead_ok is False or j.state != "dead"]
+            if not jobs:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"queue not drained within {timeout}s: {queue.jobs()}")
 
     def post(
         self,
@@ -133,6 +202,9 @@ def start_server(tmp: Path, env_extra: dict[str, str], name: str) -> Server:
         "MODEL_ASSIGNER_STATE": str(state),
         "MODEL_ASSIGNER_CONFIG": str(seed_strategy_config()),
         "PYTHONUNBUFFERED": "1",
+        # Tests are not paced like GitHub (its own tests set a policy), retry
+        # quickly, and catch up only when they say so.
+        **FAST_QUEUE,
         **env_extra,
         **shifted_clock_env(),
     }
@@ -264,7 +336,10 @@ def test_an_opened_issue_gets_a_label_one_comment_and_a_reservation(
     server: Server, standin: GitHubStandIn
 ) -> None:
     new_issue(standin, 1, ["P0", "backend"], SMALL_BACKEND)
-    response = server.post(event(standin, "opened", 1), delivery="e2e-1")
+    acknowledged = server.post(event(standin, "opened", 1), delivery="e2e-1")
+    assert acknowledged.status_code == 202, acknowledged.text
+    assert acknowledged.json() == {"status": "queued", "delivery": "e2e-1", "issue": f"{REPO}#1"}
+    response = server.outcome("e2e-1")
     assert response.status_code == 200, response.text
     answer = response.json()
     assert (answer["status"], answer["model"]) == ("assigned", "glm-4.7")
@@ -321,9 +396,9 @@ def test_a_persons_model_label_is_kept_as_an_override(
     server: Server, standin: GitHubStandIn
 ) -> None:
     new_issue(standin, 2, ["P2", "backend"], SMALL_BACKEND)
-    assert server.post(event(standin, "opened", 2)).json()["status"] == "deferred"
+    assert server.deliver(event(standin, "opened", 2)).json()["status"] == "deferred"
     standin.label_issue(REPO, 2, "model:opus-4.6")
-    response = server.post(event(standin, "labeled", 2, sender=PERSON, label="model:opus-4.6"))
+    response = server.deliver(event(standin, "labeled", 2, sender=PERSON, label="model:opus-4.6"))
     assert response.status_code == 200, response.text
     assert (response.json()["status"], response.json()["model"]) == ("override", "opus-4.6")
     assert model_labels(standin, 2) == ["model:opus-4.6"]  # model:deferred went
@@ -335,7 +410,7 @@ def test_a_persons_model_label_is_kept_as_an_override(
 
 def test_a_priority_change_reassigns(server: Server, standin: GitHubStandIn) -> None:
     new_issue(standin, 3, ["P1", "security", "hotfix"], BIG_HOTFIX)
-    first = server.post(event(standin, "opened", 3)).json()
+    first = server.deliver(event(standin, "opened", 3)).json()
     assert first["model"] == "deepseek-v3"
     store = server.store()
     spent_before = store["api_budget"]["spent_usd"]
@@ -344,9 +419,9 @@ def test_a_priority_change_reassigns(server: Server, standin: GitHubStandIn) -> 
 
     standin.unlabel_issue(REPO, 3, "P1")
     # No priority label: the default weight (P2's): a budget model.
-    assert server.post(event(standin, "unlabeled", 3, label="P1")).json()["model"] == "glm-4.7"
+    assert server.deliver(event(standin, "unlabeled", 3, label="P1")).json()["model"] == "glm-4.7"
     standin.label_issue(REPO, 3, "P0")
-    response = server.post(event(standin, "labeled", 3, label="P0"))
+    response = server.deliver(event(standin, "labeled", 3, label="P0"))
 
     assert (response.json()["status"], response.json()["model"]) == ("assigned", "sonnet-4.5")
     assert model_labels(standin, 3) == ["model:sonnet-4.5"]
@@ -373,9 +448,9 @@ def test_the_opened_labeled_milestoned_burst_ends_in_one_of_each(
     standin.clear_calls()
     barrier = threading.Barrier(len(payloads))
 
-    def send(payload: dict[str, Any]) -> requests.Response:
+    def send(payload: dict[str, Any]) -> Outcome:
         barrier.wait()
-        return server.post(payload)
+        return server.deliver(payload)
 
     with ThreadPoolExecutor(len(payloads)) as pool:
         answers = list(pool.map(send, payloads))
@@ -407,9 +482,9 @@ def test_16_concurrent_deliveries_lose_no_quota_update(
     payloads = [event(standin, "opened", n) for n in numbers]
     barrier = threading.Barrier(len(payloads))
 
-    def send(payload: dict[str, Any]) -> requests.Response:
+    def send(payload: dict[str, Any]) -> Outcome:
         barrier.wait()
-        return server.post(payload, delivery=str(uuid.uuid4()))
+        return server.deliver(payload, delivery=str(uuid.uuid4()))
 
     with ThreadPoolExecutor(len(payloads)) as pool:
         answers = list(pool.map(send, payloads))
@@ -436,31 +511,46 @@ def test_16_concurrent_deliveries_lose_no_quota_update(
     )
 
 
-def test_github_5xx_is_retried_and_a_persistent_one_leaves_the_store(
+def test_github_5xx_is_retried_and_a_persistent_one_is_a_dead_letter_until_retried(
     server: Server, standin: GitHubStandIn
 ) -> None:
     new_issue(standin, 5, ["P0", "backend"], SMALL_BACKEND)
-    # A new issue: its payload is its latest state; the first read is the comments.
+    # A new issue with no comment: the first write is the comment.
     comments = f"/repos/{REPO}/issues/5/comments"
-    standin.inject_fault(comments, "502", times=2, method="GET")
-    response = server.post(event(standin, "opened", 5))
+    standin.inject_fault(comments, "502", times=2, method="POST")
+    response = server.deliver(event(standin, "opened", 5))
     assert response.status_code == 200, response.text
-    assert [c.status for c in standin.calls("GET", comments)][-3:] == [502, 502, 200]
+    assert [c.status for c in standin.calls("POST", comments)][-3:] == [502, 502, 201]
 
     new_issue(standin, 6, ["P0", "backend"], SMALL_BACKEND)
-    before = server.state.read_bytes()
     standin.inject_fault(f"/repos/{REPO}/issues/6/comments", "500", times=None, method="POST")
     try:
-        response = server.post(event(standin, "opened", 6), delivery="e2e-fails")
+        acknowledged = server.post(event(standin, "opened", 6), delivery="e2e-fails")
+        assert acknowledged.status_code == 202  # GitHub never sees the failure
+        queue = server.queue()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not queue.jobs("dead"):
+            time.sleep(0.05)
     finally:
         standin.clear_faults()
-    assert response.status_code == 503
-    assert server.state.read_bytes() == before
+    [dead] = queue.jobs("dead")
+    assert (dead.key, dead.attempts) == (f"{REPO}#6", 3)
+    assert "HTTP 500" in (dead.last_error or "")
+    # 3 attempts of 3 tries each (urllib3's 2 retries); nothing reserved, no label.
+    assert len(standin.calls("POST", f"/repos/{REPO}/issues/6/comments")) == 9
+    assert f"{REPO}#6" not in server.store()["reservations"]
     assert model_labels(standin, 6) == []
-    assert len(standin.calls("POST", f"/repos/{REPO}/issues/6/comments")) == 3
-    # Redelivered once GitHub is back: assigned as new, not taken for an override.
-    response = server.post(event(standin, "opened", 6), delivery="e2e-fails")
+    # An operator retries it once GitHub is back: assigned as new, not taken
+    # for an override, with one comment (the failed POSTs created none).
+    result = subprocess.run(
+        [str(VENV_BIN / "model-assigner"), "queue", "retry", f"{REPO}#6"],
+        env={**os.environ, "MODEL_ASSIGNER_STATE": str(server.state)},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    response = server.outcome("e2e-fails")
     assert (response.status_code, response.json()["status"]) == (200, "assigned")
+    assert len(bot_comments(standin, 6)) == 1
 
 
 def metric_values(server: Server) -> dict[str, float]:
@@ -480,20 +570,26 @@ def test_metrics_add_up_across_workers(server: Server, standin: GitHubStandIn) -
     assert requests.get(f"{server.url}/metrics", timeout=10).headers["Content-Type"].startswith(
         "text/plain"
     )
-    assigned = sum(
-        v for k, v in values.items()
-        if k.startswith('model_assigner_deliveries_total{') and 'outcome="assigned"' in k
-    )
+    queued = values['model_assigner_deliveries_total{event="issues",outcome="queued"}']
     store = server.store()
-    assert assigned >= 16  # the 16 concurrent deliveries, spread over 2 workers
-    assert sum(v for k, v in values.items() if k.startswith("model_assigner_decisions_total{")) >= (
-        assigned
+    assert queued >= 16  # the 16 concurrent deliveries, spread over 2 workers
+    decided = sum(
+        v for k, v in values.items() if k.startswith("model_assigner_decisions_total{")
     )
+    assert decided >= 16  # decided by the queue workers of both processes
     assert values['model_assigner_deliveries_total{event="issues",outcome="duplicate"}'] >= 1
     assert values['model_assigner_deliveries_total{event="issues",outcome="unauthorized"}'] >= 1
     assert values["model_assigner_github_errors_total"] >= 1
     assert values["model_assigner_github_retries_total"] >= 2
-    assert values['model_assigner_delivery_seconds_count{event="issues"}'] >= assigned
+    assert values['model_assigner_delivery_seconds_count{event="issues"}'] >= queued
+    # The queue, from its file: empty now; the dead letter above was retried.
+    assert values['model_assigner_queue_jobs{state="waiting"}'] == 0
+    assert values['model_assigner_queue_jobs{state="dead"}'] == 0
+    assert values["model_assigner_queue_oldest_job_seconds"] == 0
+    assert values["model_assigner_queue_retries_total"] >= 3
+    assert values["model_assigner_queue_dead_letters_total"] >= 1
+    assert "model_assigner_rate_limit_wait_seconds_total" in values
+    assert "model_assigner_deliveries_caught_up_total" in values
     claude = store["subscriptions"]["claude"]
     assert values['model_assigner_quota_used_tokens{family="claude",period="month"}'] == (
         claude["tokens_used_month"]
@@ -532,17 +628,22 @@ def test_a_dry_run_server_answers_a_signed_sample_with_the_decision(
 
         result = subprocess.run(
             [str(VENV_BIN / "model-assigner"), "send-sample", "--url", f"{dry.url}/webhook"],
-            env={**os.environ, "GITHUB_WEBHOOK_SECRET": SECRET},
+            env={**os.environ, "GITHUB_WEBHOOK_SECRET": SECRET,
+                 "MODEL_ASSIGNER_STATE": str(dry.state)},
             capture_output=True,
             text=True,
             timeout=30,
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.startswith("HTTP 200")
+        assert result.stdout.startswith("HTTP 202")
+        assert "decided:" in result.stdout
         assert '"dry_run": true' in result.stdout
         assert "comment it would write" in result.stdout and MARKER in result.stdout
 
-        response = dry.post(None, body=sample, headers=delivery_headers(sample))
+        headers = delivery_headers(sample)
+        acknowledged = dry.post(None, body=sample, headers=headers)
+        assert acknowledged.status_code == 202, acknowledged.text
+        response = dry.outcome(headers["X-GitHub-Delivery"])
         answer = response.json()
         assert response.status_code == 200 and answer["dry_run"] is True
         assert answer["label"].startswith("model:") and answer["comment"].startswith(MARKER)

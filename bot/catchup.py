@@ -1,0 +1,203 @@
+"""Catch up what was missed: failed deliveries and undecided open issues.
+
+Run by one worker thread of each process at start and every
+``MODEL_ASSIGNER_CATCHUP_SECONDS`` (600 by default); a run that another
+process made less than that long ago is skipped (the queue's file says
+when), so the App is not asked once per process.
+
+1. Deliveries. ``GET /app/hook/deliveries`` (every page, newest first, until
+   GitHub's 3-day window ends) lists each attempt with its GUID (the
+   ``X-GitHub-Delivery`` id) and status code. A GUID that no attempt
+   delivered (no 2xx) and that neither the queue nor the store knows is
+   redelivered (``POST /app/hook/deliveries/{id}/attempts``): it then
+   arrives as an ordinary, signed delivery.
+2. Issues. For each installation (``GET /app/installations``) and each of
+   its repositories (``GET /installation/repositories``), the open issues
+   (``GET /repos/{o}/{r}/issues?state=open``) that carry no model label and
+   of which the store has no trace, and that are not in the queue, are
+   enqueued as an ``opened`` delivery of their current state. This finds
+   what no delivery can: issues opened while the App's webhook was off, or
+   whose deliveries are older than three days.
+Reads are not content-creating, so they are not paced; a rate limit stops
+the run (the workers' rate policy then holds the installation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import requests
+from github import GithubException
+
+from bot.issue_task import issue_key, label_names
+from bot.queue_db import QueueDb
+
+if TYPE_CHECKING:
+    from bot.app import Services
+
+log = logging.getLogger("model_assigner.catchup")
+
+WINDOW = timedelta(days=3)
+PER_PAGE = 100
+LAST_RUN = "catchup_at"
+
+
+def _claim_run(db: QueueDb, every: float) -> bool:
+    """Whether this process should run now (and note that it does)."""
+    now = time.time()
+    with db.write() as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (LAST_RUN,)).fetchone()
+        if row is not None and now - float(row[0]) < every * 0.9:
+            return False
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (LAST_RUN, repr(now)),
+        )
+    return True
+
+
+class CatchUp:
+    def __init__(self, services: Services) -> None:
+        assert services.github is not None
+        self.services = services
+        self.app = services.github
+        self.requester = services.github.integration.requester
+
+    def run(self, force: bool = False) -> dict[str, int]:
+        """One catch-up; returns how many deliveries were redelivered and how
+        many issues enqueued."""
+        every = self.services.settings.queue.catchup_seconds
+        if not force and not _claim_run(self.services.queue.db, every):
+            return {"redelivered": 0, "enqueued": 0}
+        found = {"redelivered": 0, "enqueued": 0}
+        try:
+            found["redelivered"] = self.redeliver_failed()
+            found["enqueued"] = self.sweep_issues()
+        except (GithubException, requests.RequestException) as exc:
+            log.warning("catch-up stopped: GitHub: %s", exc)
+        total = found["redelivered"] + found["enqueued"]
+        if total:
+            self.services.queue.add_counter("caught_up", total)
+            log.info("catch-up: %d deliveries redelivered, %d issues enqueued",
+                     found["redelivered"], found["enqueued"])
+        return found
+
+    # -- deliveries --------------------------------------------------------
+
+    def _get(self, url: str, parameters: dict[str, Any] | None = None
+             ) -> tuple[dict[str, Any], Any]:
+        headers, data = self.requester.requestJsonAndCheck("GET", url, parameters=parameters)
+        return headers, data
+
+    def recent_deliveries(self) -> list[dict[str, Any]]:
+        """Every attempt of the last three days (GitHub pages with a cursor in
+        the Link header)."""
+        cutoff = datetime.now(UTC) - WINDOW
+        found: list[dict[str, Any]] = []
+        url: str | None = "/app/hook/deliveries"
+        parameters: dict[str, Any] | None = {"per_page": PER_PAGE}
+        while url is not None:
+            headers, page = self._get(url, parameters)
+            if not isinstance(page, list):
+                break
+            old = False
+            for item in page:
+                if not isinstance(item, dict):
+                    continue
+                try:
+                    when = datetime.fromisoformat(str(item.get("delivered_at")))
+                except ValueError:
+                    continue
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                if when < cutoff:
+                    old = True
+                    continue
+                found.append(item)
+            url, parameters = (None, None) if old else (_next_link(headers), None)
+        return found
+
+    def redeliver_failed(self) -> int:
+        attempts = self.recent_deliveries()
+        delivered = {str(a.get("guid")) for a in attempts if _ok(a.get("status_code"))}
+        queue, store = self.services.queue, self.services.store
+        redelivered = 0
+        seen: set[str] = set()
+        for attempt in attempts:  # newest first: the newest attempt of each GUID
+            guid = str(attempt.get("guid") or "")
+            if not guid or guid in delivered or guid in seen:
+                continue
+            seen.add(guid)
+            if attempt.get("event") not in ("issues",):
+                continue
+            if queue.seen(guid) or store.seen_delivery(guid):
+                continue
+            self.requester.requestJsonAndCheck(
+                "POST", f"/app/hook/deliveries/{int(attempt['id'])}/attempts"
+            )
+            redelivered += 1
+        return redelivered
+
+    # -- issues ------------------------------------------------------------
+
+    def sweep_issues(self) -> int:
+        handler = self.services.handler
+        known = handler.store.view(
+            lambda state: set(state.comments) | set(state.reservations)
+        )
+        pending = self.services.queue.pending_keys()
+        enqueued = 0
+        for installation in self.app.integration.get_installations():
+            gateway = self.app.installation(int(installation.id))
+            gateway._read_gate()
+            github = gateway.github
+            _, data = github.requester.requestJsonAndCheck(
+                "GET", "/installation/repositories", parameters={"per_page": PER_PAGE}
+            )
+            repos = data.get("repositories", []) if isinstance(data, dict) else []
+            for repo in repos:
+                name, branch = repo.get("full_name"), repo.get("default_branch") or "main"
+                if not isinstance(name, str):
+                    continue
+                for issue in github.get_repo(name).get_issues(state="open"):
+                    raw: dict[str, Any] = issue.raw_data
+                    if "pull_request" in raw or not isinstance(raw.get("number"), int):
+                        continue
+                    key = issue_key(name, raw["number"])
+                    if key in known or key in pending:
+                        continue
+                    if any(handler.labels.is_model_label(n) for n in label_names(raw)):
+                        continue
+                    payload = {
+                        "action": "opened",
+                        "issue": raw,
+                        "repository": {"full_name": name, "default_branch": branch},
+                        "installation": {"id": int(installation.id)},
+                        "sender": raw.get("user") or {},
+                    }
+                    stamp = f"{key}@{raw.get('updated_at')}".encode()
+                    delivery = "catchup-" + hashlib.sha1(stamp).hexdigest()
+                    if self.services.queue.accept(delivery, "issues", payload, key,
+                                                  int(installation.id)):
+                        enqueued += 1
+        return enqueued
+
+
+def _ok(status: object) -> bool:
+    return isinstance(status, int) and 200 <= status < 300
+
+
+def _next_link(headers: dict[str, Any]) -> str | None:
+    link = next((v for k, v in headers.items() if k.lower() == "link"), None)
+    if not isinstance(link, str):
+        return None
+    for part in link.split(","):
+        target, _, rel = part.partition(";")
+        if 'rel="next"' in rel:
+            return target.strip().strip("<>")
+    return None

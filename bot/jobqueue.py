@@ -1,0 +1,406 @@
+"""The durable delivery queue: one job per issue, leased by workers.
+
+Why a table of our own rather than huey or persist-queue (both were
+considered): huey's storages delete a task when a worker takes it, so a
+worker killed mid-task loses it (at most once; we need at least once, made
+exactly once by the handler's idempotent write-back); persist-queue's
+acknowledgement state is per process, so two gunicorn workers can take the
+same item and a restart "resumes" items another live process is working on.
+Neither coalesces the deliveries of one issue. What we need is one row per
+issue with a lease, which is a single atomic UPDATE in SQLite (and
+``SELECT ... FOR UPDATE SKIP LOCKED`` in PostgreSQL, issue 11).
+
+The semantics, whatever process dies when:
+- ``accept`` records the delivery id and merges the delivery into its issue's
+  job in one transaction: an id accepted once is never accepted again, and a
+  delivery acknowledged is on disk.
+- Deliveries of one issue coalesce: the job keeps the newest payload that
+  assigns and the newest that closes (newest by the issue's ``updated_at``,
+  then by arrival), so a burst is decided once, from the latest state.
+- ``claim`` leases a ready job for ``lease`` seconds. A worker that dies
+  leaves its lease: it is taken again when it runs out, or at once when the
+  owner was a process of this machine that no longer exists.
+- ``finish`` removes the job unless a delivery arrived meanwhile (its version
+  moved): then it is ready again with what is new.
+- ``retry`` counts an attempt and waits; after ``max_attempts`` the job is
+  dead, with its reason, until an operator retries or drops it.
+- ``defer`` (a rate limit) waits without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.queue_db import QueueDb
+
+# GitHub redelivers for three days; ids and outcomes are kept a little longer.
+MEMORY_SECONDS = 4 * 24 * 3600
+DEFAULT_LEASE = 300.0
+DEFAULT_MAX_ATTEMPTS = 8
+CLOSE_ACTIONS = frozenset({"closed", "deleted", "transferred"})
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One delivery kept in a job."""
+
+    seq: int
+    delivery: str
+    event: str
+    payload: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return "close" if self.payload.get("action") in CLOSE_ACTIONS else "assign"
+
+    @property
+    def updated_at(self) -> str:
+        issue = self.payload.get("issue")
+        value = issue.get("updated_at") if isinstance(issue, Mapping) else None
+        return value if isinstance(value, str) else ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "delivery": self.delivery, "event": self.event,
+                "payload": self.payload}
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Entry:
+        return cls(int(data["seq"]), str(data["delivery"]), str(data["event"]),
+                   dict(data["payload"]))
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    installation: int | None
+    entries: list[Entry]
+    # Deliveries merged into the job whose entry a newer one replaced: they
+    # get the job's outcome.
+    coalesced: list[tuple[str, int]]
+    version: int
+    attempts: int
+    created_at: float
+
+    def ordered(self) -> list[Entry]:
+        """The entries to handle, oldest state first (the newest decides last)."""
+        return sorted(self.entries, key=lambda e: (e.updated_at, e.seq))
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    key: str
+    state: str
+    installation: int | None
+    deliveries: int
+    attempts: int
+    not_before: float
+    created_at: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    waiting: int
+    running: int
+    dead: int
+    oldest_age: float
+    counters: dict[str, float] = field(default_factory=dict)
+
+
+class JobQueue(Protocol):
+    """What the webhook, the workers and the CLI need from a queue (the SQLite
+    one below; a PostgreSQL one can stand behind the same methods)."""
+
+    def seen(self, delivery: str) -> bool: ...
+
+    def accept(self, delivery: str, event: str, payload: dict[str, Any], key: str,
+               installation: int | None) -> bool: ...
+
+    def claim(self, owner: str, lease: float = DEFAULT_LEASE) -> Job | None: ...
+
+    def finish(self, job: Job, outcomes: dict[str, tuple[int, dict[str, Any]]],
+               final: tuple[int, dict[str, Any]]) -> None: ...
+
+    def retry(self, job: Job, error: str, delay: float, max_attempts: int) -> bool: ...
+
+    def defer(self, job: Job, until: float, reason: str) -> None: ...
+
+
+def owner_id(thread: str) -> str:
+    return f"{HOST}:{os.getpid()}:{thread}"
+
+
+def _owner_gone(owner: str | None) -> bool:
+    """Whether a lease's owner was a process of this machine that is gone."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != HOST or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _merge(entries: list[Entry], new: Entry) -> tuple[list[Entry], list[Entry]]:
+    """Keep the newest entry of each kind; returns (kept, replaced)."""
+    kept: list[Entry] = []
+    replaced: list[Entry] = []
+    same = [e for e in entries if e.kind == new.kind]
+    others = [e for e in entries if e.kind != new.kind]
+    candidates = [*same, new]
+    newest = max(candidates, key=lambda e: (e.updated_at, e.seq))
+    replaced = [e for e in candidates if e is not newest]
+    kept = [*others, newest]
+    return kept, replaced
+
+
+class SqliteJobQueue:
+    def __init__(self, db: QueueDb | Path, clock: Any = time.time) -> None:
+        self.db = db if isinstance(db, QueueDb) else QueueDb(db)
+        self.clock = clock
+
+    # -- the webhook -------------------------------------------------------
+
+    def seen(self, delivery: str) -> bool:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT 1 FROM deliveries WHERE id = ?", (delivery,)).fetchone()
+        return row is not None
+
+    def accept(self, delivery: str, event: str, payload: dict[str, Any], key: str,
+               installation: int | None) -> bool:
+        """Record the delivery and merge it into its issue's job; False when
+        the id was accepted before (nothing changes)."""
+        now = self.clock()
+        with self.db.write() as conn:
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO deliveries (id, accepted_at, job) VALUES (?, ?, ?)",
+                    (delivery, now, key),
+                )
+            except sqlite3.IntegrityError:
+                return False
+            seq = int(cursor.lastrowid or 0)
+            entry = Entry(seq, delivery, event, payload)
+            row = conn.execute(
+                "SELECT entries, state FROM jobs WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                doc = {"entries": [entry.as_json()], "coalesced": []}
+                conn.execute(
+                    "INSERT INTO jobs (key, installation, entries, state, not_before, "
+                    "created_at, updated_at) VALUES (?, ?, ?, 'waiting', ?, ?, ?)",
+                    (key, installation, json.dumps(doc), now, now, now),
+                )
+            else:
+                doc = json.loads(row[0])
+                entries = [Entry.of(e) for e in doc["entries"]]
+                kept, replaced = _merge(entries, entry)
+                doc["entries"] = [e.as_json() for e in kept]
+                doc["coalesced"] = [*doc["coalesced"], *([e.delivery, e.seq] for e in replaced)]
+                state = row[1]
+                if state == "dead":  # a new delivery revives it, with fresh attempts
+                    conn.execute(
+                        "UPDATE jobs SET entries = ?, state = 'waiting', attempts = 0, "
+                        "not_before = ?, version = version + 1, updated_at = ?, "
+                        "installation = COALESCE(?, installation) WHERE key = ?",
+                        (json.dumps(doc), now, now, installation, key),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE jobs SET entries = ?, version = version + 1, updated_at = ?, "
+                        "installation = COALESCE(?, installation) WHERE key = ?",
+                        (json.dumps(doc), now, installation, key),
+                    )
+            if seq % 500 == 0:
+                self._prune(conn, now)
+        return True
+
+    @staticmethod
+    def _prune(conn: sqlite3.Connection, now: float) -> None:
+        cutoff = now - MEMORY_SECONDS
+        conn.execute("DELETE FROM deliveries WHERE accepted_at < ?", (cutoff,))
+        conn.execute("DELETE FROM outcomes WHERE finished_at < ?", (cutoff,))
+
+    # -- workers -----------------------------------------------------------
+
+    def claim(self, owner: str, lease: float = DEFAULT_LEASE) -> Job | None:
+        """Lease the job that has waited longest among those ready, skipping
+        installations a rate limit holds."""
+        now = self.clock()
+        with self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT key, installation, entries, version, attempts, created_at, state, "
+                "owner, lease_until FROM jobs "
+                "WHERE ((state = 'waiting' AND not_before <= ?) OR state = 'running') "
+                "AND (installation IS NULL OR installation NOT IN "
+                "  (SELECT installation FROM rate_blocks WHERE until > ?)) "
+                "ORDER BY not_before, created_at LIMIT 64",
+                (now, now),
+            ).fetchall()
+            for key, inst, entries, version, attempts, created, state, held_by, until in rows:
+                if state == "running" and (until or 0) > now and not _owner_gone(held_by):
+                    continue
+                conn.execute(
+                    "UPDATE jobs SET state = 'running', owner = ?, lease_until = ?, "
+                    "attempts = attempts + 1 WHERE key = ?",
+                    (owner, now + lease, key),
+                )
+                doc = json.loads(entries)
+                return Job(
+                    key=key,
+                    installation=inst,
+                    entries=[Entry.of(e) for e in doc["entries"]],
+                    coalesced=[(str(d), int(s)) for d, s in doc["coalesced"]],
+                    version=int(version),
+                    attempts=int(attempts) + 1,
+                    created_at=float(created),
+                )
+        return None
+
+    def finish(self, job: Job, outcomes: dict[str, tuple[int, dict[str, Any]]],
+               final: tuple[int, dict[str, Any]]) -> None:
+        """The job's entries are handled: record each delivery's outcome (the
+        coalesced ones get ``final``), and remove the job, or keep what
+        arrived meanwhile."""
+        now = self.clock()
+        done_seq = max((e.seq for e in job.entries), default=0)
+        with self.db.write() as conn:
+            results = dict(outcomes)
+            for delivery, _seq in job.coalesced:
+                results.setdefault(delivery, (final[0], {**final[1], "coalesced": True}))
+            for delivery, (status, body) in results.items():
+                conn.execute(
+                    "INSERT OR REPLACE INTO outcomes (delivery, job, status, body, finished_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (delivery, job.key, status, json.dumps(body), now),
+                )
+            row = conn.execute(
+                "SELECT version, entries FROM jobs WHERE key = ?", (job.key,)
+            ).fetchone()
+            if row is None:
+                return
+            if int(row[0]) == job.version:
+                conn.execute("DELETE FROM jobs WHERE key = ?", (job.key,))
+                return
+            doc = json.loads(row[1])
+            handled = {d for d, _ in job.coalesced}
+            doc["entries"] = [e for e in doc["entries"] if int(e["seq"]) > done_seq]
+            doc["coalesced"] = [
+                [d, s] for d, s in doc["coalesced"] if d not in handled and int(s) > done_seq
+            ]
+            if not doc["entries"]:
+                conn.execute("DELETE FROM jobs WHERE key = ?", (job.key,))
+                return
+            conn.execute(
+                "UPDATE jobs SET entries = ?, state = 'waiting', attempts = 0, owner = NULL, "
+                "lease_until = NULL, not_before = ?, updated_at = ? WHERE key = ?",
+                (json.dumps(doc), now, now, job.key),
+            )
+
+    def retry(self, job: Job, error: str, delay: float, max_attempts: int) -> bool:
+        """Count a failed attempt; True when the job is now dead."""
+        now = self.clock()
+        dead = job.attempts >= max_attempts
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = ?, not_before = ?, owner = NULL, lease_until = NULL, "
+                "last_error = ?, updated_at = ? WHERE key = ?",
+                ("dead" if dead else "waiting", now + delay, error[:500], now, job.key),
+            )
+            self.db.add_counter(conn, "retries", 1)
+            if dead:
+                self.db.add_counter(conn, "dead_letters", 1)
+        return dead
+
+    def defer(self, job: Job, until: float, reason: str) -> None:
+        """Wait for a rate limit: the attempt does not count."""
+        now = self.clock()
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = 'waiting', not_before = ?, owner = NULL, "
+                "lease_until = NULL, attempts = MAX(attempts - 1, 0), last_error = ?, "
+                "updated_at = ? WHERE key = ?",
+                (until, reason[:500], now, job.key),
+            )
+
+    # -- operators and tests ----------------------------------------------
+
+    def outcome(self, delivery: str) -> tuple[int, dict[str, Any]] | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT status, body FROM outcomes WHERE delivery = ?", (delivery,)
+            ).fetchone()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def jobs(self, state: str | None = None) -> list[JobInfo]:
+        query = ("SELECT key, state, installation, entries, attempts, not_before, created_at, "
+                 "last_error FROM jobs")
+        args: tuple[Any, ...] = ()
+        if state is not None:
+            query += " WHERE state = ?"
+            args = (state,)
+        with self.db.read() as conn:
+            rows = conn.execute(query + " ORDER BY created_at", args).fetchall()
+        found = []
+        for key, st, inst, entries, attempts, not_before, created, error in rows:
+            doc = json.loads(entries)
+            found.append(JobInfo(key, st, inst, len(doc["entries"]) + len(doc["coalesced"]),
+                                 int(attempts), float(not_before), float(created), error))
+        return found
+
+    def revive(self, key: str) -> bool:
+        """A dead job (or a waiting one): ready now, with fresh attempts."""
+        now = self.clock()
+        with self.db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET state = 'waiting', attempts = 0, not_before = ?, "
+                "updated_at = ? WHERE key = ? AND state != 'running'",
+                (now, now, key),
+            )
+            return cursor.rowcount > 0
+
+    def drop(self, key: str) -> bool:
+        with self.db.write() as conn:
+            cursor = conn.execute("DELETE FROM jobs WHERE key = ? AND state != 'running'", (key,))
+            return cursor.rowcount > 0
+
+    def stats(self) -> QueueStats:
+        now = self.clock()
+        with self.db.read() as conn:
+            counts = dict(
+                conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+            )
+            oldest = conn.execute(
+                "SELECT MIN(created_at) FROM jobs WHERE state != 'dead'"
+            ).fetchone()[0]
+            counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+        return QueueStats(
+            waiting=int(counts.get("waiting", 0)),
+            running=int(counts.get("running", 0)),
+            dead=int(counts.get("dead", 0)),
+            oldest_age=0.0 if oldest is None else max(0.0, now - float(oldest)),
+            counters={str(k): float(v) for k, v in counters.items()},
+        )
+
+    def pending_keys(self) -> set[str]:
+        with self.db.read() as conn:
+            return {str(r[0]) for r in conn.execute("SELECT key FROM jobs").fetchall()}
+
+    def add_counter(self, name: str, amount: float) -> None:
+        with self.db.write() as conn:
+            self.db.add_counter(conn, name, amount)

@@ -1,0 +1,168 @@
+"""The SQLite file that holds the delivery queue and the GitHub rate policy.
+
+One file next to the quota store (``queue.sqlite3``), shared by every process
+on the machine: gunicorn's workers, ``model-assigner worker`` processes and
+the CLI. SQLite in WAL mode with ``synchronous=FULL``: a transaction that
+returned is on disk, so a delivery answered 202 survives a SIGKILL or a power
+cut; readers never wait for writers. Each thread has its own connection.
+
+Writes take ``BEGIN IMMEDIATE`` (the database's write lock at once), so a
+read-then-write inside one transaction is never interleaved with another
+process's: that is what makes claiming a job, coalescing a delivery and
+taking a rate-limit slot atomic across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 30_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    accepted_at REAL NOT NULL,
+    job TEXT
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY,
+    installation INTEGER,
+    entries TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL,
+    lease_until REAL,
+    owner TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, not_before);
+CREATE TABLE IF NOT EXISTS outcomes (
+    delivery TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    finished_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_events (
+    installation INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_events_at ON rate_events (installation, at);
+CREATE TABLE IF NOT EXISTS rate_blocks (
+    installation INTEGER PRIMARY KEY,
+    until REAL NOT NULL,
+    reason TEXT NOT NULL,
+    strikes INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class QueueDbError(RuntimeError):
+    """The queue file cannot be opened, read or written; ``str()`` names it."""
+
+
+class QueueDb:
+    """Per-thread connections to one SQLite file, created with the schema."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._schema_lock = threading.Lock()
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        pid = getattr(self._local, "pid", None)
+        if conn is not None and pid == os.getpid():
+            return conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            with self._schema_lock:
+                if not self._ready:
+                    conn.executescript(SCHEMA)
+                    self._ready = True
+        except (sqlite3.Error, OSError) as exc:
+            raise QueueDbError(f"{self.path}: cannot open the queue ({exc})") from None
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the database's write lock throughout."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise QueueDbError(f"{self.path}: cannot write ({exc})") from None
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise QueueDbError(f"{self.path}: cannot write ({exc})") from None
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise QueueDbError(f"{self.path}: cannot write ({exc})") from None
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot (a read transaction: WAL readers never block)."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise QueueDbError(f"{self.path}: cannot read ({exc})") from None
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise QueueDbError(f"{self.path}: cannot read ({exc})") from None
+        finally:
+            conn.execute("COMMIT")
+
+    def add_counter(self, conn: sqlite3.Connection, name: str, amount: float) -> None:
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, amount),
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        with self.read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )

@@ -1,0 +1,158 @@
+"""One GitHub rate policy per installation, shared by every worker and process.
+
+GitHub's documented limits for content-creating requests (comments, labels)
+are about 80 a minute and 500 an hour, with at least a second between
+writes; past them it answers 403 with ``retry-after`` (secondary limit), or
+``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset`` (primary limit).
+
+The state lives in the queue's SQLite file (bot/queue_db.py), so that every
+thread of every process sees the same figures:
+- ``rate_events``: the send times of the writes of the last hour, including
+  slots reserved in the near future. A writer takes the next free slot in
+  one transaction and sleeps until it: writers are spaced without polling,
+  and no two take the same slot.
+- ``rate_blocks``: until when an installation must not send anything, after
+  GitHub said so. The queue does not hand out the jobs of a blocked
+  installation (bot/jobqueue.py), so while it is limited, none of its jobs
+  sends a request; they wait in the queue.
+
+Why not pyrate-limiter: its SQLite bucket paces, but the "blocked until"
+state that GitHub's answers set, and the claim of the queue that must skip
+blocked installations, have to be in the same database and transaction; a
+second store with its own file lock would be two sources of truth. This is
+two small tables, and moves to PostgreSQL with the queue (issue 11).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.gateway import GitHubRateLimited
+from bot.queue_db import QueueDb
+
+
+@dataclass(frozen=True)
+class RatePolicy:
+    per_minute: int = 80
+    per_hour: int = 500
+    min_interval: float = 1.0
+    # A secondary limit without retry-after: at least this, then doubling.
+    secondary_wait: float = 60.0
+    max_backoff: float = 3600.0
+    # A writer sleeps for its slot up to this long; a later slot sends the
+    # job back to the queue instead (a worker thread is not held for minutes).
+    max_inline_wait: float = 30.0
+
+
+def _next_slot(times: list[float], start: float, policy: RatePolicy) -> float:
+    """The earliest moment >= start at which one more write keeps every rule."""
+    t = start
+    for _ in range(len(times) + 3):
+        moved = False
+        if times:
+            later = [x for x in times if x > t - policy.min_interval]
+            if later:
+                candidate = max(later) + policy.min_interval
+                if candidate > t:
+                    t, moved = candidate, True
+        for span, limit in ((60.0, policy.per_minute), (3600.0, policy.per_hour)):
+            # the writes within ``span`` up to t, plus the one at t, must be <= limit
+            before = sorted(x for x in times if t - span < x <= t)
+            if len(before) >= limit:
+                t, moved = before[len(before) - limit] + span, True
+        if not moved:
+            return t
+    return t
+
+
+class RateLimiter:
+    def __init__(self, db: QueueDb, policy: RatePolicy | None = None,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.db = db
+        self.policy = policy or RatePolicy()
+        self.clock = clock
+        self.sleep = sleep
+
+    def blocked_until(self, installation: int) -> float:
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT until FROM rate_blocks WHERE installation = ?", (installation,)
+            ).fetchone()
+        until = 0.0 if row is None else float(row[0])
+        return until if until > self.clock() else 0.0
+
+    def check(self, installation: int) -> None:
+        """Raise GitHubRateLimited while the installation is blocked (reads too)."""
+        until = self.blocked_until(installation)
+        if until:
+            raise GitHubRateLimited("the installation is rate limited", until=until)
+
+    def before_write(self, installation: int) -> None:
+        """Take the next write slot and sleep until it; raise GitHubRateLimited
+        when it is more than ``max_inline_wait`` away (nothing is taken then)."""
+        now = self.clock()
+        policy = self.policy
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT until FROM rate_blocks WHERE installation = ?", (installation,)
+            ).fetchone()
+            start = max(now, float(row[0]) if row else 0.0)
+            conn.execute(
+                "DELETE FROM rate_events WHERE installation = ? AND at < ?",
+                (installation, now - 3600.0),
+            )
+            times = [float(r[0]) for r in conn.execute(
+                "SELECT at FROM rate_events WHERE installation = ?", (installation,)
+            ).fetchall()]
+            slot = _next_slot(times, start, policy)
+            if slot - now > policy.max_inline_wait:
+                raise GitHubRateLimited(
+                    f"write pacing: next slot in {slot - now:.0f}s", until=slot
+                )
+            conn.execute(
+                "INSERT INTO rate_events (installation, at) VALUES (?, ?)", (installation, slot)
+            )
+            if slot > now:
+                self.db.add_counter(conn, "rate_limit_wait_seconds", slot - now)
+        if slot > now:
+            self.sleep(slot - now)
+
+    def block(self, installation: int, wait: float | None, reason: str) -> float:
+        """GitHub said stop: record until when (``wait`` seconds from now; None
+        for a secondary limit without retry-after: at least
+        ``secondary_wait``, doubling while it keeps happening). Returns the
+        moment the block ends."""
+        now = self.clock()
+        policy = self.policy
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT until, strikes FROM rate_blocks WHERE installation = ?", (installation,)
+            ).fetchone()
+            strikes = 0
+            if row is not None and float(row[0]) > now - 2 * policy.secondary_wait:
+                strikes = int(row[1])  # limited again soon after: back off further
+            if wait is None:
+                wait = min(policy.secondary_wait * 2**strikes, policy.max_backoff)
+                strikes += 1
+            until = now + max(wait, 0.0)
+            if row is not None and float(row[0]) > until:
+                until = float(row[0])
+            conn.execute(
+                "INSERT INTO rate_blocks (installation, until, reason, strikes) VALUES (?,?,?,?) "
+                "ON CONFLICT(installation) DO UPDATE SET until = excluded.until, "
+                "reason = excluded.reason, strikes = excluded.strikes",
+                (installation, until, reason[:300], strikes),
+            )
+            self.db.add_counter(conn, "rate_limited", 1)
+        return until
+
+    def blocks(self) -> list[tuple[int, float, str]]:
+        now = self.clock()
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT installation, until, reason FROM rate_blocks WHERE until > ?", (now,)
+            ).fetchall()
+        return [(int(i), float(u), str(r)) for i, u, r in rows]
