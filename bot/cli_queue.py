@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -142,5 +143,6 @@ def add_commands(sub: Any) -> None:
 
     worker = sub.add_parser("worker", help="run queue workers without a web server "
                             "(the Procfile's worker line)")
-    worker.add_argument("--threads", type=int, default=4)
+    worker.add_argument("--threads", type=int,
+                        default=int(os.environ.get("MODEL_ASSIGNER_WORKER_THREADS", "4") or 4))
     worker.set_defaults(handler=cmd_worker)

@@ -119,6 +119,8 @@ class RateLimiter:
                 self.db.add_counter(conn, "rate_limit_wait_seconds", slot - now)
         if slot > now:
             self.sleep(slot - now)
+            # GitHub may have refused another worker's write meanwhile.
+            self.check(installation)
 
     def block(self, installation: int, wait: float | None, reason: str) -> float:
         """GitHub said stop: record until when (``wait`` seconds from now; None

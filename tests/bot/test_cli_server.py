@@ -82,7 +82,10 @@ def test_dry_run_listens_on_loopback_and_send_sample_follows_port(
     assert f"Listening at: http://127.0.0.1:{env['PORT']}" in log.read_text()
     sample = _command("send-sample", env=env, cwd=tmp_path)
     assert sample.returncode == 0, sample.stdout + sample.stderr
-    assert sample.stdout.startswith("HTTP 200")
+    # Acknowledged, then decided by the server's queue workers, which
+    # send-sample waits for.
+    assert sample.stdout.startswith("HTTP 202")
+    assert "decided:" in sample.stdout and "comment it would write" in sample.stdout
 
 
 def test_a_second_serve_on_a_busy_port_says_so_in_one_line(

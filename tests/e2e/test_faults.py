@@ -92,6 +92,9 @@ def app_env(github: tuple[GitHubStandIn, StandInServer]) -> dict[str, str]:
         "MODEL_ASSIGNER_RETRY_BASE_SECONDS": "1.5",
         "MODEL_ASSIGNER_MAX_ATTEMPTS": "4",
         "MODEL_ASSIGNER_SECONDARY_WAIT_SECONDS": "1",
+        # Writes paced (as GitHub asks, only faster): a write never follows
+        # another within the moment a refusal takes to be recorded.
+        "MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS": "0.25",
     }
 
 

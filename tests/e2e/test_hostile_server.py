@@ -90,7 +90,7 @@ def test_stalled_clients_do_not_stop_healthz_or_signed_deliveries(
         health = requests.get(f"{server.url}/healthz", timeout=4 * READ_SECONDS + 5)
         assert health.status_code == 200
         new_issue(standin, 21, ["P0", "backend"], "Estimated files: 3\nEstimated LOC: 150")
-        response = server.post(event(standin, "opened", 21))
+        response = server.deliver(event(standin, "opened", 21))
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "assigned"
         assert time.monotonic() - started < 4 * READ_SECONDS + 5
