@@ -87,7 +87,7 @@ def test_an_agent_runs_usage_goes_back_through_the_shipped_step(
     # 1. The issue is triaged: decided and reserved (dry-run: the repository
     #    is then one the App knows).
     sample = (ROOT / "examples" / "issues.opened.json").read_bytes()
-    answer = server.post(None, body=sample).json()
+    answer = server.deliver(json.loads(sample)).json()  # decided by the queue
     key = "Codertocat/Hello-World#1"
     reserved = server.store()["reservations"][key]["payment"]["tokens"]
     assert answer["tokens"] == reserved
