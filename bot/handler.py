@@ -50,6 +50,7 @@ from core.online import observation_of
 from core.quota import calculate_cost, payment_for
 from core.selection import band_for, make_decision
 from core.types import Decision, Observation, Payment, Task
+from core.usage import estimate_class
 
 log = logging.getLogger("model_assigner.decisions")
 
@@ -499,6 +500,7 @@ class Handler:
                     payment=decision.payment,
                     charged_at=now,
                     override_by=(override.by or "") if override else None,
+                    estimated=estimate_class(decision),
                 ),
             )
         if task.dependencies:

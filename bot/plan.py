@@ -39,7 +39,7 @@ from bot.usage_store import calibrated, note_decision
 from core.batch import BatchPlan, optimize_task_assignments
 from core.quota import Ledger
 from core.types import Decision, Task
-from core.usage import IssueUsage
+from core.usage import IssueUsage, estimate_class
 
 
 @dataclass
@@ -222,7 +222,8 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             reservation = None
             if decision.payment is not None and decision.model is not None:
                 reservation = Reservation(
-                    model=decision.model, payment=decision.payment, charged_at=charged
+                    model=decision.model, payment=decision.payment, charged_at=charged,
+                    estimated=estimate_class(decision),
                 )
                 state.reserve(key, reservation)
             dependencies = tasks[key].dependencies

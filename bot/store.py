@@ -42,13 +42,19 @@ from core.config import SubscriptionsConfig
 from core.loader import describe_validation_error
 from core.quota import Ledger, release_charge, roll_over, update_quota_tracking
 from core.types import ApiBudget, Observation, Payment, Subscription, as_utc
-from core.usage import IssueUsage
+from core.usage import EstimateClass, EstimateSnapshot, IssueUsage
 
 STATE_VERSION = 1
 # GitHub lets a delivery be redelivered for three days; we remember ids a little
 # longer, and never more than this many, so the document stays small.
 DELIVERY_MEMORY = timedelta(days=4)
 DELIVERY_LIMIT = 5000
+# Usage records (bot/usage_store.py): past USAGE_HIGH, the oldest closed ones
+# go until USAGE_KEEP are left (an estimate kept for a late report first, then
+# finished issues with reports, the calibration's samples).
+USAGE_HIGH = 6000
+USAGE_KEEP = 5000
+UNKNOWN_CLASS = "unknown"
 # What one delivery id may be: GitHub sends a UUID; ids are not signed, so
 # anything longer or stranger is refused before it can reach the store.
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
@@ -96,10 +102,26 @@ class Reservation(BaseModel):
     payment: Payment
     charged_at: datetime
     override_by: str | None = Field(default=None, max_length=200)
+    # The estimate's class, for usage reports and calibration (absent on
+    # reservations made before them).
+    estimated: EstimateClass | None = None
 
     @property
     def tokens(self) -> int:
         return self.payment.tokens
+
+    def snapshot(self) -> EstimateSnapshot:
+        """The estimate this reservation charged, as a usage report needs it."""
+        known = self.estimated
+        return EstimateSnapshot(
+            model=self.model,
+            payment=self.payment,
+            charged_at=self.charged_at,
+            complexity=known.complexity if known else UNKNOWN_CLASS,
+            domain=known.domain if known else UNKNOWN_CLASS,
+            base_tokens=known.base_tokens if known else self.payment.tokens,
+            calibration=known.calibration if known else 1.0,
+        )
 
     @property
     def cost_usd(self) -> float:
@@ -189,10 +211,36 @@ class State(BaseModel):
         """The work was done: the charge stays as usage, the record goes.
         Its reported usage, if any comes later, replaces it then."""
         held = self.reservations.pop(issue, None)
-        record = self.usage.get(issue)
-        if held is not None and record is not None and (held.tokens or held.cost_usd):
+        if held is not None and (held.tokens or held.cost_usd):
+            # Kept with its estimate, so that a report coming after the close
+            # replaces the estimate then.
+            record = self.usage.get(issue) or IssueUsage(estimate=held.snapshot())
             self.usage[issue] = record.model_copy(update={"estimate_held": True})
+            if len(self.usage) > USAGE_HIGH:
+                self.trim_usage(USAGE_KEEP)
         return held
+
+    def trim_usage(self, keep: int) -> None:
+        """Drop the oldest closed issues' usage records until ``keep`` are
+        left: first those holding only an estimate, then finished issues
+        with reports. Open issues' records and reports waiting for a
+        decision stay (their number is bounded where they are recorded)."""
+        def age(item: tuple[str, IssueUsage]) -> datetime:
+            record = item[1]
+            times = [run.reported_at for run in record.runs.values()]
+            if record.estimate is not None:
+                times.append(record.estimate.charged_at)
+            return max(times, default=_NEVER)
+
+        closed = [
+            item for item in self.usage.items()
+            if item[0] not in self.reservations and item[1].estimate is not None
+        ]
+        idle = sorted((i for i in closed if not i[1].charged_runs), key=age)
+        finished = sorted((i for i in closed if i[1].charged_runs), key=age)
+        excess = len(self.usage) - keep
+        for key, _ in [*idle, *finished][: max(0, excess)]:
+            del self.usage[key]
 
     def forget_issue(
         self, issue: str, deleted: bool = False, updated_at: str | None = None

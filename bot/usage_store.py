@@ -18,21 +18,25 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from bot.store import State
+from bot.store import UNKNOWN_CLASS, USAGE_HIGH, USAGE_KEEP, State
 from core.calibration import Sample, learn, with_learned
 from core.config import CalibrationSettings, LearnedFactor, ScoringConfig
 from core.quota import add_months, release_charge
 from core.types import Decision, Model, as_utc
-from core.usage import Charge, EstimateSnapshot, IssueUsage, Run, UsageReport, charge_run
+from core.usage import (
+    Charge,
+    EstimateSnapshot,
+    IssueUsage,
+    Run,
+    UsageReport,
+    charge_run,
+    estimate_class,
+)
 
-# A closed issue's estimate is kept this long for a late report, then dropped.
-ESTIMATE_MEMORY = timedelta(days=35)
-# Finished issues with reports kept (the calibration's window), newest first.
-USAGE_LIMIT = 5000
-UNKNOWN = "unknown"
+UNKNOWN = UNKNOWN_CLASS
 # A reporter is authenticated, but its numbers are not ours to trust: these
 # bound what it can make the store hold.
 MAX_RUNS_PER_ISSUE = 500
@@ -57,15 +61,15 @@ class ReportOutcome:
 def snapshot(decision: Decision, now: datetime) -> EstimateSnapshot | None:
     if decision.model is None or decision.payment is None:
         return None
-    factor = decision.tokens.calibration or 1.0
+    known = estimate_class(decision)
     return EstimateSnapshot(
         model=decision.model,
         payment=decision.payment,
         charged_at=as_utc(now),
-        complexity=decision.breakdown.complexity,
-        domain=decision.breakdown.domain,
-        base_tokens=round(decision.tokens.total / factor),
-        calibration=factor,
+        complexity=known.complexity,
+        domain=known.domain,
+        base_tokens=known.base_tokens,
+        calibration=known.calibration,
     )
 
 
@@ -86,19 +90,12 @@ def _give_back_estimate(state: State, key: str, record: IssueUsage) -> IssueUsag
 
 
 def _estimate_from_reservation(state: State, key: str) -> EstimateSnapshot | None:
-    """A reservation made without a snapshot (by `plan --apply`, or before
-    usage reports existed): its model and payer, class unknown."""
+    """The decision an open issue's reservation holds (its class is unknown
+    when it was made before usage reports existed)."""
     held = state.reservations.get(key)
     if held is None or not (held.payment.tokens or held.payment.cost_usd):
         return None
-    return EstimateSnapshot(
-        model=held.model,
-        payment=held.payment,
-        charged_at=held.charged_at,
-        complexity=UNKNOWN,
-        domain=UNKNOWN,
-        base_tokens=held.payment.tokens,
-    )
+    return held.snapshot()
 
 
 def _charge_pending(
@@ -143,27 +140,25 @@ def record_report(
                 f"{MAX_WAITING_ISSUES} issues already wait for a decision with reports"
             )
         state.usage[key] = record
-        prune_usage(state, now)
+        prune_usage(state)
         return ReportOutcome("pending", key, record=record)
     record, charges = _charge_pending(state, key, record, models)
     state.usage[key] = record
-    prune_usage(state, now)
+    prune_usage(state)
     return ReportOutcome("charged", key, charges=charges, record=record)
 
 
 def note_decision(
     state: State, key: str, decision: Decision, models: Sequence[Model], now: datetime
 ) -> list[Charge]:
-    """After a decision is written back: keep its estimate for later reports;
-    charge the reports that were waiting for it; and when the issue already
+    """After a decision is written back, for an issue with reports: charge
+    the reports that were waiting for it; and when the issue already
     reported usage, give the new reservation back (reported usage is its
-    charge from now on)."""
+    charge from now on). Other issues need nothing: their reservation holds
+    the estimate."""
     snap = snapshot(decision, now)
-    if snap is None:
-        return []
     record = state.usage.get(key)
-    if record is None:
-        state.usage[key] = IssueUsage(estimate=snap)
+    if snap is None or record is None:  # the reservation holds the estimate
         return []
     record = record.model_copy(update={"estimate": snap, "estimate_held": False})
     if record.charged_runs:
@@ -173,32 +168,10 @@ def note_decision(
     return charges
 
 
-def prune_usage(state: State, now: datetime) -> None:
-    """Drop estimates of issues closed long ago that never reported, and the
-    oldest finished issues beyond USAGE_LIMIT."""
-    cutoff = as_utc(now) - ESTIMATE_MEMORY
-    stale = [
-        key
-        for key, record in state.usage.items()
-        if key not in state.reservations
-        and not record.charged_runs
-        and max(
-            [r.reported_at for r in record.runs.values()]
-            + ([record.estimate.charged_at] if record.estimate else []),
-            default=cutoff,
-        )
-        < cutoff
-    ]
-    for key in stale:
-        del state.usage[key]
-    finished = [
-        (max(run.reported_at for run in record.runs.values()), key)
-        for key, record in state.usage.items()
-        if record.charged_runs and key not in state.reservations
-    ]
-    if len(finished) > USAGE_LIMIT:
-        for _, key in sorted(finished)[: len(finished) - USAGE_LIMIT]:
-            del state.usage[key]
+def prune_usage(state: State) -> None:
+    """Past USAGE_HIGH records, the oldest closed ones go (State.trim_usage)."""
+    if len(state.usage) > USAGE_HIGH:
+        state.trim_usage(USAGE_KEEP)
 
 
 def learned_table(state: State, scoring: ScoringConfig) -> dict[str, LearnedFactor]:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.quota import Ledger, add_months
-from core.types import Model, Payment, as_utc
+from core.types import Decision, Model, Payment, as_utc
 
 # A run may use several models (Claude Code's sub-agents): one line each.
 MAX_LINES = 20
@@ -71,6 +71,29 @@ class UsageReport(BaseModel):
     @property
     def total(self) -> int:
         return sum(line.total for line in self.lines)
+
+
+class EstimateClass(BaseModel):
+    """What a calibration sample needs of a decision's estimate, kept on the
+    issue's reservation: its class and the formula's estimate before
+    calibration (learning actual / base, a factor never feeds on itself)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    complexity: str = Field(max_length=40)
+    domain: str = Field(max_length=100)
+    base_tokens: int = Field(ge=0)
+    calibration: float = Field(default=1.0, gt=0)
+
+
+def estimate_class(decision: Decision) -> EstimateClass:
+    factor = decision.tokens.calibration or 1.0
+    return EstimateClass(
+        complexity=decision.breakdown.complexity,
+        domain=decision.breakdown.domain,
+        base_tokens=round(decision.tokens.total / factor),
+        calibration=factor,
+    )
 
 
 class EstimateSnapshot(BaseModel):

@@ -160,9 +160,10 @@ def test_calibration_prints_the_table(
 def test_calibration_counts_finished_issues(
     state_file: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
-    from bot.usage_store import note_decision, record_report
+    from bot.store import Reservation
+    from bot.usage_store import record_report
     from core.selection import select_model
-    from core.usage import TokenUsage, UsageReport
+    from core.usage import TokenUsage, UsageReport, estimate_class
     from tests.helpers import seed_task
 
     engine = load_engine_config()
@@ -171,9 +172,12 @@ def test_calibration_counts_finished_issues(
             key = f"octo/calibrated#{number}"
             decision = select_model(seed_task(), state.ledger().copy(), engine.models,
                                     engine.scoring, NOW)
-            note_decision(state, key, decision, engine.models, NOW)
+            assert decision.model is not None and decision.payment is not None
+            state.reserve(key, Reservation(model=decision.model, payment=decision.payment,
+                                           charged_at=NOW, estimated=estimate_class(decision)))
             record_report(state, key, UsageReport(run_id="r", lines=[
                 TokenUsage(input_tokens=93_000)]), engine.models, NOW)
+            state.settle(key)  # closed: finished
     assert main(["calibration", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["finished_issues"] == 12

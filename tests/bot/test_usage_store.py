@@ -14,7 +14,7 @@ from bot.usage_store import calibrated, calibration_samples, note_decision, reco
 from core.config import EngineConfig
 from core.selection import select_model
 from core.types import Decision
-from core.usage import TokenUsage, UsageReport
+from core.usage import TokenUsage, UsageReport, estimate_class
 from tests.helpers import NOW, build_ledger, seed_task
 
 KEY = "octo/repo#7"
@@ -36,7 +36,7 @@ def decide(state: State, engine_config: EngineConfig, key: str = KEY,
                             engine_config.scoring, now)
     assert decision.payment is not None and decision.model is not None
     state.reserve(key, Reservation(model=decision.model, payment=decision.payment,
-                                   charged_at=now))
+                                   charged_at=now, estimated=estimate_class(decision)))
     note_decision(state, key, decision, engine_config.models, now)
     return decision
 
@@ -207,3 +207,29 @@ def test_the_learned_table_follows_every_change(engine_config: EngineConfig) -> 
     # An issue reopened (holding a reservation again) is no longer a sample.
     decide(state, engine_config, key="octo/repo#0")
     assert learned_table(state, engine_config.scoring)["moderate/backend"].samples == 19
+
+
+def test_closed_issues_records_are_bounded_oldest_idle_first(
+    engine_config: EngineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.store as store
+
+    monkeypatch.setattr(store, "USAGE_HIGH", 6)
+    monkeypatch.setattr(store, "USAGE_KEEP", 4)
+    state = fresh_state(engine_config)
+    # An open issue decided: its reservation holds the estimate, no record.
+    decide(state, engine_config, key="octo/open#1")
+    assert state.usage == {}
+    for number in range(3):  # finished with reports, the newest
+        key = f"octo/done#{number}"
+        decide(state, engine_config, key=key, now=NOW + timedelta(hours=10 + number))
+        record_report(state, key, report("r", 100), engine_config.models, NOW)
+        state.settle(key)
+    for number in range(4):  # closed without a report, older
+        key = f"octo/idle#{number}"
+        decide(state, engine_config, key=key, now=NOW + timedelta(hours=number))
+        state.settle(key)
+    # 7 records went past 6: the oldest idle ones went, down to 4.
+    assert sorted(state.usage) == [
+        "octo/done#0", "octo/done#1", "octo/done#2", "octo/idle#3"]
+    assert "octo/open#1" in state.reservations
