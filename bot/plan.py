@@ -37,6 +37,7 @@ from bot.store import CommentRecord, Reservation, State
 from bot.usage_comment import with_usage
 from bot.usage_store import calibrated, note_decision
 from core.batch import BatchPlan, optimize_task_assignments
+from core.online import due_for_redecision, observation_of
 from core.quota import Ledger
 from core.types import Decision, Task
 from core.usage import IssueUsage, estimate_class
@@ -121,10 +122,21 @@ def plan_repo(
     now: datetime,
     strategy: str | None,
     skip: frozenset[str] = frozenset(),
+    due_only: bool = False,
 ) -> RepoPlan:
     """The batch plan of the snapshot's open issues against the store
-    ``state``; the issues in ``skip`` are left out, and keep what they hold."""
+    ``state``; the issues in ``skip`` are left out, and keep what they hold.
+    ``due_only``: only the issues the online strategy deferred and that are
+    due to be decided again now (core.online.due_for_redecision)."""
     repo, settings = snap.repo, snap.settings
+    if due_only:
+        waiting = {key: seen for key, seen in state.deferred.items()
+                   if key in snap.issues and key not in skip}
+        due = set(due_for_redecision(waiting, list(state.seen.values()), state.ledger(),
+                                     handler.engine.models, settings.scoring, now))
+        skip_plan = skip | {key for key in snap.issues if key not in due}
+    else:
+        skip_plan = skip
     dependents: dict[str, list[str]] = {}
     for key, issue in snap.issues.items():
         for dep in parse_dependencies(str(issue.get("body") or ""), repo):
@@ -133,7 +145,7 @@ def plan_repo(
     tasks: list[Task] = []
     overrides: dict[str, Override] = {}
     for key, issue in snap.issues.items():
-        if key in skip:
+        if key in skip_plan:
             continue
         event = IssueEvent.parse(
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
@@ -147,9 +159,14 @@ def plan_repo(
         )
     chosen = strategy or settings.scoring.quota_strategy
     ledger = _ledger_without(state, {t.id for t in tasks})
+    # The online strategy's history: the issues seen, but those re-planned
+    # here (each joins it as the plan decides it).
+    planned = {t.id for t in tasks}
+    history = [seen for key, seen in state.seen.items() if key not in planned]
     # Token estimates corrected by what finished issues reported, as a delivery's.
     plan = optimize_task_assignments(
-        tasks, ledger, handler.engine.models, calibrated(state, settings.scoring), now, chosen
+        tasks, ledger, handler.engine.models, calibrated(state, settings.scoring), now, chosen,
+        history,
     )
     return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, settings, sorted(skip))
 
@@ -161,9 +178,10 @@ def build_plan(
     repo: str,
     now: datetime,
     strategy: str | None = None,
+    due_only: bool = False,
 ) -> RepoPlan:
     snap = read_repo(handler, gateway, github, repo)
-    return plan_repo(handler, snap, handler.store.read(), now, strategy)
+    return plan_repo(handler, snap, handler.store.read(), now, strategy, due_only=due_only)
 
 
 @dataclass(frozen=True)
@@ -185,7 +203,8 @@ def _still_ours(key: str, ours: _Left, state: State) -> bool:
 
 
 def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
-               now: datetime, strategy: str | None = None) -> tuple[RepoPlan, list[str]]:
+               now: datetime, strategy: str | None = None,
+               due_only: bool = False) -> tuple[RepoPlan, list[str]]:
     """Read GitHub, then reserve in one store update (planned against the
     store's state inside its lock, so the plan never overruns what deliveries
     spent meanwhile), then write each issue under its lock as a webhook
@@ -213,7 +232,7 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                                     if key not in changed and issue_busy(handler.lock_dir, key)})
 
     def reserve(state: State) -> tuple[RepoPlan, dict[str, _Left]]:
-        repo_plan = plan_repo(handler, snap, state, now, strategy, busy(state))
+        repo_plan = plan_repo(handler, snap, state, now, strategy, busy(state), due_only)
         tasks = {task.id: task for task in repo_plan.tasks}
         left: dict[str, _Left] = {}
         for decision in repo_plan.plan.decisions:
@@ -226,6 +245,8 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                     estimated=estimate_class(decision),
                 )
                 state.reserve(key, reservation)
+            # the online strategy's history, and whether it waits again
+            state.observe(key, observation_of(decision, charged), decision.model is None)
             dependencies = tasks[key].dependencies
             if dependencies:
                 state.dependencies[key] = dependencies
@@ -378,10 +399,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         with solver_output_off_stdout():
             if args.apply:
                 repo_plan, failed = apply_plan(handler, gateway, gateway.github, args.repo,
-                                               now, args.strategy)
+                                               now, args.strategy, args.due)
             else:
                 repo_plan, failed = build_plan(handler, gateway, gateway.github, args.repo,
-                                               now, args.strategy), []
+                                               now, args.strategy, args.due), []
     except GitHubUnavailable as exc:
         raise CliError(f"GitHub unavailable: {exc}") from None
     except StoreError as exc:
@@ -401,5 +422,8 @@ def add_commands(sub: Any, strategies: tuple[str, ...]) -> None:
     plan.add_argument("--apply", action="store_true",
                       help="write labels, comments and reservations")
     plan.add_argument("--json", action="store_true")
+    plan.add_argument("--due", action="store_true",
+                      help="only the issues the online strategy deferred that its prices now "
+                      "let through (as a reset nears, all that fit); run it periodically")
     plan.add_argument("--now", help="the clock, ISO 8601 (default: the current UTC time)")
     plan.set_defaults(handler=cmd_plan)

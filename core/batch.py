@@ -218,6 +218,20 @@ def plan_assessed(
     return BatchPlan(decisions=[decisions[task_id] for task_id in ids], ledger=ledger)
 
 
+def plan_worth(plan: BatchPlan, models: list[Model], config: ScoringConfig) -> float:
+    """What ``optimal`` and ``online`` maximize: the plan's value, or under
+    the ``fit`` objective each assigned task's value times its model's
+    rating in the task's domain."""
+    if config.objective != "fit":
+        return plan.value
+    by_name = {m.name: m for m in models}
+    return math.fsum(
+        d.value_score * by_name[d.model].capabilities.get(d.breakdown.domain, 0.0)
+        for d in plan.decisions
+        if d.model is not None and d.model in by_name
+    )
+
+
 def best_of_greedy(
     plan: BatchPlan,
     scored: Sequence[Assessment],
@@ -234,7 +248,7 @@ def best_of_greedy(
     best = plan
     for strategy in GREEDY_STRATEGIES:
         other = plan_assessed(scored, ledger, models, config, now, strategy)
-        more = other.value - best.value
+        more = plan_worth(other, models, config) - plan_worth(best, models, config)
         # Equal value: the lower spend wins only where the plan itself keeps
         # spend low; otherwise the plan's spending on preferred models stands.
         cheaper = (

@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from core.assessment import Assessment
 from core.catalog import price_key
 from core.config import ScoringConfig
-from core.optimal import ranked_models, task_band, window_passed_over
+from core.optimal import fit_worth, ranked_models, task_band, window_passed_over
 from core.quota import (
     COST_EPSILON,
     INF,
@@ -173,7 +173,7 @@ def observation_of(decision: Decision, now: datetime) -> Observation:
 def worth(value: float, model: Model, domain: str, config: ScoringConfig) -> float:
     """The value an assignment brings under the configured objective."""
     if config.objective == "fit":
-        return value * model.capabilities.get(domain, 0.0)
+        return fit_worth(value, model, domain)
     return value
 
 

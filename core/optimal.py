@@ -214,12 +214,23 @@ class TaskOption:
     payers: tuple[str, ...]  # subscription families that could pay it alone
     api_model: Model | None  # its cheapest allowed model, when the budget could pay it alone
     api_cost: float
+    # What the task is worth paid by each payer (payers, then the API), under
+    # the objective: its value, or with ``fit`` its value times the rating
+    # of the model that payer buys (core.online.worth).
+    worths: tuple[float, ...] = ()
     value: float = field(init=False)
     total: int = field(init=False)  # tokens
 
     def __post_init__(self) -> None:
         self.value = self.assessment.value
         self.total = self.assessment.total_tokens
+
+    def worth_of(self, payer: str) -> float:
+        if not self.worths:
+            return self.value
+        if payer == API:
+            return self.worths[-1]
+        return self.worths[self.payers.index(payer)]
 
 
 @dataclass
@@ -230,7 +241,15 @@ class TaskClass:
     tokens: int
     api_cost: float | None
     payers: tuple[str, ...]
+    worths: tuple[float, ...] = ()  # as TaskOption's; empty: the value for every payer
     members: list[int] = field(default_factory=list)
+
+    def worth_of(self, payer: str) -> float:
+        if not self.worths:
+            return self.value
+        if payer == API:
+            return self.worths[-1]
+        return self.worths[self.payers.index(payer)]
 
 
 @dataclass
@@ -252,7 +271,11 @@ class Knapsack:
         return float(task_class.tokens)
 
     def value_of(self, counts: Sequence[int]) -> float:
-        return math.fsum(self.classes[self.var_class[j]].value * n for j, n in enumerate(counts))
+        return math.fsum(self.worth(j) * n for j, n in enumerate(counts))
+
+    def worth(self, var: int) -> float:
+        """What one task of the variable's class is worth paid by its payer."""
+        return self.classes[self.var_class[var]].worth_of(self.var_payer[var])
 
     def spend_of(self, counts: Sequence[int]) -> float:
         return math.fsum(
@@ -323,8 +346,22 @@ def build_options(
         api_model, api_cost = found
         if api_model is None or api_cost > budget_left + COST_EPSILON:
             api_model, api_cost = None, 0.0
-        options.append(TaskOption(index, a, allowed, payers, api_model, api_cost))
+        worths: tuple[float, ...] = ()
+        if config.objective == "fit":
+            api_worth = fit_worth(a.value, api_model, a.domain) if api_model is not None else 0.0
+            worths = (
+                *(max(fit_worth(a.value, m, a.domain) for m in allowed if m.family == family)
+                  for family in payers),
+                api_worth,
+            )
+        options.append(TaskOption(index, a, allowed, payers, api_model, api_cost, worths))
     return options
+
+
+def fit_worth(value: float, model: Model, domain: str) -> float:
+    """A task's value done by ``model``, under the ``fit`` objective: scaled
+    by the model's capability rating in the task's domain."""
+    return value * model.capabilities.get(domain, 0.0)
 
 
 def _cheapest(
@@ -340,12 +377,14 @@ def _cheapest(
 
 
 def build_knapsack(options: list[TaskOption], ledger: Ledger) -> Knapsack:
-    classes: dict[tuple[float, int, float | None, tuple[str, ...]], TaskClass] = {}
+    classes: dict[
+        tuple[float, int, float | None, tuple[str, ...], tuple[float, ...]], TaskClass
+    ] = {}
     for option in options:
         api_cost = option.api_cost if option.api_model is not None else None
         if not option.payers and api_cost is None:
             continue  # nothing can pay for it, or it is worth nothing
-        key = (option.value, option.total, api_cost, option.payers)
+        key = (option.value, option.total, api_cost, option.payers, option.worths)
         task_class = classes.get(key)
         if task_class is None:
             task_class = classes[key] = TaskClass(*key)
@@ -447,7 +486,7 @@ def solve(problem: Knapsack, settings_time_limit: float, max_variables: int) -> 
     n = len(problem.var_class)
     if n == 0:
         return Solution([], 0.0, "milp", True)
-    values = np.array([problem.classes[k].value for k in problem.var_class])
+    values = np.array([problem.worth(j) for j in range(len(problem.var_class))])
     upper = np.array(problem.upper, dtype=float)
     matrix, rhs, _ = _matrices(problem)
     no_rows = matrix.shape[0] == 0
@@ -601,7 +640,7 @@ def repair(problem: Knapsack, counts: list[int]) -> list[int]:
         variables = sorted(
             (j for j, p in enumerate(problem.var_payer) if p == payer and counts[j]),
             key=lambda j: (
-                problem.classes[problem.var_class[j]].value / max(problem.usage(j), 1e-300)
+                problem.worth(j) / max(problem.usage(j), 1e-300)
             ),
         )
         for j in variables:
@@ -660,6 +699,8 @@ def reduce_spend(problem: Knapsack, counts: list[int]) -> list[int]:
         for payer in problem.classes[k].payers:
             target = index.get((k, payer))
             if target is None:  # no room for even one task of the class
+                continue
+            if problem.worth(target) < problem.worth(j):  # the fit objective: worth less
                 continue
             tokens = problem.usage(target)
             room = problem.capacity[payer] - used[payer]
@@ -801,7 +842,11 @@ def _decide(
         ranked = ranker.ranked(a, band, room)
         tokens = a.tokens
         if payer != API:
-            choice = next(r for r in ranked if r.model.family == payer)
+            family = [r for r in ranked if r.model.family == payer]
+            choice = family[0]
+            if config.objective == "fit":  # the best rated, the seed's order among equals
+                choice = max(family, key=lambda r: (
+                    r.model.capabilities.get(a.domain, 0.0), -family.index(r)))
             position = ranked.index(choice)
             sub = ledger.subscription_for(payer)
             if sub is None or not has_room(sub, option.total):  # cannot happen: checked plan

@@ -418,3 +418,40 @@ def test_re_planning_after_a_usage_report_reserves_nothing_more(
     assert state.subscriptions["claude"].tokens_used_month == 7_000
     edited = [c for c in rsps.calls if c.request.method == "PATCH"]
     assert edited and "used 7,000" in json.loads(edited[-1].request.body or "{}")["body"]
+
+
+def test_plan_due_re_decides_only_the_deferred_issues_whose_time_has_come(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    """The online strategy deferred issue 3. Mid-month, with the quota nearly
+    gone and 40 issues worth 90 seen, its price is too high: nothing is due.
+    Just before the reset the prices are zero: issue 3, and only it, is
+    decided again (the others keep what they hold)."""
+    from datetime import timedelta
+
+    from core.types import Observation
+
+    handler, gateway = parts
+
+    def prepare(state: Any) -> None:
+        state.subscriptions["claude"].tokens_used_month = 4_990_000
+        state.api_budget.spent_usd = 99.95
+        for n in range(40):
+            state.seen[f"other/repo#{n}"] = Observation(
+                value=90, domain="backend", input_tokens=7_500, output_tokens=1_250,
+                seen_at=NOW - timedelta(days=5, hours=n))
+        waiting = Observation(value=5.5, domain="backend", input_tokens=7_500,
+                              output_tokens=1_250, seen_at=NOW - timedelta(days=1))
+        state.seen[f"{REPO}#3"] = waiting
+        state.deferred[f"{REPO}#3"] = waiting
+
+    handler.store.apply(NOW, prepare)
+    mid = build_plan(handler, gateway, gateway.github, REPO, NOW, "online", due_only=True)
+    assert [t.id for t in mid.tasks] == []
+
+    near = datetime(2026, 12, 1, tzinfo=UTC) - timedelta(hours=1)
+    late = build_plan(handler, gateway, gateway.github, REPO, near, "online", due_only=True)
+    assert [t.id for t in late.tasks] == [f"{REPO}#3"]
+    (decision,) = late.plan.decisions
+    assert decision.model is not None and decision.strategy == "online"
+    assert writes(rsps) == []
