@@ -186,15 +186,19 @@ class _Memo:
         self.key: tuple[object, ...] = ()
         self.answers: dict[tuple[object, ...], list[Option]] = {}
 
-    def get(
-        self, owners: tuple[object, ...], key: tuple[object, ...]
-    ) -> list[Option] | None:
+    def for_owners(self, owners: tuple[object, ...]) -> dict[tuple[object, ...], list[Option]]:
+        """The answers for this catalog and config (forgotten when they change)."""
         if len(owners) != len(self.key) or any(a is not b for a, b in zip(owners, self.key,
                                                                              strict=True)):
             self.key, self.answers = owners, {}
         if len(self.answers) > 50_000:
             self.answers = {}
-        return self.answers.get(key)
+        return self.answers
+
+    def get(
+        self, owners: tuple[object, ...], key: tuple[object, ...]
+    ) -> list[Option] | None:
+        return self.for_owners(owners).get(key)
 
 
 _MEMO = _Memo()
@@ -320,13 +324,17 @@ def forecast(
     settings = config.online
     this, last = [], []
     before = add_months(period.start, -1)
+    # the same point of the last period: its issues from then on forecast ours
+    same_point = before + (period.start - before) * period.elapsed
+    had_last = False
     for item in history:
-        if period.start <= item.seen_at <= period.now:
+        seen = item.seen_at
+        if period.start <= seen <= period.now:
             this.append(item)
-        elif before <= item.seen_at < period.start and period.share_of(item.seen_at) >= \
-                period.elapsed:
-            last.append(item)
-    had_last = any(before <= item.seen_at < period.start for item in history)
+        elif before <= seen < period.start:
+            had_last = True
+            if seen >= same_point:
+                last.append(item)
     # The issues seen count as at least min_elapsed_hours' worth: a few
     # issues in the first hours say little about a month's arrival rate.
     length = (period.end - period.start).total_seconds()
@@ -382,10 +390,14 @@ def solve_prices(
     from scipy.sparse import csr_array
 
     per_token = {s.model_family: 0.0 for s in ledger.subscriptions}
-    groups: dict[Need, float] = {}
+    keyed: dict[tuple[float, str, int, int, int], float] = {}
     for item, weight in items:
-        need = Need.of(item)
-        groups[need] = groups.get(need, 0.0) + weight
+        key = (item.value, item.domain, item.working_set, item.input_tokens, item.output_tokens)
+        keyed[key] = keyed.get(key, 0.0) + weight
+    groups = {Need(*key): weight for key, weight in keyed.items()}
+    subscriptions = ledger.subscriptions
+    memo = _MEMO.for_owners((models, config))
+    families = tuple(s.model_family for s in subscriptions)
     values: list[float] = []
     upper: list[float] = []
     rows: list[int] = []
@@ -395,7 +407,9 @@ def solve_prices(
     row_count = 0
     payer_rows: dict[str, list[tuple[int, float]]] = {}
     for need, weight in groups.items():
-        options = options_for(need, models, config, ledger.subscriptions)
+        options = memo.get((need, families, ()))
+        if options is None:
+            options = options_for(need, models, config, subscriptions)
         if not options:
             continue
         first = len(values)

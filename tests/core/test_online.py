@@ -190,3 +190,22 @@ def test_charges_follow_the_decisions(models: list[Model], scoring: ScoringConfi
     update_quota_tracking(ledger, decision.payment)
     claude = ledger.subscription_for("claude")
     assert claude is not None and claude.tokens_used_month == h.total_tokens
+
+
+def test_optimal_under_the_fit_objective_takes_the_better_rated_model(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
+    """The seed's example (78.65, the high band): sonnet is the band's first
+    choice and what the value objective pays claude for; under ``fit`` the
+    claude subscription buys opus (rated 0.95 for backend, sonnet 0.9)."""
+    from core.batch import plan_worth
+
+    a = high(scoring)
+    (by_value,) = plan_assessed([a], build_ledger(), models, scoring, NOW, "optimal").decisions
+    assert (by_value.model, by_value.paid_by) == ("sonnet-4.5", "subscription:claude")
+    fit = scoring.model_copy(update={"objective": "fit"})
+    plan = plan_assessed([a], build_ledger(), models, fit, NOW, "optimal")
+    (by_fit,) = plan.decisions
+    assert (by_fit.model, by_fit.paid_by) == ("opus-4.6", "subscription:claude")
+    assert plan_worth(plan, models, fit) == pytest.approx(a.value * 0.95)
+    assert plan.upper_bound == pytest.approx(a.value * 0.95)
