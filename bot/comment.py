@@ -26,11 +26,35 @@ class Override:
 
 def _code(text: str) -> str:
     """Text from a person's label, safe inside a Markdown code span."""
-    return text.replace("`", "'").replace("\n", " ")[:100]
+    return text.replace("`", "'").replace("\n", " ").replace(MARKER, "")[:100]
+
+
+# What could make text from a repository's config or an issue more than text
+# in the bot's comment: mentions (@everyone, @org/team), links and images,
+# HTML (the bot's own marker included), autolinked URLs, code spans, table
+# cells and lines. Each is broken so that it shows, but does nothing.
+_NEUTRAL = str.maketrans({
+    "@": "@\u200b",
+    "[": "\\[",
+    "]": "\\]",
+    "<": "&lt;",
+    ">": "&gt;",
+    "`": "'",
+    "|": "\\|",
+    "\n": " ",
+    "\r": " ",
+})
+
+
+def untrusted(text: str, limit: int = 1000) -> str:
+    """``text`` (a key, a name, a problem from a repository's config) as inert
+    Markdown: never a mention, link, image, HTML or marker."""
+    cut = text[:limit]
+    return cut.translate(_NEUTRAL).replace("://", ":\u200b//").replace("www.", "www\u200b.")
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return untrusted(text)
 
 
 def _value_details(decision: Decision, passed_over: bool = True) -> list[str]:
@@ -42,7 +66,7 @@ def _value_details(decision: Decision, passed_over: bool = True) -> list[str]:
         "<details>",
         f"<summary>How the value of {decision.value_score:.1f} was worked out</summary>",
         "",
-        f"**Value score: {decision.value_score:.1f}/100** ({decision.band} band) = "
+        f"**Value score: {decision.value_score:.1f}/100** ({untrusted(decision.band)} band) = "
         f"`{formula(decision)}`",
         "",
         "| term | value | signal |",
@@ -56,7 +80,7 @@ def _value_details(decision: Decision, passed_over: bool = True) -> list[str]:
     ]
     if passed_over and decision.passed_over:
         lines += ["", "Models passed over:"]
-        lines += [f"- `{p.model}`: {p.reason}" for p in decision.passed_over]
+        lines += [f"- `{_code(p.model)}`: {untrusted(p.reason)}" for p in decision.passed_over]
     lines += ["", "</details>"]
     return lines
 
@@ -66,6 +90,7 @@ def render_comment(
     label: str,
     override: Override | None = None,
     config_problem: str | None = None,
+    config_refused: str | None = None,
 ) -> str:
     lines = [MARKER]
     footer = (
@@ -88,7 +113,7 @@ def render_comment(
                 f"{payment_sentence(decision)}"
             )
         if decision.instead:
-            lines += ["", f"{decision.instead}."]
+            lines += ["", f"{untrusted(decision.instead)}."]
         lines += [
             "",
             "While the label stays, model-assigner does not choose for this issue; remove it "
@@ -98,26 +123,33 @@ def render_comment(
     elif decision.model is None:
         lines.append("### Model: deferred")
         lines.append("")
-        lines.append(f"**Not assigned for now.** {_sentence(decision.reason)}")
+        lines.append(f"**Not assigned for now.** {_sentence(untrusted(decision.reason))}")
         if decision.unblock_hint:
             lines.append("")
-            lines.append(f"**What would change it:** {_sentence(decision.unblock_hint)}")
+            hint = _sentence(untrusted(decision.unblock_hint))
+            lines.append(f"**What would change it:** {hint}")
     else:
-        lines.append(f"### Model: `{decision.model}`")
+        lines.append(f"### Model: `{_code(decision.model)}`")
         lines.append("")
         lines.append(
-            f"**{decision.model}** will work on this issue. {payment_sentence(decision)}"
+            f"**{untrusted(decision.model)}** will work on this issue. {payment_sentence(decision)}"
         )
         lines.append("")
-        lines.append(f"**Why this model:** {_sentence(decision.reason)}")
+        lines.append(f"**Why this model:** {_sentence(untrusted(decision.reason))}")
     for note in decision.idle:
-        lines += ["", f"**Why not a subscription:** {note}"]
+        lines += ["", f"**Why not a subscription:** {untrusted(note)}"]
     lines += _value_details(decision)
     if config_problem:
         lines += [
             "",
             f"> [!WARNING]\n> This repository's model-assigner settings were not used: "
-            f"{_cell(config_problem)}. The defaults applied.",
+            f"{untrusted(config_problem)}. The defaults applied.",
+        ]
+    if config_refused:
+        lines += [
+            "",
+            f"> [!NOTE]\n> Some of this repository's model-assigner settings were refused or "
+            f"limited: {untrusted(config_refused)}. The rest applied.",
         ]
     lines += ["", footer]
     return "\n".join(lines) + "\n"

@@ -364,7 +364,7 @@ class InstallationGateway:
         return commit_sha, tree_sha
 
     def repo_config_text(self, repo: str, ref: str | None) -> str | None:
-        from bot.repo_config import REPO_CONFIG_MAX_BYTES, REPO_CONFIG_PATH
+        from bot.repo_config import REPO_CONFIG_MAX_BYTES, REPO_CONFIG_PATH, Unreadable
 
         if ref is None:
             return None
@@ -374,8 +374,18 @@ class InstallationGateway:
         self._read_gate()
         try:
             content = self._repo(repo).get_contents(REPO_CONFIG_PATH, ref=ref)
-            if isinstance(content, list) or content.size > REPO_CONFIG_MAX_BYTES:
-                text: str | None = "# too large or not a file\n" + "x" * (REPO_CONFIG_MAX_BYTES + 1)
+            text: str | None
+            if isinstance(content, list):
+                text = Unreadable("a folder, not a file")
+            elif content.type in ("symlink", "submodule"):
+                # GitHub sends no content to decode: PyGithub asserted, and
+                # every delivery of the repository answered 500.
+                text = Unreadable(f"a {content.type}, not a file")
+            elif content.type != "file":
+                text = Unreadable("not a file")
+            elif content.size > REPO_CONFIG_MAX_BYTES or content.encoding != "base64":
+                # Over 1 MB GitHub inlines nothing ("encoding": "none").
+                text = Unreadable(f"larger than {REPO_CONFIG_MAX_BYTES:,} bytes")
             else:
                 text = content.decoded_content.decode("utf-8", errors="replace")
         except GithubException as exc:

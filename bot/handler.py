@@ -301,10 +301,36 @@ class Handler:
     # -- closing -----------------------------------------------------------
 
     def _close(self, event: IssueEvent, delivery: str | None) -> Outcome:
-        now = self.clock()
         gone = event.action in GONE_ACTIONS
-        released = gone or event.state_reason in RELEASE_REASONS
+        reason = event.state_reason
         updated_at = event.issue.get("updated_at")
+        if not gone:
+            # The same freshness rule as for assignments: a `closed` that is
+            # not newer than what the issue was last decided from (one that
+            # arrives after the `reopened`, or a signed close replayed under a
+            # new delivery id) is checked against the issue on GitHub, and an
+            # issue that is open there keeps its reservation.
+            trace = self.store.view(
+                lambda state: (state.comments.get(event.key), event.key in state.reservations)
+            )
+            if not self._payload_is_latest(event, trace):
+                gateway = self.gateway_for(event.installation_id)
+                try:
+                    latest = gateway.get_issue(event.repo, event.number, event.issue)
+                except IssueGone:
+                    return self._close(
+                        IssueEvent(**{**event.__dict__, "action": "deleted"}), delivery
+                    )
+                if latest.get("state") != "closed":
+                    self._remember_only(delivery)
+                    return Outcome(
+                        202, {"status": "ignored", "reason": "stale close: the issue is open"}
+                    )
+                latest_reason = latest.get("state_reason")
+                reason = latest_reason if isinstance(latest_reason, str) else None
+                updated_at = latest.get("updated_at")
+        now = self.clock()
+        released = gone or reason in RELEASE_REASONS
 
         def close(state: State) -> Reservation | None:
             held = state.release(event.key) if released else state.settle(event.key)
@@ -341,16 +367,28 @@ class Handler:
         newer; and after a delivery that did not finish (a crash between the
         reservation and its record), what is on GitHub may differ from every
         payload. Deliveries handled in order, the usual case, cost no read."""
-        record, reserved = trace
-        payload_time = issue_time(event.issue.get("updated_at"))
-        if record is None:
-            trusted = not reserved
-        else:
-            seen = issue_time(record.issue_updated_at)
-            trusted = seen is not None and payload_time is not None and payload_time > seen
-        if payload_time is not None and trusted:
+        if self._payload_is_latest(event, trace):
             return dict(event.issue)
         return gateway.get_issue(event.repo, event.number, event.issue)
+
+    @staticmethod
+    def _payload_is_latest(event: IssueEvent, trace: tuple[CommentRecord | None, bool]) -> bool:
+        """Whether the payload may stand for the issue's latest state (see
+        _latest_issue): newer than what the store knows, or no trace at all."""
+        record, reserved = trace
+        payload_time = issue_time(event.issue.get("updated_at"))
+        if payload_time is None:
+            return False
+        if record is None:
+            return not reserved
+        seen = issue_time(record.issue_updated_at)
+        return seen is not None and payload_time > seen
+
+    def _remember_only(self, delivery: str | None) -> None:
+        if delivery:
+            self.store.apply(
+                self.clock(), lambda state: state.remember_delivery(delivery, self.clock())
+            )
 
     def _assign(self, event: IssueEvent, delivery: str | None) -> Outcome:
         gateway = self.gateway_for(event.installation_id)
@@ -403,6 +441,7 @@ class Handler:
                 break
         assert reserved is not None  # the last attempt always reserves
         decision, override, comment, undo = reserved
+        comment_before = comment
 
         if override is not None:  # kept as the person set it, in the catalog or not
             label = settings.labels.model_label(override.model)
@@ -411,14 +450,19 @@ class Handler:
         else:
             label = settings.labels.deferred_label
         usage = self.store.view(lambda state: state.usage.get(event.key))
-        body = with_usage(render_comment(decision, label, override, settings.problem), usage)
+        body = with_usage(
+            render_comment(decision, label, override, settings.problem, settings.refused), usage
+        )
         sent: list[CommentRecord] = []
         try:
             # No trace in the store and no comment at all on the issue: the
             # comment is written without listing the issue's comments first.
             fresh = comment is None and issue.get("comments") == 0
             comment = self._write_comment(gateway, event, comment, body, sent, fresh)
-            self._write_label(gateway, event, labels_now, label, settings.labels, override)
+            self._write_label(
+                gateway, event, labels_now, label, settings.labels, override,
+                comment_before.label if comment_before is not None else None,
+            )
         except GitHubUnavailable:
             self.store.apply(self.clock(), functools.partial(_undo_keeping_comment, undo, sent))
             raise
@@ -451,6 +495,8 @@ class Handler:
         }
         if settings.problem:
             result["config_problem"] = settings.problem
+        if settings.refused:
+            result["config_refused"] = settings.refused
         if gateway.dry_run:
             result["comment"] = body
         return Outcome(200, result)
@@ -615,14 +661,16 @@ class Handler:
         wanted: str,
         labels: LabelsConfig,
         override: Override | None,
+        own: str | None,
     ) -> None:
+        """``own``: the model label the bot itself last put on the issue."""
         if override is not None:
             wanted = labels.model_label(override.model)
         # Stale labels off before the new one goes on: if GitHub fails in
         # between, the issue is left with no model label rather than with one
         # the store does not know (which would read as a person's override).
         for name in labels_now:
-            if labels.is_model_label(name) and name.lower() != wanted.lower():
+            if name.lower() != wanted.lower() and self._bots_label(name, labels, own):
                 gateway.remove_label(event.repo, event.number, name)
         present = {name.lower() for name in labels_now}
         if wanted.lower() not in present:
@@ -634,6 +682,17 @@ class Handler:
                 "model-assigner: deferred" if deferred else "model-assigner: model for this issue",
             )
             gateway.add_label(event.repo, event.number, wanted)
+
+    def _bots_label(self, name: str, labels: LabelsConfig, own: str | None) -> bool:
+        """A label the bot may take off: its deferred label, its own last label,
+        or a model label naming a model of the catalog. Never another label
+        that merely shares the prefix (a person's, or the repository's own)."""
+        if not labels.is_model_label(name):
+            return own is not None and name.lower() == own.lower()
+        if name.lower() in (labels.deferred_label.lower(), (own or "").lower()):
+            return True
+        model = labels.model_from_label(name)
+        return model is not None and find_model(self.engine.models, model) is not None
 
     @staticmethod
     def _write_comment(

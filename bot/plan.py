@@ -277,13 +277,21 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
         )
         label = labels.model_label(decision.model) if decision.model else labels.deferred_label
         usage = handler.store.view(partial(_usage_of, key))
-        body = with_usage(render_comment(decision, label, None, repo_plan.settings.problem), usage)
+        body = with_usage(
+            render_comment(
+                decision, label, None, repo_plan.settings.problem, repo_plan.settings.refused
+            ),
+            usage,
+        )
         with issue_lock(handler.lock_dir, key):
             if not handler.store.view(partial(_still_ours, key, ours)):
                 continue  # a delivery re-decided it since: its label and comment stand
             try:
                 record = handler._write_comment(gateway, event, ours.previous, body)
-                handler._write_label(gateway, event, label_names(issue), label, labels, None)
+                handler._write_label(
+                    gateway, event, label_names(issue), label, labels, None,
+                    ours.previous.label if ours.previous is not None else None,
+                )
             except GitHubUnavailable:
                 failed.append(key)
                 continue

@@ -238,6 +238,31 @@ DEFAULT_CONTEXT_FIT = ContextFit(
 )
 
 
+# The scoring keys a repository's `.github/model-assigner.yml` may set unless
+# the operator says otherwise (ScoringConfig.repository_may_override): how its
+# issues are classified and valued, each number clamped to the operator's own
+# range (bot/repo_config.py). Never what an issue costs (token estimates and
+# factors), nor how the shared quota is spent (strategy, bands, floors).
+REPOSITORY_KEYS: tuple[str, ...] = (
+    "priority_weights",
+    "complexity_multipliers",
+    "domain_modifiers",
+    "risk_modifiers",
+    "time_sensitivity_bonuses",
+    "time_sensitivity_hours",
+    "default_priority_weight",
+    "blocking_time_bonus",
+    "complexity_rules",
+    "complexity_fallback",
+    "complex_keywords",
+    "domain_labels",
+    "domain_path_hints",
+    "default_domain",
+    "risk_indicators",
+    "default_risk",
+)
+
+
 class ScoringConfig(_Strict):
     """config/scoring.yaml."""
 
@@ -291,9 +316,14 @@ class ScoringConfig(_Strict):
     # of the tasks assigned (the seed's); "fit", each value scaled by the
     # assigned model's capability rating in the task's domain.
     objective: Literal["value", "fit"] = "value"
+    # Operator only: the keys above a repository's file may set (never this one).
+    repository_may_override: list[str] = Field(default_factory=lambda: list(REPOSITORY_KEYS))
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        for name in self.repository_may_override:
+            if name not in type(self).model_fields or name == "repository_may_override":
+                raise ValueError(f"repository_may_override: {name!r} is not a scoring key")
         for level in COMPLEXITY_LEVELS:
             if level not in self.complexity_multipliers:
                 raise ValueError(f"complexity_multipliers: missing {level!r}")

@@ -453,9 +453,17 @@ def test_a_reopened_issue_is_reassigned_not_taken_for_an_override(bot: Bot) -> N
     assert (status, answer["status"]) == (200, "assigned")
 
 
+# A close changes the issue: its `updated_at` is later than the opening's (a
+# close that is not newer than what the issue was decided from is checked
+# against GitHub, issue 12).
+CLOSED_AT = "2019-05-15T16:00:00Z"
+
+
 def closed_small(reason: str) -> dict[str, Any]:
-    return webhook("issues.opened", action="closed", state="closed", state_reason=reason,
-                   **P0_SMALL)
+    payload = webhook("issues.opened", action="closed", state="closed", state_reason=reason,
+                      **P0_SMALL)
+    payload["issue"]["updated_at"] = CLOSED_AT
+    return payload
 
 
 # -- redelivery and failures ----------------------------------------------------------
@@ -603,8 +611,10 @@ def test_a_retry_after_too_long_answers_503(bot: Bot) -> None:
 
 def closed(reason: str | None) -> dict[str, Any]:
     # There is no documented `closed` example: the `opened` one, closed.
-    return webhook("issues.opened", action="closed", state="closed", state_reason=reason,
-                   **P0_HOTFIX)
+    payload = webhook("issues.opened", action="closed", state="closed", state_reason=reason,
+                      **P0_HOTFIX)
+    payload["issue"]["updated_at"] = CLOSED_AT
+    return payload
 
 
 def test_closed_as_completed_keeps_the_usage(bot: Bot) -> None:

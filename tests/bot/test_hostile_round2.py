@@ -6,9 +6,11 @@ GitHub payloads."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses
@@ -16,9 +18,10 @@ from flask.testing import FlaskClient
 
 from bot.app import create_app
 from bot.issue_task import issue_to_task
-from bot.repo_config import LabelsConfig
+from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config, load_labels_config
 from bot.store import MAX_DEPENDENCIES, State, Store
-from core.loader import load_engine_config
+from core.config import ScoringConfig
+from core.loader import ConfigError, load_engine_config
 from tests.bot.support import REPO, SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
 from tests.bot.test_hostile_webhook import AnyGitHub, make_settings
 from tests.helpers import CONFIG_DIR
@@ -224,3 +227,260 @@ def test_scoring_runs_outside_the_store_lock(tmp_path: Path, monkeypatch: pytest
     status, answer = post(app.test_client(), body)
     assert status == 200, answer
     assert free and all(free)
+
+
+# -- 4: what a repository's config may change -----------------------------------------------
+
+
+def effective(text: str, scoring: ScoringConfig | None = None) -> EffectiveConfig:
+    engine = load_engine_config(CONFIG_DIR)
+    return effective_config(
+        text, scoring or engine.scoring, load_labels_config(CONFIG_DIR), engine.catalog
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("scoring:\n  token_estimates: {simple: [0, 0], moderate: [0, 0], complex: [0, 0], "
+         "highly_complex: [0, 0]}\n", "scoring.token_estimates"),
+        ("scoring:\n  token_estimates: {simple: [1000000000000, 1000000000000]}\n",
+         "scoring.token_estimates"),
+        ("scoring:\n  quota_strategy: maximize_value\n", "scoring.quota_strategy"),
+        ("scoring:\n  value_bands: [{name: all, min_value: 0, tiers: [premium], "
+         "preferred: [opus-4.6]}]\n", "scoring.value_bands"),
+        ("scoring:\n  domain_token_factors: {backend: {input: 0, output: 0}}\n",
+         "scoring.domain_token_factors"),
+        ("scoring:\n  repository_may_override: [token_estimates]\n",
+         "scoring.repository_may_override"),
+        ("scoring:\n  optimal: {time_limit_seconds: 30}\n", "scoring.optimal"),
+    ],
+)
+def test_a_repository_cannot_set_what_its_issues_cost(text: str, key: str) -> None:
+    engine = load_engine_config(CONFIG_DIR)
+    result = effective(text + "  complex_keywords: [rewrite]\n")
+    assert result.problem is None
+    assert result.refused is not None and key in result.refused
+    assert result.scoring == engine.scoring.model_copy(update={"complex_keywords": ["rewrite"]})
+
+
+def test_a_repositorys_numbers_are_clamped_to_the_operators_range() -> None:
+    result = effective(
+        "scoring:\n  priority_weights: {P0: 500, P3: 35}\n"
+        "  time_sensitivity_bonuses: {immediate: 1000}\n  default_priority_weight: 90\n"
+    )
+    assert result.problem is None
+    assert result.scoring.priority_weights["P0"] == 40  # the operator's largest weight
+    assert result.scoring.priority_weights["P3"] == 35  # within range: as the repository says
+    assert result.scoring.time_sensitivity_bonuses.immediate == 15
+    assert result.scoring.default_priority_weight == 40
+    assert result.refused is not None
+    assert "scoring.priority_weights.P0: 500 clamped to 40" in result.refused
+
+
+def test_the_operator_can_widen_what_a_repository_may_set_and_it_is_clamped() -> None:
+    engine = load_engine_config(CONFIG_DIR)
+    wider = engine.scoring.model_copy(update={
+        "repository_may_override": [*engine.scoring.repository_may_override, "token_estimates"]
+    })
+    result = effective(
+        "scoring:\n  token_estimates: {simple: [0, 0], highly_complex: [1000000000000, 10]}\n",
+        wider,
+    )
+    assert result.problem is None
+    estimates = result.scoring.token_estimates
+    assert estimates["simple"] == (7500, 1250)  # the operator's smallest
+    assert estimates["highly_complex"] == (150_000, 1250)  # largest input, smallest output
+    assert result.refused is not None and "clamped" in result.refused
+
+
+def test_the_operators_list_names_scoring_keys_only(config_copy: Path) -> None:
+    text = (config_copy / "scoring.yaml").read_text()
+    (config_copy / "scoring.yaml").write_text(text + "\nrepository_may_override: [api_budget]\n")
+    with pytest.raises(ConfigError, match="repository_may_override: 'api_budget'"):
+        load_engine_config(config_copy)
+
+
+def test_refused_settings_are_named_in_the_comment_and_charge_the_operators_estimate(
+    tmp_path: Path,
+) -> None:
+    huge = "[1000000000000, 1000000000000]"
+    config = (f"scoring:\n  token_estimates: {{simple: {huge}, moderate: {huge}, complex: {huge}, "
+              f"highly_complex: {huge}}}\n")
+    answer, comment = deliver_with_config(tmp_path, config, SMALL_BACKEND)
+    assert answer["model"] == "glm-4.7" and answer["tokens"] == 31_000  # the operator's numbers
+    assert "scoring.token_estimates" in str(answer["config_refused"])
+    assert "scoring.token_estimates" in comment and "refused" in comment
+
+
+# -- 8: a config file that is a symlink or a submodule ------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["symlink", "submodule"])
+def test_a_config_that_is_a_symlink_or_submodule_falls_back_to_the_defaults(
+    tmp_path: Path, kind: str
+) -> None:
+    from tests.bot.rest_mock import COMMIT_SHA, RestMock
+    from tests.bot.support import rest_example
+
+    app = create_app(make_settings(tmp_path, dry_run=False))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        gh = RestMock(rsps)
+        gh.app()
+        gh.token()
+        gh.branch()
+        gh.tree()
+        content = rest_example(f"repos/get-content.response-if-content-is-a-{kind}")
+        content.update(name="model-assigner.yml", path=".github/model-assigner.yml")
+        rsps.get(f"https://api.github.com:443/repos/{REPO}/contents/.github/model-assigner.yml"
+                 f"?ref={COMMIT_SHA}", json=content)
+        AnyGitHub(rsps)
+        payload = webhook("issues.opened", **issue_fields(["P0", "backend"], SMALL_BACKEND))
+        client = app.test_client()
+        first = post(client, encode(payload))
+        again = post(client, encode(payload))  # and the next delivery: cached, not a 500
+        comments = [json.loads(c.request.body)["body"] for c in rsps.calls
+                    if c.request.method == "POST" and c.request.url.endswith("/comments")]
+    for status, answer in (first, again):
+        assert status == 200, answer
+    assert first[1]["model"] == "glm-4.7"
+    assert f"a {kind}, not a file" in str(first[1]["config_problem"])
+    assert f"a {kind}, not a file" in comments[0]
+
+
+# -- 9: text from a repository's config in the comment ---------------------------------------
+
+
+def test_config_text_in_the_comment_mentions_links_and_marks_nothing(tmp_path: Path) -> None:
+    hostile = ("@everyone @octo-org/admins [click](https://evil.example) "
+               "![img](https://evil.example/i.png) <!-- model-assigner:decision --> "
+               "<img src=x> http://evil.example www.evil.example `code`")
+    config = f"scoring:\n  {json.dumps(hostile)}: 1\n"
+    answer, comment = deliver_with_config(tmp_path, config, SMALL_BACKEND)
+    assert "everyone" in str(answer["config_problem"])
+    assert_inert(comment)
+
+
+def test_a_keyword_from_config_shown_as_a_signal_is_inert(tmp_path: Path) -> None:
+    config = "scoring:\n  complex_keywords: ['@everyone', '[x](https://evil.example)']\n"
+    answer, comment = deliver_with_config(
+        tmp_path, config, SMALL_BACKEND + "\n@everyone [x](https://evil.example)"
+    )
+    assert answer["status"] == "assigned"
+    assert "everyone" in comment  # shown...
+    assert_inert(comment)  # ...as text
+
+
+def assert_inert(comment: str) -> None:
+    assert comment.count("<!--") == 1  # the bot's own marker, at the top only
+    assert "@everyone" not in comment and "@octo-org" not in comment
+    assert not re.search(r"(?<!\\)\]\(", comment)  # no link or image: its ']' is escaped
+    assert "<img" not in comment
+    assert "http://" not in comment and "https://" not in comment and "www.evil" not in comment
+
+
+# -- 10: label names a repository sets ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels_section", "problem"),
+    [
+        ("{model_label_prefix: b}", "model_label_prefix"),
+        ("{model_label_prefix: 'b'}", "model_label_prefix"),
+        ("{deferred_label: bug}", "deferred_label"),
+        ("{model_label_prefix: 'ai:', deferred_label: wontfix}", "deferred_label"),
+    ],
+)
+def test_a_prefix_or_label_that_would_capture_other_labels_is_refused(
+    labels_section: str, problem: str
+) -> None:
+    result = effective(f"labels: {labels_section}\n")
+    assert result.problem is not None and problem in result.problem
+    assert result.labels == load_labels_config(CONFIG_DIR)
+
+
+def test_labels_under_a_short_prefix_are_neither_overrides_nor_removed(tmp_path: Path) -> None:
+    """With the prefix `b:`, `backend` and `bug` stay: they are not the bot's."""
+    app = create_app(make_settings(tmp_path, dry_run=False))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        from tests.bot.rest_mock import RestMock
+
+        gh = RestMock(rsps)
+        gh.app()
+        gh.token()
+        gh.branch()
+        gh.tree()
+        gh.config("labels: {model_label_prefix: 'b:', deferred_label: 'b:later'}\n")
+        AnyGitHub(rsps)
+        payload = webhook("issues.opened", **issue_fields(
+            ["P0", "backend", "bug", "b:unknown-thing"], SMALL_BACKEND))
+        status, answer = post(app.test_client(), encode(payload))
+        removed = [c.request.url for c in rsps.calls if c.request.method == "DELETE"]
+    assert status == 200, answer
+    # `b:unknown-thing` reads as a person's choice (the repository's prefix)...
+    assert answer["status"] == "override"
+    # ...but nothing the bot did not set is taken off.
+    assert removed == []
+
+
+# -- 5: a stale or replayed close ----------------------------------------------------------
+
+
+def at(payload: dict[str, Any], moment: str) -> dict[str, Any]:
+    payload["issue"]["updated_at"] = moment
+    return payload
+
+
+@pytest.fixture
+def github_app(tmp_path: Path) -> Iterator[tuple[FlaskClient, Store]]:
+    """The App against a GitHub on which issue 1 is open (AnyGitHub)."""
+    app_settings = make_settings(tmp_path, dry_run=False)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        from tests.bot.rest_mock import RestMock
+
+        live = at(webhook("issues.reopened", **OPEN), "2026-11-10T12:00:00Z")["issue"]
+        RestMock(rsps).issue(live)  # open, as GitHub has it now
+        AnyGitHub(rsps)
+        store = Store(app_settings.state_path, load_engine_config(CONFIG_DIR).quotas)
+        yield create_app(app_settings).test_client(), store
+
+
+OPEN = issue_fields(["P0", "backend"], SMALL_BACKEND)
+KEY1 = f"{REPO}#1"
+
+
+def close_payload(moment: str) -> dict[str, Any]:
+    # There is no documented `closed` example: the `opened` one, closed.
+    return at(webhook("issues.opened", action="closed", state="closed",
+                      state_reason="not_planned", **OPEN), moment)
+
+
+def test_a_close_that_arrives_after_the_reopen_keeps_the_reservation(
+    github_app: tuple[FlaskClient, Store],
+) -> None:
+    client, store = github_app
+    opened = at(webhook("issues.opened", **OPEN), "2026-11-10T10:00:00Z")
+    reopened = at(webhook("issues.reopened", **OPEN), "2026-11-10T12:00:00Z")
+    assert post(client, encode(opened))[0] == 200
+    assert post(client, encode(reopened))[1]["status"] == "assigned"
+    held = store.read().reservations[KEY1]
+    status, answer = post(client, encode(close_payload("2026-11-10T11:00:00Z")))  # late
+    assert (status, answer["status"]) == (202, "ignored"), answer
+    assert store.read().reservations[KEY1] == held
+
+
+def test_a_close_replayed_under_a_new_delivery_id_keeps_the_reservation(
+    github_app: tuple[FlaskClient, Store],
+) -> None:
+    client, store = github_app
+    close = encode(close_payload("2026-11-10T11:00:00Z"))
+    assert post(client, encode(at(webhook("issues.opened", **OPEN), "2026-11-10T10:00:00Z")))[0] \
+        == 200
+    assert post(client, close)[1]["status"] == "released"  # in order: it does release
+    assert KEY1 not in store.read().reservations
+    reopened = at(webhook("issues.reopened", **OPEN), "2026-11-10T12:00:00Z")
+    assert post(client, encode(reopened))[1]["status"] == "assigned"
+    held = store.read().reservations[KEY1]
+    status, answer = post(client, close)  # the same signed body, a new delivery id
+    assert (status, answer["status"]) == (202, "ignored"), answer
+    assert store.read().reservations[KEY1] == held

@@ -127,7 +127,9 @@ def test_thresholds_and_strategy_override(
     )
     result = effective(text, engine_config, labels_config)
     assert result.problem is None
-    assert result.scoring.quota_strategy == "minimize_cost"
+    # How the shared quota is spent is the operator's (issue 12): refused, and said.
+    assert result.scoring.quota_strategy == engine_config.scoring.quota_strategy
+    assert result.refused is not None and "scoring.quota_strategy" in result.refused
     assert result.scoring.time_sensitivity_bonuses.urgent == 14
     assert result.scoring.time_sensitivity_bonuses.immediate == 15  # merged
     assert result.scoring.complex_keywords == ["rewrite"]  # lists are replaced whole
@@ -164,20 +166,14 @@ def test_labels_override_merges_aliases(
         ("labels: [a, b]\n", ["labels", "dictionary"]),
         ("labels:\n  model_label_color: purple\n", ["labels", "model_label_color", "pattern"]),
         ("labels:\n  priority_aliases: {urgent: P9}\n", ["priority_aliases.urgent"]),
-        ("scoring:\n  quota_strategy: yolo\n", ["quota_strategy"]),
         ("scoring:\n  time_sensitivity_hours: {immediate: 100}\n", ["time_sensitivity_hours"]),
-        (
-            "scoring:\n  value_bands:\n    - {name: x, min_value: 1, tiers: [premium], "
-            "preferred: [gpt-5]}\n",
-            ["value_bands.0.preferred.0", "gpt-5", "not in the catalog"],
-        ),
         ("- just\n- a list\n", ["(top level)", "mapping"]),
         ("plain text\n", ["(top level)", "mapping"]),
         ("scoring: [\n", ["line ", "not valid YAML"]),
         ("scoring:\n\tpriority_weights: {}\n", ["line 2", "not valid YAML"]),
         # A date PyYAML cannot build: text, so pydantic names the key.
-        ("scoring:\n  score_max: 2026-13-01\n", ["score_max", "valid number"]),
-        ("scoring:\n  score_max: !!timestamp 2026-13-01\n", ["not valid YAML", "month"]),
+        ("scoring:\n  blocking_time_bonus: 2026-13-01\n", ["blocking_time_bonus", "valid number"]),
+        ("scoring:\n  blocking_time_bonus: !!timestamp 2026-13-01\n", ["not valid YAML", "month"]),
     ],
 )
 def test_invalid_file_gives_a_problem_and_the_defaults(
