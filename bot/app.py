@@ -26,12 +26,12 @@ from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
 from bot.github_api import GitHubApp
 from bot.handler import BadPayload, Handler, Outcome
 from bot.jobqueue import SqliteJobQueue
-from bot.metrics import metrics, prepare_multiprocess_dir
+from bot.metrics import ENV, metrics, prepare_multiprocess_dir, safely
 from bot.queue_db import QueueDb, QueueDbError
 from bot.queue_worker import Worker
 from bot.ratelimit import RateLimiter, RatePolicy
 from bot.repo_config import load_labels_config
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings, redacted_url
 from bot.signature import verify
 from bot.store import Store, StoreError
 from bot.usage_api import build_usage_intake, register_usage_routes
@@ -133,6 +133,10 @@ class Services:
 
 def count_outcome(catalog: frozenset[str]) -> Callable[[int, dict[str, Any]], None]:
     def count(status: int, body: dict[str, Any]) -> None:
+        # Counting must never change an outcome: the delivery's work is done.
+        safely(lambda: _count(status, body))
+
+    def _count(status: int, body: dict[str, Any]) -> None:
         outcome = str(body.get("status") or status)
         m = metrics()
         if outcome in ("assigned", "override") and body.get("model"):
@@ -228,12 +232,24 @@ def create_app(
         services = build_services(settings, clock)
         handler, store = services.handler, services.store
         usage = build_usage_intake(settings, handler)
+        # From here on the file must exist: one that vanishes while the server
+        # runs is an error, never a reason to start a fresh store.
+        store.ensure_exists()
     except (SettingsError, ConfigError, StoreError, QueueDbError) as exc:
         print(f"model-assigner: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(4) from None
 
-    prepare_multiprocess_dir(settings.state_path.parent / "metrics")
-    metrics()  # created in the master (--preload), shared by the workers' files
+    try:
+        prepare_multiprocess_dir(settings.state_path.parent / "metrics")
+        metrics()  # created in the master (--preload), shared by the workers' files
+    except OSError as exc:  # a full disk, a file-size limit (ulimit -f)
+        print(
+            f"model-assigner: cannot start: metrics folder {os.environ.get(ENV, '')}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(4) from None
     if settings.dry_run:
         log.warning(
             "dry-run mode: no GitHub App credentials; decisions are recorded in %s and the "
@@ -244,7 +260,7 @@ def create_app(
             else "; GITHUB_WEBHOOK_SECRET unset, signatures not checked",
         )
     else:
-        log.info("model-assigner: App %s at %s", settings.app_id, settings.api_url)
+        log.info("model-assigner: App %s at %s", settings.app_id, redacted_url(settings.api_url))
 
     app = Flask("model_assigner")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -263,10 +279,11 @@ def create_app(
         event = request.headers.get("X-GitHub-Event") or ""
         status, body = deliver(event)
         outcome = str(body.get("status") or body.get("outcome") or status)
-        m = metrics()
+        seconds = time.perf_counter() - started
         label = event if event in KNOWN_EVENTS else "other"
-        m.deliveries.labels(label, outcome).inc()
-        m.delivery_seconds.labels(label).observe(time.perf_counter() - started)
+        # Counting must never change the answer: the delivery's work is done.
+        safely(lambda: metrics().deliveries.labels(label, outcome).inc())
+        safely(lambda: metrics().delivery_seconds.labels(label).observe(seconds))
         count(status, body)
         response = _json(status, body)
         if status == 408:  # what is left of the body is not worth reading
@@ -301,7 +318,7 @@ def create_app(
             else:
                 outcome = accept(services, event, delivery, payload)
         except GitHubUnavailable as exc:
-            metrics().github_errors.inc()
+            safely(lambda: metrics().github_errors.inc())
             log.warning("delivery %s: GitHub unavailable: %s", delivery, exc)
             return 503, {
                 "error": "GitHub API unavailable; redeliver later",
@@ -319,7 +336,14 @@ def create_app(
 
     @app.get("/metrics")
     def prometheus() -> Response:
-        data, content_type = metrics().exposition(store, services.queue, services.limiter)
+        try:
+            data, content_type = metrics().exposition(store, services.queue, services.limiter)
+        except StoreError as exc:
+            log.error("metrics: %s", exc)
+            return _json(503, {"error": "quota store unavailable"})
+        except (OSError, ValueError) as exc:  # the metrics folder went away or is unreadable
+            log.error("metrics: %s", exc)
+            return _json(503, {"error": "metrics unavailable"})
         return Response(data, status=200, content_type=content_type)
 
     @app.get("/healthz")
@@ -329,6 +353,11 @@ def create_app(
         except StoreError as exc:
             log.error("healthz: %s", exc)
             return _json(503, {"status": "store not writable"})
+        try:
+            store.check_file()  # there, a file, readable, valid: not only its folder
+        except StoreError as exc:
+            log.error("healthz: %s", exc)
+            return _json(503, {"status": "store unavailable"})
         return _json(200, {"status": "ok", "dry_run": settings.dry_run})
 
     @app.errorhandler(HTTPException)

@@ -115,9 +115,9 @@ class DeliveryRetry(GithubRetry):
             if hit is not None:
                 raise hit
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        from bot.metrics import metrics
+        from bot.metrics import metrics, safely
 
-        metrics().github_retries.inc()  # reached only when a retry will be made
+        safely(lambda: metrics().github_retries.inc())  # only when a retry will be made
         return retry
 
     def sleep_for_retry(self, response: Any = None) -> bool:

@@ -11,10 +11,11 @@ is why this module imports it only inside ``Metrics``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,35 @@ from core.quota import INF, get_remaining_monthly_budget, remaining_daily, remai
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def prepare_multiprocess_dir(preferred: Path | None = None) -> Path:
-    """Use the operator's PROMETHEUS_MULTIPROC_DIR, or make a fresh one. Ours is
-    emptied at start-up (the gunicorn master, with --preload) so counts from a
-    previous run are not added to this one."""
+    """Use the operator's PROMETHEUS_MULTIPROC_DIR, or make a fresh one: under
+    ``preferred``, a folder of this server's own (named for the gunicorn
+    master's pid, with --preload this process), so that counts from a
+    previous run are not added to this one. Only the folders of servers that
+    are gone are removed: a second server started on the same store must not
+    empty a live one's."""
     existing = os.environ.get(ENV)
     if existing:
         Path(existing).mkdir(parents=True, exist_ok=True)
         return Path(existing)
     if preferred is not None:
-        shutil.rmtree(preferred, ignore_errors=True)
         preferred.mkdir(parents=True, exist_ok=True)
-        folder = preferred
+        for other in preferred.iterdir():
+            if other.is_dir() and other.name.isdigit() and not _alive(int(other.name)):
+                shutil.rmtree(other, ignore_errors=True)
+        folder = preferred / str(os.getpid())
+        shutil.rmtree(folder, ignore_errors=True)  # a dead server's, with our pid
+        folder.mkdir()
     else:
         folder = Path(tempfile.mkdtemp(prefix="model-assigner-metrics-"))
     os.environ[ENV] = str(folder)
@@ -190,6 +208,17 @@ def usage_metrics(state: Any) -> Iterator[Any]:
 
 
 _metrics: Metrics | None = None
+log = logging.getLogger("model_assigner.metrics")
+
+
+def safely(record: Callable[[], object]) -> None:
+    """Count something; a failure to count (a full disk, a file-size limit, the
+    metrics folder removed) is logged, never raised: metrics must not change
+    the outcome of a delivery whose label, comment and reservation are written."""
+    try:
+        record()
+    except Exception as exc:
+        log.warning("metrics not recorded: %s", exc)
 
 
 def metrics() -> Metrics:

@@ -376,7 +376,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from bot.app import build_handler
     from bot.cli import CliError, parse_now
     from bot.github_api import GitHubApp
-    from bot.settings import SettingsError, load_settings
+    from bot.settings import SettingsError, load_settings, redacted_url
     from bot.store import StoreError
     from core.loader import ConfigError
 
@@ -398,7 +398,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise CliError(f"{args.repo}: the App is not installed there or GitHub refused "
                        f"(HTTP {exc.status})") from None
     except requests.RequestException as exc:
-        raise CliError(f"GitHub unavailable: {settings.api_url} did not answer "
+        raise CliError(f"GitHub unavailable: {redacted_url(settings.api_url)} did not answer "
                        f"({type(exc).__name__})") from None
     gateway = app.installation(installation)
     now = handler.clock()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -20,6 +20,21 @@ from bot import resources
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_STATE = "data/state.json"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with any user and password masked, for logs and messages: a
+    GITHUB_API_URL of ``http://user:pass@host`` must not be logged whole."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    except ValueError:
+        return "(an unreadable URL)"
 
 
 class SettingsError(ValueError):
@@ -101,7 +116,7 @@ class Settings:
 
     def __repr__(self) -> str:  # never print the key or the secret
         return (
-            f"Settings(app_id={self.app_id}, api_url={self.api_url!r}, "
+            f"Settings(app_id={self.app_id}, api_url={redacted_url(self.api_url)!r}, "
             f"state_path={str(self.state_path)!r}, config_dir={str(self.config_dir)!r}, "
             f"dry_run={self.dry_run}, webhook_secret={'set' if self.webhook_secret else 'unset'})"
         )
@@ -200,7 +215,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         host = None
     if not api_url.startswith(("https://", "http://")) or not host or " " in api_url:
-        raise SettingsError(f"GITHUB_API_URL: must be an http(s) URL, got {api_url!r}")
+        raise SettingsError(
+            f"GITHUB_API_URL: must be an http(s) URL, got {redacted_url(api_url)!r}"
+        )
 
     return Settings(
         app_id=app_id,

@@ -685,6 +685,9 @@ class Store:
         self._batch_cond = threading.Condition()
         self._queue: list[_Change] = []
         self._leading = False
+        # Set once the file is known to exist (ensure_exists, at start-up):
+        # from then on a missing file has vanished under the server.
+        self._must_exist = False
 
     @contextmanager
     def _locked(self, exclusive: bool = True) -> Iterator[None]:
@@ -703,6 +706,13 @@ class Store:
         try:
             return self.path.read_bytes()
         except FileNotFoundError:
+            if self._must_exist:
+                # Deleted (or its folder) while the server runs: starting a
+                # fresh store from config would forget every reservation.
+                raise StoreError(
+                    f"{self.path}: vanished while the server was running; restore it "
+                    "(or restart the server to begin a new store)"
+                ) from None
             return None
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot read ({exc})") from None
@@ -870,6 +880,29 @@ class Store:
         """Raise StoreError when the file on disk is not a valid store."""
         with self._locked(exclusive=False):
             self._load()
+
+    def ensure_exists(self) -> None:
+        """Write the initial document when there is none yet (start-up), and
+        from then on treat a missing file as an error, not a first run."""
+        with self._locked():
+            if self._raw() is None:
+                state = initial_state(self.defaults, self.clock())
+                try:
+                    write_atomically(self.path, self._codec.dumps(state))
+                except OSError as exc:
+                    raise StoreError(
+                        f"{self.path}: cannot write ({exc.strerror or exc})"
+                    ) from None
+        self._must_exist = True
+
+    def check_file(self) -> None:
+        """For /healthz: the store is there, a readable file, and valid (the
+        parsed copy answers when the bytes are unchanged)."""
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"{self.path}: not a file")
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            raise StoreError(f"{self.path}: not readable and writable")
+        self.view(lambda state: None)
 
     def remove_stale_temporaries(self, older_than: float = 60.0) -> int:
         """Temporary files a crashed writer left behind (never a live one: a

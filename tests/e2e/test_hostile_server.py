@@ -11,12 +11,24 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, SLUG, app_key
+from tests.bot.support import (
+    API,
+    APP_ID,
+    INSTALLATION,
+    PERSON,
+    REPO,
+    SECRET,
+    SLUG,
+    app_key,
+    webhook,
+)
 from tests.e2e.test_server import Server, event, new_issue, start_server, stop_server
 from tests.github_standin import GitHubStandIn, StandInServer
 
@@ -29,6 +41,15 @@ def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
     standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
     standin.add_repo("octo/bystander", installation_id=INSTALLATION, files=20,
                      default_branch="master")
+    huge = "[1000000000000, 1000000000000]"
+    standin.add_repo("octo/costly", installation_id=INSTALLATION, files=20,
+                     default_branch="master", config_text=(
+                         f"scoring:\n  token_estimates: {{simple: {huge}, moderate: {huge}, "
+                         f"complex: {huge}, highly_complex: {huge}}}\n"))
+    words = ", ".join(f"w{n:05d}" for n in range(4000))
+    standin.add_repo("octo/wordy", installation_id=INSTALLATION, files=20,
+                     default_branch="master",
+                     config_text=f"scoring:\n  complex_keywords: [{words}]\n")
     server = StandInServer(standin).start()
     try:
         yield standin, server
@@ -131,3 +152,193 @@ def test_a_client_trickling_its_body_is_cut_off(server: Server) -> None:
         assert time.monotonic() - started < 4 * READ_SECONDS
     finally:
         sock.close()
+
+
+# -- 1: what issues can put in the shared store -------------------------------------------------
+
+
+def test_issues_naming_thousands_of_dependencies_keep_the_store_small(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    body = ("Depends on " + ", ".join(f"#{n}" for n in range(1, 20_000)))[:65_536]
+    for number in range(31, 36):
+        new_issue(standin, number, ["P2", "backend"], body)
+        response = server.post(event(standin, "opened", number))
+        assert response.status_code == 200, response.text
+    deps = server.store()["dependencies"]
+    assert all(len(deps[f"{REPO}#{n}"]) == 50 for n in range(31, 36))
+    assert server.state.stat().st_size < 64_000  # five 65 KB bodies, a few KB of store
+    # A bystander in another repository is decided as usual.
+    standin.add_issue("octo/bystander", 1, body="Estimated files: 3", labels=["P1"])
+    payload = webhook("issues.opened")
+    payload["repository"] = {**payload["repository"], "full_name": "octo/bystander",
+                             "default_branch": "master"}
+    payload["issue"] = standin.issue_json("octo/bystander", 1, API)
+    response = server.post(payload)
+    assert response.status_code == 200, response.text
+
+
+# -- 3 and 4: a repository's config ---------------------------------------------------------------
+
+
+def repo_event(standin: GitHubStandIn, repo: str, number: int, action: str = "opened",
+               label: str | None = None) -> dict[str, Any]:
+    payload = webhook("issues.labeled" if label else "issues.opened", sender=PERSON, label=label)
+    payload["action"] = action
+    payload["repository"] = {**payload["repository"], "full_name": repo,
+                             "default_branch": "master"}
+    payload["issue"] = standin.issue_json(repo, number, API)
+    return payload
+
+
+def test_a_repository_config_cannot_move_the_shared_budget(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    standin.add_issue("octo/costly", 1, labels=["P0", "backend"],
+                      body="Estimated files: 3\nEstimated LOC: 150")
+    standin.label_issue("octo/costly", 1, "model:opus-4.6")
+    response = server.post(repo_event(standin, "octo/costly", 1, "labeled", "model:opus-4.6"))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "override" and answer["tokens"] == 31_000  # the operator's
+    assert "scoring.token_estimates" in answer["config_refused"]
+    held = server.store()["reservations"]["octo/costly#1"]
+    assert held["payment"]["cost_usd"] < 5  # not $30,000,000
+
+
+def test_a_repository_config_cannot_buy_cpu(server: Server, standin: GitHubStandIn) -> None:
+    standin.add_issue("octo/wordy", 1, labels=["P0", "backend"],
+                      body="Estimated files: 3\n" + "w03999 " * 9000)
+    response = server.post(repo_event(standin, "octo/wordy", 1))
+    assert response.status_code == 200, response.text
+    assert "complex_keywords" in response.json()["config_problem"]
+
+
+# -- 5: a stale close -------------------------------------------------------------------------
+
+
+def test_a_close_delivered_after_the_reopen_keeps_the_reservation(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    new_issue(standin, 51, ["P0", "backend"], "Estimated files: 3\nEstimated LOC: 150")
+    assert server.post(event(standin, "opened", 51)).json()["status"] == "assigned"
+    time.sleep(1.1)  # GitHub's times have whole seconds
+    standin.close_issue(REPO, 51, reason="not_planned")
+    closed = event(standin, "opened", 51)
+    closed["action"] = "closed"
+    time.sleep(1.1)
+    with standin.lock:  # reopened on GitHub
+        issue = standin.issue(REPO, 51)
+        issue.state, issue.state_reason = "open", "reopened"
+        issue.updated_at = issue.updated_at + timedelta(seconds=2)
+    reopened = event(standin, "opened", 51)
+    reopened["action"] = "reopened"
+    assert server.post(reopened).json()["status"] in ("assigned", "duplicate")
+    held = server.store()["reservations"][f"{REPO}#51"]
+    for _ in range(2):  # late, then replayed under a new delivery id
+        response = server.post(closed)
+        assert (response.status_code, response.json()["status"]) == (202, "ignored"), \
+            response.text
+    assert server.store()["reservations"][f"{REPO}#51"] == held
+
+
+# -- 7 and 13: the store folder removed; metrics files that cannot be written ------------------
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The gunicorn workers: members of the server's process group whose
+    parent is the master (the master is `sh -c`'s child)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == server.process.pid and cmdline.split(b"\0")[0] != b"sh" \
+                and b"gunicorn" in cmdline:
+            found.append((int(entry.name), int(fields[1])))
+    pids = {pid for pid, _ in found}
+    return [pid for pid, parent in found if parent in pids]
+
+
+def test_a_metrics_write_that_fails_does_not_fail_the_delivery(
+    github: tuple[GitHubStandIn, StandInServer], tmp_path: Path
+) -> None:
+    """A file-size limit on the workers (the store is small; each worker's
+    metrics files start at 64 KiB): deliveries still succeed, labels and comments
+    are written once, and the store holds the reservation."""
+    import resource
+
+    standin, stand_server = github
+    running = start_server(tmp_path, {
+        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY": app_key().private_pem,
+        "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": stand_server.url,
+    }, "fsize")
+    try:
+        deadline = time.monotonic() + 20
+        while len(workers := worker_pids(running)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the second worker may still be starting
+        assert len(workers) == 2, workers
+        for pid in workers:
+            # Below a metrics file's first 64 KiB, above the store's few KB.
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (32 * 1024, 32 * 1024))
+        for number in (61, 62, 63):
+            new_issue(standin, number, ["P0", "backend"], "Estimated files: 3\nEstimated LOC: 150")
+            response = running.post(event(standin, "opened", number))
+            assert response.status_code == 200, response.text + running.log_text()
+            assert f"{REPO}#{number}" in running.store()["reservations"]
+            assert len([c for c in standin.comments_of(REPO, number)]) == 1
+        assert "Traceback" not in running.log_text()
+    finally:
+        stop_server(running)
+
+
+def test_start_up_under_a_file_size_limit_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.e2e.test_server import VENV_BIN, loopback_command
+
+    state = tmp_path / "data" / "state.json"
+    env = {
+        "PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+        "PORT": "1", "MODEL_ASSIGNER_STATE": str(state), "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    done = subprocess.run(
+        # 64 blocks of 512 bytes: the store fits, a 64 KiB metrics file does not.
+        ["sh", "-c", "ulimit -f 64; exec " + loopback_command()],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, timeout=60,
+    )
+    out = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode != 0
+    assert "model-assigner: cannot start: metrics folder" in out, out
+    assert "Traceback" not in out, out
+
+
+def test_a_store_folder_removed_while_running_is_noticed_not_re_seeded(
+    github: tuple[GitHubStandIn, StandInServer], tmp_path: Path
+) -> None:
+    import shutil
+
+    standin, stand_server = github
+    running = start_server(tmp_path, {
+        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY": app_key().private_pem,
+        "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": stand_server.url,
+    }, "vanish")
+    try:
+        new_issue(standin, 71, ["P0", "backend"], "Estimated files: 3\nEstimated LOC: 150")
+        assert running.post(event(standin, "opened", 71)).status_code == 200
+        shutil.rmtree(running.state.parent)
+        for _ in range(3):  # both workers
+            assert requests.get(f"{running.url}/healthz", timeout=10).status_code == 503
+            assert requests.get(f"{running.url}/metrics", timeout=10).status_code == 503
+        new_issue(standin, 72, ["P0", "backend"], "Estimated files: 3\nEstimated LOC: 150")
+        response = running.post(event(standin, "opened", 72))
+        assert response.status_code == 503, response.text
+        assert not running.state.exists()  # no fresh store invented
+    finally:
+        stop_server(running)
