@@ -7,6 +7,7 @@ an issue to the same answer produces the same text and costs no edit.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from core.explain import formula, payment_sentence, score_rows
@@ -31,30 +32,24 @@ def _code(text: str) -> str:
 
 # What could make text from a repository's config or an issue more than text
 # in the bot's comment: mentions (@everyone, @org/team), links and images,
-# HTML (the bot's own marker included), autolinked URLs, code spans, table
-# cells and lines. Each is broken so that it shows, but does nothing.
-_NEUTRAL = str.maketrans({
-    "@": "@\u200b",
-    "[": "\\[",
-    "]": "\\]",
-    "<": "&lt;",
-    ">": "&gt;",
-    "`": "'",
-    "|": "\\|",
-    "\n": " ",
-    "\r": " ",
-})
+# HTML (the bot's own marker included), autolinked URLs, line breaks. Each is
+# broken so that it shows, but does nothing; the rest of Markdown (the bot's
+# own code spans, "<=") is left as it reads.
+_NEUTRAL = str.maketrans({"@": "@\u200b", "[": "\\[", "]": "\\]", "\n": " ", "\r": " "})
+_TAG = re.compile(r"<(?=[A-Za-z!/?])")
+_AUTOLINK = re.compile(r"(?i)(://|www\.)")
 
 
 def untrusted(text: str, limit: int = 1000) -> str:
-    """``text`` (a key, a name, a problem from a repository's config) as inert
-    Markdown: never a mention, link, image, HTML or marker."""
-    cut = text[:limit]
-    return cut.translate(_NEUTRAL).replace("://", ":\u200b//").replace("www.", "www\u200b.")
+    """``text`` (a key, a name, a problem from a repository's config, or an
+    engine reason quoting them) as inert Markdown: never a mention, link,
+    image, HTML or marker."""
+    cut = _TAG.sub("&lt;", text[:limit].translate(_NEUTRAL))
+    return _AUTOLINK.sub(lambda m: m.group(1)[0] + "\u200b" + m.group(1)[1:], cut)
 
 
 def _cell(text: str) -> str:
-    return untrusted(text)
+    return untrusted(text).replace("|", "\\|")
 
 
 def _value_details(decision: Decision, passed_over: bool = True) -> list[str]:
@@ -143,13 +138,13 @@ def render_comment(
         lines += [
             "",
             f"> [!WARNING]\n> This repository's model-assigner settings were not used: "
-            f"{untrusted(config_problem)}. The defaults applied.",
+            f"{_cell(config_problem)}. The defaults applied.",
         ]
     if config_refused:
         lines += [
             "",
             f"> [!NOTE]\n> Some of this repository's model-assigner settings were refused or "
-            f"limited: {untrusted(config_refused)}. The rest applied.",
+            f"limited: {_cell(config_refused)}. The rest applied.",
         ]
     lines += ["", footer]
     return "\n".join(lines) + "\n"
