@@ -18,6 +18,10 @@ when), so the App is not asked once per process.
    enqueued as an ``opened`` delivery of their current state. This finds
    what no delivery can: issues opened while the App's webhook was off, or
    whose deliveries are older than three days.
+3. Deferred issues. The issues the online strategy deferred and whose value
+   now covers its prices (as a reset nears, every one that fits;
+   bot/redecide.py) are enqueued as an ``edited`` delivery of their current
+   state, at most once an hour each, and decided again like any other.
 Reads are not content-creating, so they are not paced; a rate limit stops
 the run (the workers' rate policy then holds the installation).
 """
@@ -35,6 +39,7 @@ from github import GithubException
 
 from bot.issue_task import issue_key, label_names
 from bot.queue_db import QueueDb
+from bot.redecide import due_issue_keys
 
 if TYPE_CHECKING:
     from bot.app import Services
@@ -151,6 +156,10 @@ class CatchUp:
             lambda state: set(state.comments) | set(state.reservations)
         )
         pending = self.services.queue.pending_keys()
+        # Deferred by the online strategy and now worth their price: decided
+        # again, as an `edited` delivery of their current state.
+        due = due_issue_keys(handler)
+        hour = handler.clock().strftime("%Y-%m-%dT%H")
         enqueued = 0
         for installation in self.app.integration.get_installations():
             gateway = self.app.installation(int(installation.id))
@@ -169,12 +178,17 @@ class CatchUp:
                     if "pull_request" in raw or not isinstance(raw.get("number"), int):
                         continue
                     key = issue_key(name, raw["number"])
-                    if key in known or key in pending:
+                    if key in pending:
                         continue
-                    if any(handler.labels.is_model_label(n) for n in label_names(raw)):
+                    redecide = key in due
+                    if not redecide and key in known:
+                        continue
+                    if not redecide and any(
+                        handler.labels.is_model_label(n) for n in label_names(raw)
+                    ):
                         continue
                     payload = {
-                        "action": "opened",
+                        "action": "edited" if redecide else "opened",
                         "issue": raw,
                         "repository": {"full_name": name, "default_branch": branch},
                         "installation": {"id": int(installation.id)},
@@ -182,6 +196,9 @@ class CatchUp:
                     }
                     stamp = f"{key}@{raw.get('updated_at')}".encode()
                     delivery = "catchup-" + hashlib.sha1(stamp).hexdigest()
+                    if redecide:  # once an hour at most
+                        again = f"{key}@{raw.get('updated_at')}@{hour}".encode()
+                        delivery = "redecide-" + hashlib.sha1(again).hexdigest()
                     if self.services.queue.accept(delivery, "issues", payload, key,
                                                   int(installation.id)):
                         enqueued += 1
