@@ -16,7 +16,7 @@ from tests.helpers import CONFIG_DIR, seed_strategy_config
 
 NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
 NEAR_RESET = datetime(2026, 12, 1, tzinfo=UTC) - timedelta(hours=1)
-KEY = "octo/repo#3"
+KEY = "Codertocat/Hello-World#1"  # the documented payloads' issue
 
 
 def handler_at(
@@ -59,3 +59,49 @@ def test_only_the_online_strategy_re_decides(tmp_path: Path) -> None:
     handler = handler_at(tmp_path, clock, seed_strategy_config())
     handler.store.apply(NOW, nearly_spent)
     assert due_issue_keys(handler) == set()
+
+
+def test_the_catch_up_enqueues_a_due_issue_as_an_edit(tmp_path: Path) -> None:
+    """Through the queue's periodic catch-up: the deferred issue, open on
+    GitHub with its `model:deferred` label, is enqueued (as an `edited`
+    delivery of its current state) once its price has fallen."""
+    import responses
+
+    from bot.app import build_services
+    from bot.catchup import CatchUp
+    from tests.bot.rest_mock import API, RestMock
+    from tests.bot.support import (
+        APP_ID,
+        INSTALLATION,
+        REPO,
+        app_key,
+        rest_example,
+        webhook,
+    )
+
+    clock = [NEAR_RESET]
+    settings = Settings(app_id=APP_ID, private_key=app_key().private_pem, webhook_secret=SECRET,
+                        api_url="https://api.github.com", state_path=tmp_path / "state.json",
+                        config_dir=CONFIG_DIR, bot_login=None)
+    services = build_services(settings, clock=lambda: clock[0])
+    services.store.apply(NOW, nearly_spent)
+    issue = webhook("issues.opened", labels=["model:deferred"])["issue"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        gh = RestMock(rsps)
+        gh.app()
+        gh.token()
+        installations = rest_example("apps/list-installations")
+        installations[0].update(id=INSTALLATION)
+        rsps.get(f"{API}/app/installations", json=installations[:1])
+        repo = rest_example("repos/get")
+        repo.update(full_name=REPO, default_branch="main", url=f"{API}/repos/{REPO}")
+        listing = rest_example("apps/list-repos-accessible-to-installation")
+        listing.update(total_count=1, repositories=[repo])
+        rsps.get(f"{API}/installation/repositories", json=listing)
+        rsps.get(f"{API}/repos/{REPO}", json=repo)
+        rsps.get(f"{API}/repos/{REPO}/issues", json=[issue])
+        gh.issue(issue)
+        assert CatchUp(services).sweep_issues() == 1
+    assert services.queue.pending_keys() == {KEY}
+    (job,) = services.queue.jobs()
+    assert job.key == KEY and job.installation == INSTALLATION
