@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,16 +54,32 @@ def _now(args: argparse.Namespace) -> datetime:
     return parse_now(getattr(args, "now", None))
 
 
-def _read(store: Store) -> State:
-    if not store.path.exists():
-        raise _fail(
-            f"{store.path}: no store yet (it is created on the first delivery); "
-            "is MODEL_ASSIGNER_STATE the server's?"
-        )
+def _read(store: Store, args: argparse.Namespace) -> State:
+    """The store's state; before the first delivery, the configured starting
+    state (what the server starts from and /metrics shows), said so."""
     try:
-        return store.read()
+        state = store.read()
     except StoreError as exc:
         raise _fail(str(exc)) from None
+    if not store.path.exists():
+        note = (
+            f"no delivery recorded yet: {store.path} does not exist; showing the configured "
+            "starting state (config/subscriptions.yaml)"
+        )
+        # With --json, stdout stays one JSON document.
+        print(note, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    return state
+
+
+def _money(value: Any) -> Any:
+    """Floats rounded to the micro-dollar, everywhere in a JSON document."""
+    if isinstance(value, float):
+        return round(value, 6) + 0.0
+    if isinstance(value, dict):
+        return {key: _money(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_money(item) for item in value]
+    return value
 
 
 def _limit(value: int | None) -> str:
@@ -119,9 +136,14 @@ def cmd_quota(args: argparse.Namespace) -> int:
     if args.action == "reset":
         return quota_reset(store, args.family, _now(args))
     # what the App would see now: the resets due at --now applied (not saved)
-    state = _read(store).model_copy(deep=True)
+    state = _read(store, args).model_copy(deep=True)
     apply_resets(state, _now(args))
     report = quota_report(state)
+    if args.family is not None:
+        if args.family not in report["subscriptions"]:
+            raise _fail(f"--family: no subscription {args.family!r} "
+                        f"(have: {', '.join(report['subscriptions']) or 'none'})")
+        report["subscriptions"] = {args.family: report["subscriptions"][args.family]}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -176,10 +198,10 @@ def quota_reset(store: Store, family: str | None, now: datetime) -> int:
 
 
 def cmd_reservations(args: argparse.Namespace) -> int:
-    state = _read(open_store(args))
+    state = _read(open_store(args), args)
     rows = sorted(state.reservations.items())
     if args.json:
-        print(json.dumps({k: r.model_dump(mode="json") for k, r in rows}, indent=2))
+        print(json.dumps(_money({k: r.model_dump(mode="json") for k, r in rows}), indent=2))
         return 0
     if not rows:
         print("no reservations")
@@ -193,6 +215,8 @@ def cmd_reservations(args: argparse.Namespace) -> int:
 
 
 def cmd_state(args: argparse.Namespace) -> int:
+    if args.action == "check" and args.file is not None:
+        raise _fail(f"state check: takes no FILE (got {args.file!r})")
     store = open_store(args)
     if args.action == "check":
         try:
@@ -240,19 +264,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         )
 
     quota = sub.add_parser("quota", help="quota used and left per family; `quota reset`")
-    quota.add_argument("action", nargs="?", choices=["show", "reset"], default="show")
-    quota.add_argument("--family", help="with reset: only this subscription")
-    quota.add_argument("--json", action="store_true")
+    quota.add_argument("action", nargs="?", choices=["show", "reset"], default="show",
+                       help="show (default) or reset the usage counters")
+    quota.add_argument("--family", help="only this subscription (show and reset)")
+    quota.add_argument("--json", action="store_true", help="print JSON instead of a table")
     common(quota)
     quota.set_defaults(handler=cmd_quota)
 
     reservations = sub.add_parser("reservations", help="which issues hold which tokens")
-    reservations.add_argument("--json", action="store_true")
+    reservations.add_argument("--json", action="store_true",
+                              help="print JSON (issue -> reservation) instead of a table")
     common(reservations)
     reservations.set_defaults(handler=cmd_reservations)
 
     state = sub.add_parser("state", help="check, back up or restore the store")
-    state.add_argument("action", choices=["check", "backup", "restore"])
+    state.add_argument("action", choices=["check", "backup", "restore"],
+                       help="check the store, back it up to FILE, or restore it from FILE")
     state.add_argument("file", nargs="?", help="backup target / restore source")
     common(state)
     state.set_defaults(handler=cmd_state)

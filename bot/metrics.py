@@ -164,11 +164,11 @@ class QuotaCollector:
         yield left
         yield GaugeMetricFamily(
             "model_assigner_api_budget_left_usd", "API budget left this month",
-            value=get_remaining_monthly_budget(state.api_budget),
+            value=money(get_remaining_monthly_budget(state.api_budget)),
         )
         yield GaugeMetricFamily(
             "model_assigner_api_budget_spent_usd", "API budget spent this month",
-            value=state.api_budget.spent_usd,
+            value=money(state.api_budget.spent_usd),
         )
         yield GaugeMetricFamily(
             "model_assigner_reservations", "Issues holding a reservation",
@@ -205,6 +205,12 @@ def usage_metrics(state: Any) -> Iterator[Any]:
         "model_assigner_usage_reported_issues", "Issues that reported usage this month",
         value=summary["issues_reported"],
     )
+
+
+def money(value: float) -> float:
+    """Dollars to the micro-dollar: sums of prices carry binary noise
+    (0.024200000000000003) that no reader should see."""
+    return round(value, 6) + 0.0  # + 0.0: never print -0.0
 
 
 _metrics: Metrics | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -32,6 +32,7 @@ from bot.handler import Handler, IssueEvent
 from bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
 from bot.locks import issue_busy, issue_lock
 from bot.repo_config import EffectiveConfig, effective_config
+from bot.settings import Settings
 from bot.solver_output import solver_output_off_stdout
 from bot.store import CommentRecord, Reservation, State
 from bot.usage_comment import with_usage
@@ -372,6 +373,18 @@ def _summary(decisions: list[Decision]) -> Mapping[str, float]:
     }
 
 
+def with_paths(settings: Settings, args: argparse.Namespace) -> Settings:
+    """--state and --config over the environment's, as the other operator
+    commands take them."""
+    from pathlib import Path
+
+    if args.state:
+        settings = replace(settings, state_path=Path(args.state))
+    if args.config:
+        settings = replace(settings, config_dir=Path(args.config))
+    return settings
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from bot.app import build_handler
     from bot.cli import CliError, parse_now
@@ -382,8 +395,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     if args.repo.count("/") != 1:
         raise CliError(f"{args.repo!r}: expected OWNER/REPO")
+    if args.issues is not None:
+        from bot.plan_offline import run_offline
+
+        return run_offline(args)
     try:
-        settings = load_settings()
+        settings = with_paths(load_settings(), args)
         if settings.dry_run:
             raise CliError("plan reads the repository through the App: set GITHUB_APP_ID and "
                            "GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)")
@@ -425,13 +442,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def add_commands(sub: Any, strategies: tuple[str, ...]) -> None:
     plan = sub.add_parser("plan", help="re-plan every open issue of a repository (read-only "
                           "unless --apply)")
-    plan.add_argument("repo", metavar="OWNER/REPO")
+    plan.add_argument("repo", metavar="OWNER/REPO", help="the repository whose open issues to plan")
     plan.add_argument("--strategy", choices=strategies, help="default: quota_strategy in config")
     plan.add_argument("--apply", action="store_true",
                       help="write labels, comments and reservations")
-    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
     plan.add_argument("--due", action="store_true",
                       help="only the issues the online strategy deferred that its prices now "
                       "let through (as a reset nears, all that fit); run it periodically")
     plan.add_argument("--now", help="the clock, ISO 8601 (default: the current UTC time)")
+    plan.add_argument("--issues", metavar="FILE",
+                      help="offline: plan the issues in FILE (GitHub's JSON for GET "
+                      "/repos/OWNER/REPO/issues) without credentials; nothing is read from "
+                      "GitHub or written to it or to the store")
+    plan.add_argument("--state", help="store file (default: MODEL_ASSIGNER_STATE)")
+    plan.add_argument("--config", help="config folder (default: MODEL_ASSIGNER_CONFIG)")
     plan.set_defaults(handler=cmd_plan)

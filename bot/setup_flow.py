@@ -169,12 +169,32 @@ def cmd_setup(args: Any) -> int:
     return 0
 
 
+def webhook_url(text: str) -> str:
+    """GitHub refuses a manifest whose hook URL is not an absolute http(s)
+    URL, but only after the person has clicked through: refuse it here."""
+    import argparse
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text.strip())
+        usable = parts.scheme in ("https", "http") and bool(parts.hostname)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        usable = False
+    if not usable or " " in text.strip():
+        raise argparse.ArgumentTypeError(
+            f"not an http(s) URL: {text!r} (expected e.g. https://HOST/webhook)"
+        )
+    return text.strip()
+
+
 def add_commands(sub: Any) -> None:
     setup = sub.add_parser("setup", help="register the GitHub App (manifest flow), write .env")
-    setup.add_argument("--webhook-url", required=True, help="public URL of POST /webhook")
+    setup.add_argument("--webhook-url", required=True, type=webhook_url,
+                       help="public http(s) URL of POST /webhook, e.g. https://HOST/webhook")
     setup.add_argument("--port", type=int, default=3000, help="local port of the setup page")
     setup.add_argument("--org", help="register under this organization, not your account")
     setup.add_argument("--name", help="App name (default: deploy/app.yml's)")
-    setup.add_argument("--env-file", default=".env")
+    setup.add_argument("--env-file", default=".env",
+                       help="where to write the App's credentials (default: .env)")
     setup.add_argument("--force", action="store_true", help="replace an existing env file")
     setup.set_defaults(handler=cmd_setup)

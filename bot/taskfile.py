@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,21 @@ class TaskFileError(ValueError):
 
 
 def _problem(task_id: str, error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(task)"
-    message = str(first["msg"])
-    if first["type"] == "missing":
-        message = "missing"
-    more = len(error.errors()) - 1
-    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"task {task_id}: {field}: {message}{tail}"
+    """Every problem, unknown fields first: a misspelt key (``priorty``) is
+    usually the cause of the others, so its line must not be hidden."""
+    problems = []
+    for item in sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden"):
+        field = ".".join(str(part) for part in item["loc"]) or "(task)"
+        message = str(item["msg"])
+        if item["type"] == "missing":
+            message = "missing"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field"
+            close = difflib.get_close_matches(field, list(Task.model_fields), n=1)
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
+        problems.append(f"{field}: {message}")
+    return f"task {task_id}: " + "; ".join(problems)
 
 
 def parse_tasks(data: Any, source: str) -> list[Task]:

@@ -52,7 +52,9 @@ class Task(BaseModel):
     id: str = Field(min_length=1)
     title: str
     description: str = ""
-    priority: Priority | None
+    # Optional: a task with no priority gets the default weight (the seed's
+    # priority_map.get(..., 20)).
+    priority: Priority | None = None
     labels: list[str] = Field(default_factory=list)
     estimated_files: int = Field(default=0, ge=0)
     estimated_loc: int = Field(default=0, ge=0)

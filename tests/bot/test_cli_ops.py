@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.cli import main
 from bot.store import Reservation, Store
@@ -134,3 +136,90 @@ def test_restore_refuses_an_invalid_backup(
     assert main(["state", "restore", str(bad), "--now", NOW.isoformat()]) == 2
     assert "api_budget" in capsys.readouterr().err
     assert state_file.read_bytes() == before
+
+
+# -- before the first delivery, --family, stray arguments, float noise ---------
+
+
+@pytest.fixture
+def no_store_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "state.json"
+    monkeypatch.setenv("MODEL_ASSIGNER_STATE", str(path))
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+def test_before_the_first_delivery_quota_shows_the_configured_start(
+    no_store_yet: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["quota"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("no delivery recorded yet")
+    assert "claude" in out and "5,000,000" in out and "$0.00 of $100.00 spent" in out
+
+    assert main(["quota", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # stdout is the JSON alone
+    assert report["subscriptions"]["claude"]["token_limit_monthly"] == 5_000_000
+    assert report["api_budget"]["monthly_limit_usd"] == 100.0
+    assert "no delivery recorded yet" in captured.err
+    assert not no_store_yet.exists()  # reading never creates the store
+
+
+def test_before_the_first_delivery_reservations_are_none(
+    no_store_yet: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["reservations"]) == 0
+    out = capsys.readouterr().out
+    assert "no delivery recorded yet" in out and "no reservations" in out
+    assert main(["reservations", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {} and "no delivery recorded yet" in captured.err
+
+
+def test_quota_family_shows_that_family_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "config", config)
+    subs = yaml.safe_load((config / "subscriptions.yaml").read_text())
+    subs["subscriptions"].append({**subs["subscriptions"][0], "model_family": "openai"})
+    (config / "subscriptions.yaml").write_text(yaml.safe_dump(subs))
+    monkeypatch.setenv("MODEL_ASSIGNER_STATE", str(tmp_path / "state.json"))
+    assert main(["quota", "--json", "--config", str(config)]) == 0
+    assert set(json.loads(capsys.readouterr().out)["subscriptions"]) == {"claude", "openai"}
+    assert main(["quota", "--json", "--family", "openai", "--config", str(config)]) == 0
+    assert set(json.loads(capsys.readouterr().out)["subscriptions"]) == {"openai"}
+    assert main(["quota", "--family", "openai", "--config", str(config)]) == 0
+    table = capsys.readouterr().out
+    assert "openai" in table and "claude" not in table
+    assert main(["quota", "--family", "nope", "--config", str(config)]) == 2
+    assert "--family: no subscription 'nope' (have: claude, openai)" in capsys.readouterr().err
+
+
+def test_state_check_rejects_a_stray_argument(
+    state_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["state", "check", "extra"]) == 2
+    assert "state check: takes no FILE (got 'extra')" in capsys.readouterr().err
+
+
+def test_reservations_json_has_no_float_noise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "state.json"
+    monkeypatch.setenv("MODEL_ASSIGNER_STATE", str(path))
+    noisy = 0.0003 + 0.0239  # 0.024200000000000003, as sums of prices come out
+    assert repr(noisy) == "0.024200000000000003"
+    with Store(path, load_engine_config().quotas).transaction(NOW) as state:
+        state.reserve("octo/repo#9", Reservation(
+            model="deepseek-v3",
+            payment=Payment(kind="api", family="deepseek", tokens=1_000, cost_usd=noisy),
+            charged_at=NOW,
+        ))
+    assert main(["reservations", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "0.024200000000000003" not in out
+    assert json.loads(out)["octo/repo#9"]["payment"]["cost_usd"] == 0.0242
+

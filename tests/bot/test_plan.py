@@ -455,3 +455,74 @@ def test_plan_due_re_decides_only_the_deferred_issues_whose_time_has_come(
     (decision,) = late.plan.decisions
     assert decision.model is not None and decision.strategy == "online"
     assert writes(rsps) == []
+
+
+# -- offline, and the store and config named on the command line ---------------
+
+
+def test_plan_offline_from_a_saved_issue_list_needs_no_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan --issues FILE`: GitHub's list answer saved to a file, planned with
+    no credentials and no network (responses refuses any request here), and
+    nothing written; --state and --config name the store and config."""
+    from bot.cli import main
+
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH",
+                 "MODEL_ASSIGNER_STATE", "MODEL_ASSIGNER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    saved = tmp_path / "issues.json"
+    saved.write_text(json.dumps(ISSUES))
+    state = tmp_path / "elsewhere" / "state.json"
+    with responses.RequestsMock():  # any HTTP request fails the test
+        status = main(["plan", REPO, "--issues", str(saved), "--strategy", "optimal",
+                       "--state", str(state), "--config", str(seed_strategy_config()), "--json"])
+    assert status == 0
+    rows = {row["issue"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {f"{REPO}#{n}" for n in (1, 2, 3, 4)}  # the pull request dropped
+    assert rows[f"{REPO}#1"]["model"] == "opus-4.6"
+    assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["plan", REPO, "--issues", "missing.json"], "missing.json: cannot read"),
+        (["plan", REPO, "--issues", "issues.json", "--apply"], "cannot be used with --apply"),
+        (["plan", REPO, "--issues", "issues.json", "--config", "nowhere"], "nowhere"),
+    ],
+)
+def test_plan_offline_bad_input_is_one_line(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODEL_ASSIGNER_STATE", str(tmp_path / "state.json"))
+    (tmp_path / "issues.json").write_text(json.dumps(ISSUES))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_plan_state_option_names_the_store_it_writes(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--state over MODEL_ASSIGNER_STATE: --apply reserves in the named store."""
+    from bot.cli import main
+    from bot.store import parse_state
+
+    env_state = cli_env(monkeypatch, tmp_path / "env", rsps)
+    chosen = tmp_path / "chosen" / "state.json"
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 3: "model:deferred"})
+    gh.comments(2, [])
+    gh.create_comment(2, status=500)  # as in the test above: issue 2 is left to a re-run
+    config = str(seed_strategy_config())
+    assert main(["plan", REPO, "--apply", "--state", str(chosen), "--config", config]) == 2
+    assert f"write-back failed for {REPO}#2" in capsys.readouterr().err
+    assert not env_state.exists()
+    state = parse_state(chosen.read_bytes(), str(chosen))
+    assert {f"{REPO}#1", f"{REPO}#2"} <= set(state.reservations)

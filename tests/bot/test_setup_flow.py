@@ -88,3 +88,30 @@ def test_failed_exchange_writes_nothing(tmp_path: Path, status: int) -> None:
     assert answer.status_code == 502
     assert f"HTTP {status}" in answer.get_data(as_text=True)
     assert not env.exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["not-a-url", "ftp://example.com/webhook", "https://", "example.com/webhook",
+            "https://exa mple.com/webhook", "http://[::1/webhook"],
+)
+def test_setup_refuses_a_webhook_url_that_is_not_http(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import setup_flow
+    from bot.cli import main
+
+    def started(_args: object) -> int:  # the local page would wait for a browser
+        raise AssertionError(f"setup started with --webhook-url {url!r}")
+
+    monkeypatch.setattr(setup_flow, "cmd_setup", started)
+    with pytest.raises(SystemExit) as exit_:
+        main(["setup", "--webhook-url", url])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--webhook-url: not an http(s) URL" in err and "Traceback" not in err
+
+
+def test_setup_accepts_an_https_webhook_url() -> None:
+    from bot.setup_flow import webhook_url
+
+    assert webhook_url(" https://hooks.example.com/webhook ") == "https://hooks.example.com/webhook"

@@ -66,11 +66,25 @@ def test_offset_deadline_is_converted_to_utc(tmp_path: Path) -> None:
     assert task.deadline == datetime(2026, 2, 11, 7, 30, tzinfo=UTC)
 
 
+def test_a_misspelt_key_is_named_before_the_problems_it_causes() -> None:
+    data = {k: v for k, v in GOOD.items() if k != "title"} | {"priorty": "P0", "titel": "A"}
+    with pytest.raises(TaskFileError) as caught:
+        parse_tasks(data, "tasks.yaml")
+    assert str(caught.value) == (
+        "tasks.yaml: task 'a': priorty: unknown field (did you mean 'priority'?); "
+        "titel: unknown field (did you mean 'title'?); title: missing"
+    )
+
+
+def test_priority_is_optional() -> None:
+    (task,) = parse_tasks({k: v for k, v in GOOD.items() if k != "priority"}, "x")
+    assert task.priority is None
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({k: v for k, v in GOOD.items() if k != "title"}, "task 'a': title: missing"),
-        ({k: v for k, v in GOOD.items() if k != "priority"}, "task 'a': priority: missing"),
         ({k: v for k, v in GOOD.items() if k != "id"}, "task #1: id: missing"),
         (
             GOOD | {"priority": "P9"},
@@ -88,12 +102,12 @@ def test_offset_deadline_is_converted_to_utc(tmp_path: Path) -> None:
             "task 'a': estimated_loc: Input should be a valid integer",
         ),
         (GOOD | {"labels": "backend"}, "task 'a': labels: Input should be a valid list"),
-        (GOOD | {"prority": "P1"}, "task 'a': prority: Extra inputs are not permitted"),
+        (GOOD | {"prority": "P1"}, "task 'a': prority: unknown field (did you mean 'priority'?)"),
         (GOOD | {"id": ""}, "task '': id: String should have at least 1 character"),
         (
             GOOD | {"priority": "P9", "deadline": "soon"},
-            "task 'a': priority: Input should be 'P0', 'P1', 'P2', 'P3' or 'P4' "
-            "(and 1 more problem)",
+            "task 'a': priority: Input should be 'P0', 'P1', 'P2', 'P3' or 'P4'; "
+            "deadline: Input should be a valid datetime",
         ),
         ([GOOD, GOOD | {"id": "b", "deadline": "x"}], "task 'b': deadline:"),
         ([GOOD, {"title": "no id"}], "task #2: id: missing"),

@@ -1,0 +1,84 @@
+"""``model-assigner plan OWNER/REPO --issues FILE``: plan without GitHub.
+
+The same batch plan as ``plan``, from issues saved to a file (GitHub's own
+answer to ``GET /repos/{owner}/{repo}/issues``, e.g. ``gh api
+repos/OWNER/REPO/issues > issues.json``) instead of read through the App: no
+credentials, no network, and nothing written to GitHub or to the store. Useful to
+try a strategy or a config change on real issues before ``plan --apply``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bot.handler import Handler
+from bot.issue_task import issue_key
+from bot.plan import RepoPlan, RepoSnapshot, plan_repo
+from bot.repo_config import effective_config
+
+
+class IssuesFileError(ValueError):
+    """An issues file the command cannot use; ``str()`` is the one-line message."""
+
+
+def read_issues(path: Path) -> list[dict[str, Any]]:
+    """A JSON array of GitHub issue objects; pull requests are dropped, as the
+    online command drops them."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise IssuesFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IssuesFileError(f"{path}: not JSON ({str(exc).splitlines()[0]})") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise IssuesFileError(f"{path}: expected a JSON array of issues")
+    issues = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or not isinstance(item.get("number"), int):
+            raise IssuesFileError(f"{path}: item #{index + 1}: not an issue (no number)")
+        if "pull_request" not in item and item.get("state", "open") == "open":
+            issues.append(item)
+    return issues
+
+
+def offline_plan(
+    handler: Handler, repo: str, path: Path, now: datetime, strategy: str | None
+) -> RepoPlan:
+    """Plan the open issues in ``path`` against the store as it is (read, never
+    written), with the defaults' scoring (a repository's own config file is
+    on GitHub, which is not asked)."""
+    issues = read_issues(path)
+    settings = effective_config(
+        None, handler.engine.scoring, handler.labels, handler.engine.catalog
+    )
+    snap = RepoSnapshot(repo, {issue_key(repo, i["number"]): i for i in issues}, None, settings)
+    return plan_repo(handler, snap, handler.store.read(), now, strategy)
+
+
+def run_offline(args: Any) -> int:
+    """``plan --issues FILE``: the settings of the environment (or --state,
+    --config), credentials or not; dry-run settings are enough."""
+    from bot.app import build_handler
+    from bot.cli import CliError, parse_now
+    from bot.plan import print_plan, with_paths
+    from bot.settings import SettingsError, load_settings
+    from bot.store import StoreError
+    from core.loader import ConfigError
+
+    if args.apply:
+        raise CliError("--issues plans offline and writes nothing: it cannot be used with --apply")
+    try:
+        settings = with_paths(load_settings(), args)
+        handler, _store = build_handler(replace(settings, app_id=None, private_key=None))
+        repo_plan = offline_plan(handler, args.repo, Path(args.issues),
+                                 parse_now(getattr(args, "now", None)), args.strategy)
+    except (SettingsError, ConfigError, StoreError, IssuesFileError) as exc:
+        raise CliError(str(exc)) from None
+    print_plan(repo_plan, args.json)
+    return 0
