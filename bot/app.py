@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
@@ -36,6 +36,9 @@ from bot.signature import verify
 from bot.store import Store, StoreError
 from bot.usage_api import build_usage_intake, register_usage_routes
 from core.loader import ConfigError, load_engine_config
+
+if TYPE_CHECKING:
+    from bot.credentials import CredentialsCheck
 
 log = logging.getLogger("model_assigner")
 
@@ -225,13 +228,24 @@ def create_app(
     settings: Settings | None = None, clock: Callable[[], datetime] | None = None
 ) -> Flask:
     """Gunicorn calls this (``bot.app:create_app()``). A bad setting, config or
-    store stops start-up with one line naming it."""
+    store stops start-up with one line naming it. A server started from the
+    environment (gunicorn's call, ``settings`` None) also asks GitHub whether
+    it accepts the App's credentials, before it serves and then from /healthz
+    (bot/credentials.py); an app built from given settings (tests) does not."""
+    from_environment = settings is None
+    credentials: CredentialsCheck | None = None
     try:
         settings = settings or load_settings()
         configure_logging(settings.log_level)
         services = build_services(settings, clock)
         handler, store = services.handler, services.store
         usage = build_usage_intake(settings, handler)
+        if from_environment and not settings.dry_run:
+            from bot.credentials import CredentialsCheck  # PyGithub: only with an App
+
+            credentials = CredentialsCheck(settings)
+            if problem := credentials.check():
+                raise SettingsError(problem)
         # From here on the file must exist: one that vanishes while the server
         # runs is an error, never a reason to start a fresh store.
         store.ensure_exists()
@@ -358,6 +372,10 @@ def create_app(
         except StoreError as exc:
             log.error("healthz: %s", exc)
             return _json(503, {"status": "store unavailable"})
+        if credentials is not None and (problem := credentials.current()):
+            log.error("healthz: %s", problem)
+            return _json(503, {"status": "GitHub rejects the App's credentials",
+                               "problem": problem})
         return _json(200, {"status": "ok", "dry_run": settings.dry_run})
 
     @app.errorhandler(HTTPException)
