@@ -54,9 +54,15 @@ def _now(args: argparse.Namespace) -> datetime:
     return parse_now(getattr(args, "now", None))
 
 
-def _read(store: Store, args: argparse.Namespace) -> State:
-    """The store's state; before the first delivery, the configured starting
-    state (what the server starts from and /metrics shows), said so."""
+def _read(store: Store, args: argparse.Namespace | None = None) -> State:
+    """The store's state. Before the first delivery: for a report (``args``
+    given), the configured starting state (what the server starts from and
+    /metrics shows), said so; for a caller that needs recorded usage, an error."""
+    if args is None and not store.path.exists():
+        raise _fail(
+            f"{store.path}: no store yet (it is created on the first delivery); "
+            "is MODEL_ASSIGNER_STATE the server's?"
+        )
     try:
         state = store.read()
     except StoreError as exc:
