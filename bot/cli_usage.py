@@ -265,14 +265,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--state", help="store file (default: MODEL_ASSIGNER_STATE)")
         parser.add_argument("--config", help="config folder (default: MODEL_ASSIGNER_CONFIG)")
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
         parser.add_argument("--now", help="the clock, ISO 8601 (default: the current UTC time)")
 
     usage = sub.add_parser("usage", help="record, import or reconcile what issues really used")
     actions = usage.add_subparsers(dest="usage_action", required=True, metavar="ACTION")
 
     record = actions.add_parser("record", help="one run's tokens for an issue")
-    record.add_argument("issue", metavar="OWNER/REPO#N")
+    record.add_argument("issue", metavar="OWNER/REPO#N", help="the issue the run worked on")
     record.add_argument("--input", type=int, required=True, help="uncached input tokens")
     record.add_argument("--output", type=int, required=True, help="output tokens")
     record.add_argument("--cache-read", type=int, default=0, help="cache-read input tokens")
@@ -287,7 +287,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "import", help="a Claude Code result or execution file, Codex --json events, "
                        "or our report JSON"
     )
-    imported.add_argument("file")
+    imported.add_argument("file", help="the file to import")
     imported.add_argument("--issue", metavar="OWNER/REPO#N", help="when the file names none")
     imported.add_argument("--run", help="when the file has no session id")
     common(imported)
@@ -296,7 +296,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     reconcile = actions.add_parser(
         "reconcile", help="compare the store with an Anthropic or OpenAI usage export"
     )
-    reconcile.add_argument("file")
+    reconcile.add_argument("file", help="the provider's usage export (JSON)")
     reconcile.add_argument("--month", help="YYYY-MM (default: every day in the export)")
     reconcile.add_argument("--apply", action="store_true",
                            help="charge the difference of this budget month to the API budget")
