@@ -134,15 +134,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     queue = sub.add_parser("queue", help="list the delivery queue's waiting and dead jobs; "
                            "retry or drop one")
-    queue.add_argument("action", nargs="?", choices=("list", "retry", "drop"), default="list")
+    queue.add_argument("action", nargs="?", choices=("list", "retry", "drop"), default="list",
+                       help="list (default) the jobs, retry one, or drop one")
     queue.add_argument("key", nargs="?", metavar="OWNER/REPO#N",
                        help="the job's issue (retry also takes --all-dead)")
     queue.add_argument("--dead", action="store_true", help="list only the dead jobs")
-    queue.add_argument("--json", action="store_true")
+    queue.add_argument("--json", action="store_true", help="print JSON instead of a table")
     queue.set_defaults(handler=cmd_queue)
 
     worker = sub.add_parser("worker", help="run queue workers without a web server "
                             "(the Procfile's worker line)")
     worker.add_argument("--threads", type=int,
-                        default=int(os.environ.get("MODEL_ASSIGNER_WORKER_THREADS", "4") or 4))
+                        default=int(os.environ.get("MODEL_ASSIGNER_WORKER_THREADS", "4") or 4),
+                        help="worker threads (default: MODEL_ASSIGNER_WORKER_THREADS, else 4)")
     worker.set_defaults(handler=cmd_worker)
