@@ -23,6 +23,9 @@ class Override:
     model: str
     by: str | None
     known: bool
+    # "label": `by` added the label; "opened": it was on the issue when `by`
+    # opened it (an issue template may have put it there).
+    via: str = "label"
 
 
 def _code(text: str) -> str:
@@ -86,8 +89,11 @@ def render_comment(
     override: Override | None = None,
     config_problem: str | None = None,
     config_refused: str | None = None,
+    override_refused: str | None = None,
 ) -> str:
     lines = [MARKER]
+    if override_refused:
+        lines += [f"> [!NOTE]\n> {untrusted(override_refused)}.", ""]
     footer = (
         "<sub>model-assigner · change the priority label, milestone or estimates and the "
         "choice follows; set a `model:<name>` label yourself to override.</sub>"
@@ -95,7 +101,10 @@ def render_comment(
     if override is not None:
         # No @-mention: a label is not worth a notification.
         who = f"{_code(override.by)} with a label" if override.by else "a label"
-        lines.append(f"### Model: `{_code(override.model)}` (set by {who})")
+        how = f"set by {who}"
+        if override.via == "opened" and override.by:
+            how = f"on the issue when {_code(override.by)} opened it"
+        lines.append(f"### Model: `{_code(override.model)}` ({how})")
         lines.append("")
         if not override.known:
             lines.append(

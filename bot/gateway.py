@@ -80,6 +80,11 @@ class IssueGateway(Protocol):
 
     def remove_label(self, repo: str, number: int, name: str) -> None: ...
 
+    def permission(self, repo: str, login: str) -> str | None:
+        """``login``'s role on ``repo`` (none, read, triage, write, maintain,
+        admin); None when it cannot be known (dry-run)."""
+        ...
+
 
 class DryRunGateway:
     """No credentials: read only what the payload holds, log every write."""
@@ -128,3 +133,6 @@ class DryRunGateway:
 
     def remove_label(self, repo: str, number: int, name: str) -> None:
         self._record("remove label", repo=repo, issue=number, label=name)
+
+    def permission(self, repo: str, login: str) -> str | None:
+        return None  # no credentials to ask with: not checked in dry-run

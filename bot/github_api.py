@@ -43,6 +43,9 @@ log = logging.getLogger("model_assigner.github")
 REQUEST_TIMEOUT = 3  # seconds, per request
 MAX_RETRY_WAIT = 3.0  # longest Retry-After / backoff we sit out inside a delivery
 BRANCH_TTL = 60.0  # seconds a default branch's head commit is trusted
+PERMISSION_TTL = 300.0  # seconds a person's role on a repository is trusted
+# GitHub's roles; a custom role reads as the base permission GitHub gives with it.
+ROLES = ("none", "read", "triage", "write", "maintain", "admin")
 CACHE_SIZE = 512
 
 K = TypeVar("K")
@@ -297,6 +300,7 @@ class InstallationGateway:
         self._tree_counts: BoundedCache[tuple[str, str], int] = BoundedCache()
         self._configs: BoundedCache[tuple[str, str], str | None] = BoundedCache()
         self._labels: BoundedCache[tuple[str, str], bool] = BoundedCache(4 * CACHE_SIZE)
+        self._permissions: BoundedCache[tuple[str, str], tuple[float, str]] = BoundedCache()
         self._lock = threading.Lock()
 
     def _repo(self, repo: str) -> Any:
@@ -473,3 +477,32 @@ class InstallationGateway:
                 raise _unavailable(f"DELETE label {repo}#{number}", exc) from None
         except requests.RequestException as exc:
             raise _unavailable(f"DELETE label {repo}#{number}", exc) from None
+
+    def permission(self, repo: str, login: str) -> str | None:
+        """GET /repos/{owner}/{repo}/collaborators/{username}/permission: the
+        person's role (``role_name``: triage and maintain included), cached
+        for PERMISSION_TTL per repository and person. Not a collaborator, or
+        not a user: "none"."""
+        key = (repo.lower(), login.lower())
+        now = time.monotonic()
+        with self._lock:
+            cached = self._permissions.get(key)
+        if cached is not None and now - cached[0] < PERMISSION_TTL:
+            return cached[1]
+        url = (f"{self._repo(repo).url}/collaborators/"
+               f"{urllib.parse.quote(login, safe='')}/permission")
+        try:
+            _, data = self.github.requester.requestJsonAndCheck("GET", url)
+            role = str(data.get("role_name") or "")
+            if role not in ROLES:
+                role = str(data.get("permission") or "none")
+            role = role if role in ROLES else "none"
+        except GithubException as exc:
+            if _status(exc) not in (403, 404):
+                raise _unavailable(f"GET permission {repo} {login}", exc) from None
+            role = "none"
+        except requests.RequestException as exc:
+            raise _unavailable(f"GET permission {repo} {login}", exc) from None
+        with self._lock:
+            self._permissions.put(key, (now, role))
+        return role

@@ -32,7 +32,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bot.comment import MARKER, Override, digest, render_comment
+from bot.comment import MARKER, Override, _code, digest, render_comment
 from bot.deadline import delivery_budget
 from bot.gateway import CommentGone, GitHubUnavailable, IssueGateway, IssueGone
 from bot.issue_task import MAX_BODY_CHARS, issue_key, issue_to_task, label_names, parse_blocks
@@ -64,6 +64,8 @@ RELEASE_REASONS = frozenset({"not_planned", "duplicate"})
 GONE_ACTIONS = frozenset({"deleted", "transferred"})
 # Owner and repository names as GitHub (and GitHub Enterprise Server) allow them.
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
+# GitHub's repository roles, lowest first (override_min_permission).
+ROLE_RANK = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
 # Scoring runs outside the store's lock; when another delivery changes, in
 # between, whether this issue blocks another, it is scored again, this many
 # times at most (then the last score stands: the next delivery corrects it).
@@ -107,6 +109,7 @@ class _Reserved(NamedTuple):
     override: Override | None
     comment: CommentRecord | None
     undo: _Undo
+    refusal: str | None  # a person's model label not honoured, and why
 
 
 @dataclass(frozen=True)
@@ -416,6 +419,7 @@ class Handler:
         own_blocks = isinstance(body, str) and bool(
             parse_blocks(body[:MAX_BODY_CHARS], event.repo, event.key)
         )
+        sender_may = self._sender_may_choose(gateway, event, labels_now, settings.labels)
         reserved: _Reserved | None = None
         for attempt in range(SCORING_ATTEMPTS):
             # Scored here, outside the store's lock (a repository's config and
@@ -435,12 +439,13 @@ class Handler:
                 functools.partial(
                     self._reserve, event=event, task=task, assessment=assessment,
                     labels_now=labels_now, settings=settings, now=now, own_blocks=check,
+                    sender_may=sender_may,
                 ),
             )
             if reserved is not None:
                 break
         assert reserved is not None  # the last attempt always reserves
-        decision, override, comment, undo = reserved
+        decision, override, comment, undo, refusal = reserved
         comment_before = comment
 
         if override is not None:  # kept as the person set it, in the catalog or not
@@ -451,7 +456,10 @@ class Handler:
             label = settings.labels.deferred_label
         usage = self.store.view(lambda state: state.usage.get(event.key))
         body = with_usage(
-            render_comment(decision, label, override, settings.problem, settings.refused), usage
+            render_comment(
+                decision, label, override, settings.problem, settings.refused, refusal
+            ),
+            usage,
         )
         sent: list[CommentRecord] = []
         try:
@@ -497,6 +505,8 @@ class Handler:
             result["config_problem"] = settings.problem
         if settings.refused:
             result["config_refused"] = settings.refused
+        if refusal:
+            result["override_refused"] = refusal
         if gateway.dry_run:
             result["comment"] = body
         return Outcome(200, result)
@@ -511,6 +521,7 @@ class Handler:
         settings: EffectiveConfig,
         now: datetime,
         own_blocks: bool | None,
+        sender_may: bool | None = None,
     ) -> _Reserved | None:
         """Reserve (replacing the previous reservation) before writing to
         GitHub; under the store's lock, on the document the decision charges.
@@ -521,7 +532,7 @@ class Handler:
             own_blocks or bool(_dependents(state, event.key))
         ):
             return None
-        override = self._override(event, labels_now, state, settings.labels)
+        override, refusal = self._override(event, labels_now, state, settings.labels, sender_may)
         before = _Counters.of(state)
         previous = state.reservations.get(event.key)
         previous_dependencies = state.dependencies.get(event.key)
@@ -566,7 +577,30 @@ class Handler:
             event.key, previous, previous_dependencies, record, before, _Counters.of(state),
             previous_seen, previous_deferred,
         )
-        return _Reserved(decision, override, record, undo)
+        return _Reserved(decision, override, record, undo, refusal)
+
+    def _sender_may_choose(
+        self, gateway: IssueGateway, event: IssueEvent, labels_now: list[str],
+        labels: LabelsConfig,
+    ) -> bool | None:
+        """Whether this delivery's sender has the role the operator asks of
+        whoever chooses a model (``override_min_permission``, labels.yaml):
+        asked of GitHub (cached), outside the store's lock, only when the
+        sender would be the one choosing (a model label added, or on a new
+        issue). None: not asked, or not known (dry-run)."""
+        if event.action == "labeled":
+            asks = bool(event.label and labels.model_from_label(event.label))
+        else:  # a label on the issue as it was opened: its author's
+            asks = event.action == "opened" and any(
+                labels.model_from_label(n) for n in labels_now
+            )
+        if not event.sender or not asks:
+            return None
+        role = gateway.permission(event.repo, event.sender)
+        if role is None:
+            return None
+        needed = self.labels.override_min_permission
+        return ROLE_RANK.get(role, 0) >= ROLE_RANK[needed]
 
     def _override(
         self,
@@ -574,8 +608,14 @@ class Handler:
         labels_now: list[str],
         state: State,
         labels: LabelsConfig,
-    ) -> Override | None:
-        """A `model:<name>` label that we did not set is a person's choice."""
+        sender_may: bool | None = None,
+    ) -> tuple[Override | None, str | None]:
+        """A `model:<name>` label that we did not set is a person's choice,
+        when that person may choose: the label's setter is this delivery's
+        sender (a `labeled` event), or the issue's author when it was on the
+        issue as it was opened (an issue template may put it there), or the
+        person it was honoured for before. Returns the override, or None and
+        why a label was not honoured."""
         held = state.reservations.get(event.key)
         record = state.comments.get(event.key)
         ours = {
@@ -586,21 +626,32 @@ class Handler:
             m for m in (labels.model_from_label(n) for n in labels_now) if m and m not in ours
         ]
         if not chosen:
-            return None
+            return None, None
         from_event = (
             labels.model_from_label(event.label)
             if event.action == "labeled" and event.label
             else None
         )
         model = from_event if from_event in chosen else chosen[0]
+        via = "label"
         if from_event == model:
             by = event.sender
         elif held is not None and held.model == model and held.override_by:
-            by = held.override_by
+            by, sender_may = held.override_by, True  # checked when it was set
+        elif event.action == "opened":
+            by, via = event.sender, "opened"
         else:
             by = None
+        if by is not None and by == event.sender and sender_may is False:
+            needed = self.labels.override_min_permission
+            how = "added by" if via == "label" else "on the issue as opened by"
+            return None, (
+                f"The `{_code(labels.model_label(model))}` label ({how} {by}) was not "
+                f"applied: choosing a model needs the {needed} role on this repository or "
+                "above; model-assigner chose instead"
+            )
         known = find_model(self.engine.models, model) is not None
-        return Override(model=model, by=by, known=known)
+        return Override(model=model, by=by, known=known, via=via), None
 
     def _decide(
         self,

@@ -151,7 +151,8 @@ def plan_repo(
         event = IssueEvent.parse(
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
         )
-        override = handler._override(event, label_names(issue), state, settings.labels)
+        # "edited": the plan attributes no label to anyone (no role is asked).
+        override, _ = handler._override(event, label_names(issue), state, settings.labels)
         if override is not None:
             overrides[key] = override
             continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -29,6 +29,8 @@ from core.types import Priority
 
 LABELS_FILE = "labels.yaml"
 REPO_CONFIG_PATH = ".github/model-assigner.yml"
+# Label settings only the operator's labels.yaml may set.
+OPERATOR_LABEL_KEYS = ("override_min_permission",)
 REPO_CONFIG_MAX_BYTES = 64 * 1024
 # Nesting deeper than this is refused while composing: PyYAML composes
 # recursively, and 64 KiB of "[" is deep enough to exhaust Python's stack.
@@ -55,6 +57,9 @@ class LabelsConfig(BaseModel):
         default="model:", min_length=2, max_length=40, pattern=r"^[^\s:/,]{1,39}[:/]$"
     )
     deferred_label: str = Field(default="model:deferred", min_length=1, max_length=50)
+    # Operator only (labels.yaml; a repository's file cannot set it): the role
+    # a person needs on the repository for a `model:` label to be their choice.
+    override_min_permission: Literal["read", "triage", "write", "maintain", "admin"] = "triage"
     model_label_color: str = Field(default="6f42c1", pattern=r"^[0-9a-fA-F]{6}$")
     deferred_label_color: str = Field(default="d4c5f9", pattern=r"^[0-9a-fA-F]{6}$")
 
@@ -253,12 +258,17 @@ def effective_config(
             else scoring
         )
         merged_labels = labels
-        if repo.labels:
+        repo_labels = dict(repo.labels)
+        for key in OPERATOR_LABEL_KEYS:
+            if key in repo_labels:
+                del repo_labels[key]
+                refused.append(f"labels.{key}")
+        if repo_labels:
             base_labels = labels.model_dump()
-            if "model_label_prefix" in repo.labels and "deferred_label" not in repo.labels:
+            if "model_label_prefix" in repo_labels and "deferred_label" not in repo_labels:
                 # A new prefix alone: the deferred label follows it.
-                base_labels["deferred_label"] = f"{repo.labels['model_label_prefix']}deferred"
-            merged = deep_merge(base_labels, repo.labels)
+                base_labels["deferred_label"] = f"{repo_labels['model_label_prefix']}deferred"
+            merged = deep_merge(base_labels, repo_labels)
             merged_labels = validate(LabelsConfig, merged, f"{source}: labels")
     except ConfigError as exc:
         return EffectiveConfig(scoring=scoring, labels=labels, problem=_short(str(exc)))
@@ -268,7 +278,7 @@ def effective_config(
         if refused:
             parts.append(
                 "not a repository setting (the operator decides it): "
-                + ", ".join(f"scoring.{key}" for key in refused)
+                + ", ".join(key if "." in key else f"scoring.{key}" for key in refused)
             )
         parts += notes
         said = _short(f"{source}: " + "; ".join(parts))

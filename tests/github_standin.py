@@ -174,6 +174,11 @@ class Repo:
     revision: int = 1
     issues: dict[int, Issue] = field(default_factory=dict)
     labels: dict[str, Label] = field(default_factory=dict)  # lower(name) -> Label
+    # A person's role (lower(login) -> role_name). People not listed have
+    # ``default_role``: the stand-in's people are collaborators unless a test
+    # says otherwise.
+    roles: dict[str, str] = field(default_factory=dict)
+    default_role: str = "write"
 
     @property
     def commit_sha(self) -> str:
@@ -329,6 +334,12 @@ class GitHubStandIn:
             ("GET", repo + r"/branches/(?P<branch>.+)", self._get_branch, "token"),
             ("GET", repo + r"/git/trees/(?P<sha>[^/]+)", self._get_tree, "token"),
             ("GET", repo + r"/contents/(?P<path>.+)", self._get_content, "token"),
+            (
+                "GET",
+                repo + r"/collaborators/(?P<username>[^/]+)/permission",
+                self._get_permission,
+                "token",
+            ),
         ):
             self._routes.append((method, re.compile(pattern + r"/?\Z"), handler, auth))
 
@@ -358,6 +369,11 @@ class GitHubStandIn:
     def repo(self, full_name: str) -> Repo:
         with self.lock:
             return self.repos[full_name.lower()]
+
+    def set_role(self, full_name: str, login: str, role: str) -> None:
+        """A person's role on the repository (none, read, triage, write, maintain, admin)."""
+        with self.lock:
+            self.repo(full_name).roles[login.lower()] = role
 
     def set_config(self, full_name: str, text: str | None) -> None:
         """Commit a new ``.github/model-assigner.yml`` (None removes it)."""
@@ -1144,6 +1160,19 @@ class GitHubStandIn:
                 )
         data = example("git/get-tree.response-recursively-retrieving-a-tree", call.base)
         data.update(sha=tree_sha, url=f"{api}/git/trees/{tree_sha}", tree=entries, truncated=False)
+        return 200, data
+
+    def _get_permission(self, call: Call) -> tuple[int, Any]:
+        """GET /repos/{o}/{r}/collaborators/{username}/permission: the role in
+        ``role_name``, the legacy base role in ``permission`` (maintain reads
+        as write, triage as read), as GitHub documents it."""
+        repo = self._repo_for(call)
+        login = call.params["username"]
+        role = repo.roles.get(login.lower(), repo.default_role)
+        legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+        data = example("repos/get-collaborator-permission-level", call.base)
+        data.update(permission=legacy, role_name=role)
+        data["user"] = self._user_json(login, "User", call.base)
         return 200, data
 
     def _get_content(self, call: Call) -> tuple[int, Any]:

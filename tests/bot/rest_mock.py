@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,6 +212,20 @@ class RestMock:
         )
 
     # -- what happened -----------------------------------------------------------
+
+    def permission(self, role: str = "write", login: str | None = None) -> None:
+        """GET /collaborators/{login}/permission (any login when None): the
+        person's role, as GitHub answers it (``role_name``, and the legacy
+        base role in ``permission``)."""
+        data = rest_example("repos/get-collaborator-permission-level")
+        legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+        data.update(permission=legacy, role_name=role)
+        if login is None:
+            url: Any = re.compile(re.escape(R) + r"/collaborators/[^/]+/permission")
+        else:
+            url = f"{R}/collaborators/{login}/permission"
+            data["user"] = {**data["user"], "login": login}
+        self.rsps.get(url, json=data)
 
     def calls(self) -> list[Call]:
         out = []

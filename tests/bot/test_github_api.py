@@ -482,3 +482,46 @@ def test_a_slow_comment_post_is_not_sent_twice(
     time.sleep(0.8)  # let the stand-in finish the slow request
     assert len(fake.calls("POST")) == 1
     assert len(fake.comments_of(REPO, 1)) == 1
+
+
+# -- a person's role on a repository (issue 12, item 16) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role_name", "permission", "role"),
+    [("triage", "read", "triage"), ("maintain", "write", "maintain"), ("admin", "admin", "admin"),
+     ("custom-reviewer", "read", "read"), ("", "write", "write"), ("none", "none", "none")],
+)
+def test_a_persons_role_is_githubs_role_name_or_its_base_permission(
+    gh: RestMock, gateway: InstallationGateway, rsps: responses.RequestsMock,
+    role_name: str, permission: str, role: str,
+) -> None:
+    from tests.bot.support import rest_example as example
+
+    data = example("repos/get-collaborator-permission-level")
+    data.update(role_name=role_name, permission=permission)
+    rsps.get(f"https://api.github.com:443/repos/{REPO}/collaborators/monalisa/permission",
+             json=data)
+    assert gateway.permission(REPO, "monalisa") == role
+    assert gateway.permission(REPO, "MonaLisa") == role  # cached, logins case-blind
+    assert [c for c in gh.summary() if "/collaborators/" in c[1]] == [
+        ("GET", f"/repos/{REPO}/collaborators/monalisa/permission")
+    ]
+
+
+@pytest.mark.parametrize(("status", "role"), [(404, "none"), (403, "none")])
+def test_not_a_collaborator_has_no_role(
+    gateway: InstallationGateway, rsps: responses.RequestsMock, status: int, role: str
+) -> None:
+    rsps.get(f"https://api.github.com:443/repos/{REPO}/collaborators/stranger/permission",
+             json={"message": "Not Found"}, status=status)
+    assert gateway.permission(REPO, "stranger") == role
+
+
+def test_a_failing_permission_read_is_github_unavailable(
+    gateway: InstallationGateway, rsps: responses.RequestsMock
+) -> None:
+    rsps.get(f"https://api.github.com:443/repos/{REPO}/collaborators/someone/permission",
+             json={"message": "boom"}, status=500)
+    with pytest.raises(GitHubUnavailable, match="permission"):
+        gateway.permission(REPO, "someone")

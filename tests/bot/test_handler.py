@@ -135,6 +135,7 @@ def bot(tmp_path: Path, rsps: responses.RequestsMock) -> Bot:
     gh.app()
     gh.token()
     gh.workspace()
+    gh.permission("write")  # everyone may choose a model here (issue 12's tests: not so)
     store = Store(settings.state_path, load_engine_config(CONFIG_DIR).quotas, lambda: clock[0])
     return Bot(app.test_client(), gh, store, settings.state_path, clock)
 

@@ -412,6 +412,7 @@ def test_labels_under_a_short_prefix_are_neither_overrides_nor_removed(tmp_path:
         gh.branch()
         gh.tree()
         gh.config("labels: {model_label_prefix: 'b:', deferred_label: 'b:later'}\n")
+        gh.permission("write")
         AnyGitHub(rsps)
         payload = webhook("issues.opened", **issue_fields(
             ["P0", "backend", "bug", "b:unknown-thing"], SMALL_BACKEND))
@@ -485,3 +486,84 @@ def test_a_close_replayed_under_a_new_delivery_id_keeps_the_reservation(
     status, answer = post(client, close)  # the same signed body, a new delivery id
     assert (status, answer["status"]) == (202, "ignored"), answer
     assert store.read().reservations[KEY1] == held
+
+
+# -- 16: who may choose a model with a label -------------------------------------------------
+
+
+def deliver_as(tmp_path: Path, payloads: list[dict[str, Any]], roles: dict[str, str]
+               ) -> tuple[list[tuple[int, dict[str, Any]]], list[Any], Store]:
+    """Deliver ``payloads`` in order to the App, people having ``roles`` on
+    REPO (anyone else: not a collaborator). The answers, every request made,
+    and the store."""
+    from tests.bot.rest_mock import RestMock
+
+    app_settings = make_settings(tmp_path, dry_run=False)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        gh = RestMock(rsps)
+        for login, role in roles.items():
+            gh.permission(role, login)
+        AnyGitHub(rsps)  # anyone else: 404, not a collaborator
+        client = create_app(app_settings).test_client()
+        answers = [post(client, encode(p)) for p in payloads]
+        calls = list(rsps.calls)
+    return answers, calls, Store(app_settings.state_path, load_engine_config(CONFIG_DIR).quotas)
+
+
+LABELLED = issue_fields(["P2", "backend", "model:opus-4.6"], SMALL_BACKEND)
+
+
+@pytest.mark.parametrize(("role", "honoured"), [
+    ("none", False), ("read", False), ("triage", True), ("write", True), ("maintain", True),
+    ("admin", True),
+])
+def test_a_model_label_is_a_choice_only_from_someone_with_the_role(
+    tmp_path: Path, role: str, honoured: bool
+) -> None:
+    labeled = webhook("issues.labeled", sender="someone", label="model:opus-4.6", **LABELLED)
+    [(status, answer)], calls, store = deliver_as(tmp_path, [labeled], {"someone": role})
+    assert status == 200, answer
+    held = store.read().reservations.get(f"{REPO}#1")
+    if honoured:
+        assert (answer["status"], answer["model"]) == ("override", "opus-4.6")
+        assert held is not None and held.override_by == "someone"
+    else:
+        assert answer["status"] != "override" and answer["model"] != "opus-4.6"
+        assert "triage" in str(answer["override_refused"])
+        assert held is None or held.model != "opus-4.6"  # not charged for it
+        removed = [c.request.url for c in calls if c.request.method == "DELETE"]
+        assert any(url.endswith("/labels/model%3Aopus-4.6") for url in removed)
+        comment = next(json.loads(c.request.body)["body"] for c in calls
+                       if c.request.method == "POST" and c.request.url.endswith("/comments"))
+        assert "was not" in comment and "applied" in comment
+
+
+def test_a_label_an_issue_template_applied_is_attributed_and_checked(tmp_path: Path) -> None:
+    """Opened with the label on it: not "chosen by a maintainer". The author
+    with read access: not honoured; with triage: honoured, and said how."""
+    opened = webhook("issues.opened", sender="author", **LABELLED)
+    [(_, refused)], _, _ = deliver_as(tmp_path / "a", [opened], {"author": "read"})
+    assert refused["status"] != "override" and "override_refused" in refused
+    [(_, kept)], calls, _ = deliver_as(tmp_path / "b", [opened], {"author": "triage"})
+    assert kept["status"] == "override"
+    comment = next(json.loads(c.request.body)["body"] for c in calls
+                   if c.request.method == "POST" and c.request.url.endswith("/comments"))
+    assert "on the issue when author opened it" in comment
+    assert "maintainer" not in comment
+
+
+def test_a_persons_role_is_asked_once_and_cached(tmp_path: Path) -> None:
+    first = webhook("issues.labeled", sender="someone", label="model:opus-4.6", **LABELLED)
+    second = webhook("issues.labeled", sender="someone", label="model:opus-4.6", number=2,
+                     **LABELLED)
+    answers, calls, _ = deliver_as(tmp_path, [first, second], {"someone": "write"})
+    assert [a["status"] for _, a in answers] == ["override", "override"]
+    asked = [c for c in calls if "/collaborators/" in c.request.url]
+    assert len(asked) == 1
+
+
+def test_a_repository_cannot_lower_who_may_choose(tmp_path: Path) -> None:
+    result = effective("labels:\n  override_min_permission: read\n")
+    assert result.problem is None
+    assert result.labels.override_min_permission == "triage"
+    assert result.refused is not None and "labels.override_min_permission" in result.refused

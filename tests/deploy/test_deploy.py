@@ -123,6 +123,8 @@ CALLS = {
     ("GET", "/repos/{owner}/{repo}/issues"): ("issues", "read"),  # plan
     ("GET", "/repos/{owner}/{repo}"): ("metadata", "read"),  # plan: the default branch
     ("GET", "/repos/{owner}/{repo}/installation"): None,  # plan: the App's JWT
+    # who may choose a model with a label (issue 12)
+    ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"): ("metadata", "read"),
 }
 LEVEL = {"read": 1, "write": 2}
 
@@ -205,6 +207,12 @@ def test_every_call_the_bot_makes_is_listed(
         assert deliver("labeled", "d2") == "assigned"
         # A late copy of the first event: not the latest state, the issue is read.
         assert deliver("opened", "d3", opened) in {"assigned", "override"}
+        # A person chooses a model with a label: their role is asked.
+        standin.label_issue(REPO, 1, "model:opus-4.6")
+        chosen = webhook("issues.labeled", base=server.url, sender="monalisa",
+                         label="model:opus-4.6")
+        chosen["issue"] = standin.issue_json(REPO, 1, server.url)
+        assert deliver("labeled", "d4", chosen) == "override"
         # Every open issue re-planned and written back.
         assert main(["plan", REPO, "--apply"]) == 0
     capsys.readouterr()

@@ -316,3 +316,24 @@ def test_a_store_folder_removed_while_running_is_noticed_not_re_seeded(
         assert not running.state.exists()  # no fresh store invented
     finally:
         stop_server(running)
+
+
+# -- 16: who may choose a model --------------------------------------------------------------
+
+
+def test_a_read_only_persons_model_label_is_not_a_choice(
+    server: Server, standin: GitHubStandIn
+) -> None:
+    new_issue(standin, 81, ["P2", "backend"], "Estimated files: 3\nEstimated LOC: 150")
+    standin.set_role(REPO, "reader", "read")
+    standin.label_issue(REPO, 81, "model:opus-4.6")
+    response = server.deliver(event(standin, "labeled", 81, sender="reader",
+                                    label="model:opus-4.6"))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] != "override" and "override_refused" in answer
+    assert "model:opus-4.6" not in standin.labels_of(REPO, 81)  # taken off, not charged
+    held = server.store()["reservations"].get(f"{REPO}#81")
+    assert held is None or held["model"] != "opus-4.6"
+    asked = standin.calls("GET", f"/repos/{REPO}/collaborators/reader/permission")
+    assert asked
