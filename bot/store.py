@@ -60,7 +60,7 @@ UNKNOWN_CLASS = "unknown"
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 # What one issue may keep of the issues it names as dependencies: a body can
 # name ten thousand, and the store is shared by every repository.
-MAX_DEPENDENCIES = 50
+MAX_DEPENDENCIES = 20
 # An issue key: owner/name (100 characters each at most) '#' number.
 MAX_ISSUE_KEY_CHARS = 220
 # The online strategy learns from this period and the last: two months and a bit.

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from bot.store import MAX_DEPENDENCIES
 from tests.bot.support import (
     API,
     APP_ID,
@@ -166,7 +167,7 @@ def test_issues_naming_thousands_of_dependencies_keep_the_store_small(
         response = server.deliver(event(standin, "opened", number))
         assert response.status_code == 200, response.text
     deps = server.store()["dependencies"]
-    assert all(len(deps[f"{REPO}#{n}"]) == 50 for n in range(31, 36))
+    assert all(len(deps[f"{REPO}#{n}"]) == MAX_DEPENDENCIES for n in range(31, 36))
     assert server.state.stat().st_size < 64_000  # five 65 KB bodies, a few KB of store
     # A bystander in another repository is decided as usual.
     standin.add_issue("octo/bystander", 1, body="Estimated files: 3", labels=["P1"])
