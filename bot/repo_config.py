@@ -128,13 +128,22 @@ def _largest(values: Any) -> float:
 def _clamp(value: Any, low: float, high: float, key: str, notes: list[str]) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value  # validation names what is wrong with it
-    if not math.isfinite(value):
-        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value  # refused by validation, named
     if value > high or (low > 0 and value < low):  # a negative number is validation's
         clamped = min(max(value, low), high)
-        notes.append(f"{key}: {value:g} clamped to {clamped:g}")
+        notes.append(f"{key}: {_shown(value)} clamped to {_shown(clamped)}")
         return clamped
     return value
+
+
+def _shown(value: float) -> str:
+    """A number for a message: an integer too large for a float (10**320) as
+    its first digits and length, never an OverflowError."""
+    if isinstance(value, int) and abs(value) >= 10**15:
+        digits = str(abs(value))
+        return f"{'-' if value < 0 else ''}{digits[:6]}... ({len(digits)} digits)"
+    return f"{value:g}"
 
 
 def _clamp_override(key: str, value: Any, base: ScoringConfig, notes: list[str]) -> Any:

@@ -156,3 +156,35 @@ def test_a_second_server_leaves_a_live_servers_metrics_alone(
     finally:
         live.kill()
         live.wait()
+
+
+# -- 6: numbers the store could not write back ----------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["1e400", "Infinity", "-Infinity", "NaN", "1" + "0" * 320])
+def test_a_store_holding_a_number_it_cannot_write_back_is_refused(
+    tmp_path: Path, number: str
+) -> None:
+    store = started_store(tmp_path)
+    text = store.path.read_text()
+    assert '"spent_usd": 0.0' in text
+    store.path.write_text(text.replace('"spent_usd": 0.0', f'"spent_usd": {number}'))
+    fresh = Store(store.path, load_engine_config(CONFIG_DIR).quotas)
+    with pytest.raises(StoreError, match="spent_usd"):
+        fresh.check()
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "1" + "0" * 320])
+def test_a_repository_number_that_is_not_finite_is_a_problem_not_a_500(value: str) -> None:
+    from bot.repo_config import effective_config, load_labels_config
+
+    engine = load_engine_config(CONFIG_DIR)
+    result = effective_config(
+        f"scoring:\n  priority_weights: {{P0: {value}}}\n", engine.scoring,
+        load_labels_config(CONFIG_DIR), engine.catalog,
+    )
+    # Refused (not finite), or clamped into the operator's range (a huge
+    # integer): named either way, never an OverflowError.
+    said = result.problem or result.refused
+    assert said is not None and "priority_weights.P0" in said
+    assert result.scoring.priority_weights["P0"] == engine.scoring.priority_weights["P0"]

@@ -494,8 +494,8 @@ def test_a_close_replayed_under_a_new_delivery_id_keeps_the_reservation(
 def deliver_as(tmp_path: Path, payloads: list[dict[str, Any]], roles: dict[str, str]
                ) -> tuple[list[tuple[int, dict[str, Any]]], list[Any], Store]:
     """Deliver ``payloads`` in order to the App, people having ``roles`` on
-    REPO (anyone else: not a collaborator). The answers, every request made,
-    and the store."""
+    REPO (anyone else: write, AnyGitHub's answer). The answers, every request
+    made, and the store."""
     from tests.bot.rest_mock import RestMock
 
     app_settings = make_settings(tmp_path, dry_run=False)
@@ -503,7 +503,7 @@ def deliver_as(tmp_path: Path, payloads: list[dict[str, Any]], roles: dict[str, 
         gh = RestMock(rsps)
         for login, role in roles.items():
             gh.permission(role, login)
-        AnyGitHub(rsps)  # anyone else: 404, not a collaborator
+        AnyGitHub(rsps)
         client = create_app(app_settings).test_client()
         answers = [post(client, encode(p)) for p in payloads]
         calls = list(rsps.calls)

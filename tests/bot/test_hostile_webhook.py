@@ -185,6 +185,10 @@ class AnyGitHub:
             return 201, {}, json.dumps(rest_example("issues/create-label"))
         if method in ("POST", "DELETE") and "/labels" in path:
             return 200, {}, json.dumps(rest_example("issues/add-labels"))
+        if method == "GET" and re.search(r"/collaborators/[^/]+/permission$", path):
+            permission = rest_example("repos/get-collaborator-permission-level")
+            permission.update(permission="write", role_name="write")
+            return 200, {}, json.dumps(permission)
         if "/branches/" in path:
             return 200, {}, json.dumps(rest_example("repos/get-branch"))
         if "/git/trees/" in path:
