@@ -272,19 +272,28 @@ def main() -> None:
     parser.add_argument("--quotas", default=",".join(QUOTAS))
     parser.add_argument("--with-optimal", action="store_true",
                         help="also `optimal` one task at a time (slow)")
+    parser.add_argument("--fit-exponent", type=float, default=None,
+                        help="with --objective fit: the rating's power (default: the config's)")
     parser.add_argument("--cold", action="store_true",
                         help="also online with no history from the last month (a cold start)")
     parser.add_argument("--objective", choices=["value", "fit"], default=None,
                         help="objective of optimal and online (default: the config's)")
     args = parser.parse_args()
     config = load_engine_config()
-    if args.objective:
-        scoring = config.scoring.model_copy(update={"objective": args.objective})
+    if args.objective or args.fit_exponent is not None:
+        update: dict[str, object] = {}
+        if args.objective:
+            update["objective"] = args.objective
+        if args.fit_exponent is not None:
+            update["fit_exponent"] = args.fit_exponent
+        scoring = config.scoring.model_copy(update=update)
         config = config.model_copy(update={"scoring": scoring})
     runs = strategies(args.with_optimal, args.cold)
     started = time.perf_counter()
+    exponent = (f" (rating ^ {config.scoring.fit_exponent:g})"
+                if config.scoring.objective == "fit" else "")
     print(f"{args.tasks} tasks a month, seeds 1..{args.seeds}, objective "
-          f"{config.scoring.objective}; means over seeds")
+          f"{config.scoring.objective}{exponent}; means over seeds")
     print(f"{'order':<17} {'quota':<7} {'strategy':<29} {'of optimum':>10} {'of LP':>7} "
           f"{'waste':>6} {'>=90 low':>9} {'>=75 low':>9} {'s/run':>6}")
     for order in args.orders.split(","):

@@ -226,7 +226,8 @@ def plan_worth(plan: BatchPlan, models: list[Model], config: ScoringConfig) -> f
         return plan.value
     by_name = {m.name: m for m in models}
     return math.fsum(
-        d.value_score * by_name[d.model].capabilities.get(d.breakdown.domain, 0.0)
+        d.value_score
+        * by_name[d.model].capabilities.get(d.breakdown.domain, 0.0) ** config.fit_exponent
         for d in plan.decisions
         if d.model is not None and d.model in by_name
     )

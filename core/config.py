@@ -316,6 +316,10 @@ class ScoringConfig(_Strict):
     # of the tasks assigned (the seed's); "fit", each value scaled by the
     # assigned model's capability rating in the task's domain.
     objective: Literal["value", "fit"] = "value"
+    # Under "fit", the rating counts raised to this power: 1 scales a task's
+    # value by the rating; higher values weigh a better-rated model more
+    # against its price (0.95 vs 0.7 is x1.36 at 1, x3.4 at 4).
+    fit_exponent: float = Field(default=1.0, ge=0, le=10)
     # Operator only: the keys above a repository's file may set (never this one).
     repository_may_override: list[str] = Field(default_factory=lambda: list(REPOSITORY_KEYS))
 

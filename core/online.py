@@ -173,7 +173,7 @@ def observation_of(decision: Decision, now: datetime) -> Observation:
 def worth(value: float, model: Model, domain: str, config: ScoringConfig) -> float:
     """The value an assignment brings under the configured objective."""
     if config.objective == "fit":
-        return fit_worth(value, model, domain)
+        return fit_worth(value, model, domain, config.fit_exponent)
     return value
 
 

@@ -348,9 +348,11 @@ def build_options(
             api_model, api_cost = None, 0.0
         worths: tuple[float, ...] = ()
         if config.objective == "fit":
-            api_worth = fit_worth(a.value, api_model, a.domain) if api_model is not None else 0.0
+            k = config.fit_exponent
+            api_worth = (fit_worth(a.value, api_model, a.domain, k) if api_model is not None
+                         else 0.0)
             worths = (
-                *(max(fit_worth(a.value, m, a.domain) for m in allowed if m.family == family)
+                *(max(fit_worth(a.value, m, a.domain, k) for m in allowed if m.family == family)
                   for family in payers),
                 api_worth,
             )
@@ -358,10 +360,11 @@ def build_options(
     return options
 
 
-def fit_worth(value: float, model: Model, domain: str) -> float:
+def fit_worth(value: float, model: Model, domain: str, exponent: float = 1.0) -> float:
     """A task's value done by ``model``, under the ``fit`` objective: scaled
-    by the model's capability rating in the task's domain."""
-    return value * model.capabilities.get(domain, 0.0)
+    by the model's capability rating in the task's domain (to the power
+    ``fit_exponent``)."""
+    return value * float(model.capabilities.get(domain, 0.0) ** exponent)
 
 
 def _cheapest(

@@ -209,3 +209,19 @@ def test_optimal_under_the_fit_objective_takes_the_better_rated_model(
     assert (by_fit.model, by_fit.paid_by) == ("opus-4.6", "subscription:claude")
     assert plan_worth(plan, models, fit) == pytest.approx(a.value * 0.95)
     assert plan.upper_bound == pytest.approx(a.value * 0.95)
+
+
+def test_the_fit_exponent_weighs_the_rating_harder(
+    models: list[Model], scoring: ScoringConfig
+) -> None:
+    from core.online import worth
+
+    opus = next(m for m in models if m.name == "opus-4.6")  # 0.95 for backend
+    glm = next(m for m in models if m.name == "glm-4.7")  # 0.75 for backend
+    once = scoring.model_copy(update={"objective": "fit"})
+    four = scoring.model_copy(update={"objective": "fit", "fit_exponent": 4.0})
+    assert worth(100, opus, "backend", once) / worth(100, glm, "backend", once) == (
+        pytest.approx(0.95 / 0.75))
+    assert worth(100, opus, "backend", four) / worth(100, glm, "backend", four) == (
+        pytest.approx((0.95 / 0.75) ** 4))
+    assert worth(100, glm, "backend", scoring) == 100  # the value objective
