@@ -47,7 +47,7 @@ from core.catalog import find_model
 from core.config import EngineConfig
 from core.explain import idle_notes, plain_payment
 from core.online import observation_of
-from core.quota import calculate_cost, payment_for
+from core.quota import Ledger, calculate_cost, payment_for
 from core.selection import band_for, make_decision
 from core.types import Decision, Observation, Payment, Task
 from core.usage import estimate_class
@@ -541,7 +541,9 @@ class Handler:
         state.release(event.key)
         # The online strategy's history: every issue seen but this one.
         history = [seen for key, seen in state.seen.items() if key != event.key]
-        decision = self._decide(assessment, state, settings, override, now, history)
+        decision = self._decide(
+            assessment, state, settings, override, now, history, event.repo
+        )
         if override is None:
             # the quota before this decision's charge: which subscription sat idle
             decision = decision.model_copy(update={"idle": idle_notes(
@@ -661,17 +663,18 @@ class Handler:
         override: Override | None,
         now: datetime,
         history: Sequence[Observation] = (),
+        repo: str | None = None,
     ) -> Decision:
         scoring, models = settings.scoring, self.engine.models
+        ledger = self._repository_ledger(state, repo)
         if override is None:
             plan = plan_assessed(
-                [assessment], state.ledger(), models, scoring, now, scoring.quota_strategy,
-                history,
+                [assessment], ledger, models, scoring, now, scoring.quota_strategy, history,
             )
             return plan.decisions[0]
         # What model-assigner itself would choose, for the comment (nothing charged).
         own = plan_assessed(
-            [assessment], state.ledger(), models, scoring, now, scoring.quota_strategy, history
+            [assessment], ledger, models, scoring, now, scoring.quota_strategy, history
         ).decisions[0]
         instead = (
             f"model-assigner would have chosen `{own.model}`, {plain_payment(own.payment)}"
@@ -703,6 +706,39 @@ class Handler:
         return make_decision(
             assessment, model, payment, band, "override", f"set by {who} with a label",
         ).model_copy(update={"instead": instead})
+
+    def _repository_ledger(self, state: State, repo: str | None) -> Ledger:
+        """The quota as one repository's decision may see it: with
+        ``repository_share`` below 1, each subscription's monthly tokens and
+        the API budget are cut to that share of their limit, less what this
+        repository's live reservations already hold (the issue being decided
+        has released its own). The store's counters are not changed: a copy.
+        A person's override label is not capped (it is kept, as ever, and
+        charged), only model-assigner's own choice."""
+        share = self.engine.quotas.repository_share
+        if repo is None or share >= 1:
+            return state.ledger()
+        prefix = f"{repo}#"
+        tokens: dict[str, int] = {}
+        spent = 0.0
+        for key, held in state.reservations.items():
+            if not key.startswith(prefix):
+                continue
+            if held.payment.kind == "subscription" and held.payment.family:
+                family = held.payment.family
+                tokens[family] = tokens.get(family, 0) + held.payment.tokens
+            else:
+                spent += held.payment.cost_usd
+        ledger = state.ledger().copy()
+        for sub in ledger.subscriptions:
+            limit = sub.token_limit_monthly
+            if limit is not None:
+                room = max(0.0, share * limit - tokens.get(sub.model_family, 0))
+                sub.tokens_used_month = max(sub.tokens_used_month, int(limit - room))
+        budget = ledger.budget
+        room_usd = max(0.0, share * budget.monthly_limit_usd - spent)
+        budget.spent_usd = max(budget.spent_usd, budget.monthly_limit_usd - room_usd)
+        return ledger
 
     def _write_label(
         self,

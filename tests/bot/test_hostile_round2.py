@@ -567,3 +567,42 @@ def test_a_repository_cannot_lower_who_may_choose(tmp_path: Path) -> None:
     assert result.problem is None
     assert result.labels.override_min_permission == "triage"
     assert result.refused is not None and "labels.override_min_permission" in result.refused
+
+
+# -- 4: one repository cannot starve the others (operator's repository_share) ---------------
+
+
+def test_a_repository_holding_its_share_of_the_budget_cannot_take_more(
+    tmp_path: Path, config_copy: Path
+) -> None:
+    import dataclasses
+
+    from bot.store import Reservation
+    from core.types import Payment
+
+    subs = config_copy / "subscriptions.yaml"
+    subs.write_text(subs.read_text() + "\nrepository_share: 0.5\n")
+    app_settings = dataclasses.replace(make_settings(tmp_path, dry_run=False),
+                                       config_dir=config_copy)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        AnyGitHub(rsps)
+        client = create_app(app_settings).test_client()
+        store = Store(app_settings.state_path, load_engine_config(config_copy).quotas)
+        now = datetime.now(UTC)
+
+        def hog(state: State) -> None:  # REPO's open issues hold $55 of the $100 budget
+            for n in range(900, 911):
+                state.reserve(f"{REPO}#{n}", Reservation(
+                    model="glm-4.7", charged_at=now,
+                    payment=Payment(kind="api", family="glm", tokens=31_000, cost_usd=5.0)))
+
+        store.apply(now, hog)
+        mine = webhook("issues.opened", **issue_fields(["P0", "backend"], SMALL_BACKEND))
+        status, answer = post(client, encode(mine))
+        assert status == 200, answer
+        assert answer["paid_by"] != "api"  # no more of the budget for this repository
+        other = webhook("issues.opened", **issue_fields(["P0", "backend"], SMALL_BACKEND))
+        other["repository"] = {**other["repository"], "full_name": "octo/other"}
+        status, answer = post(client, encode(other))
+        assert status == 200, answer
+        assert answer["model"] is not None and answer["paid_by"] == "api"  # the others' share
