@@ -130,9 +130,20 @@ MIDNIGHT = datetime(2026, 2, 16, tzinfo=UTC)  # not a reset date (March 1st)
 RESET = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def _worker(path: str, clock: list[str], name: str, kind: str, seed: int) -> None:
-    """One gunicorn worker: a Store of its own, its own clock, 2 threads."""
+def _worker(
+    path: str, clock: list[str], name: str, kind: str, seed: int, behind_wrote: Any
+) -> None:
+    """One gunicorn worker: a Store of its own, its own clock, 2 threads.
+
+    The workers whose clocks are ahead start once a worker behind has written
+    (``behind_wrote``): on a loaded machine the processes may otherwise start
+    so far apart that every change behind is written after the first one
+    ahead, and nothing would cross the edge in both directions."""
     from concurrent.futures import ThreadPoolExecutor
+
+    behind = seed < 2  # as _run_workers numbers them
+    if not behind:
+        behind_wrote.wait(60)
 
     store = Store(Path(path), quotas(reset=RESET, daily=None))
     rng = random.Random(seed)
@@ -148,6 +159,8 @@ def _worker(path: str, clock: list[str], name: str, kind: str, seed: int) -> Non
             state.remember_delivery(f"{name}-{j}|{now.isoformat()}|{tokens}", now)
 
         store.apply(now, change)
+        if behind:
+            behind_wrote.set()
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(charge, range(len(clock))))
@@ -157,11 +170,12 @@ def _run_workers(path: Path, edge: datetime, kind: str) -> State:
     """Four workers: two whose clocks are a little behind (all their changes
     just before ``edge``), two a little ahead (all just after), at once."""
     processes = []
+    behind_wrote = MP.Event()
     for p in range(4):
         sign = -1 if p < 2 else 1
         clock = [(edge + sign * timedelta(milliseconds=1 + 7 * j + p)).isoformat()
                  for j in range(30)]
-        processes.append(MP.Process(target=_worker, args=(str(path), clock, f"w{p}", kind, p)))
+        processes.append(MP.Process(target=_worker, args=(str(path), clock, f"w{p}", kind, p, behind_wrote)))
     for process in processes:
         process.start()
     for process in processes:
