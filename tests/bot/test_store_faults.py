@@ -175,7 +175,8 @@ def _run_workers(path: Path, edge: datetime, kind: str) -> State:
         sign = -1 if p < 2 else 1
         clock = [(edge + sign * timedelta(milliseconds=1 + 7 * j + p)).isoformat()
                  for j in range(30)]
-        processes.append(MP.Process(target=_worker, args=(str(path), clock, f"w{p}", kind, p, behind_wrote)))
+        args = (str(path), clock, f"w{p}", kind, p, behind_wrote)
+        processes.append(MP.Process(target=_worker, args=args))
     for process in processes:
         process.start()
     for process in processes:
