@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
+from bot.backends import describe_store, issue_locks_for, open_state_store
 from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
 from bot.github_api import GitHubApp
 from bot.handler import BadPayload, Handler, Outcome
@@ -33,7 +34,7 @@ from bot.ratelimit import RateLimiter, RatePolicy
 from bot.repo_config import load_labels_config
 from bot.settings import Settings, SettingsError, load_settings, redacted_url
 from bot.signature import verify
-from bot.store import Store, StoreError
+from bot.store import StateStore, StoreError
 from bot.usage_api import build_usage_intake, register_usage_routes
 from core.loader import ConfigError, load_engine_config
 
@@ -77,7 +78,7 @@ class Services:
 
     settings: Settings
     handler: Handler
-    store: Store
+    store: StateStore
     queue: SqliteJobQueue
     limiter: RateLimiter
     github: GitHubApp | None
@@ -158,7 +159,11 @@ def build_services(
     engine = load_engine_config(settings.config_dir)
     labels = load_labels_config(settings.config_dir)
     clock = clock or (lambda: datetime.now(UTC))
-    store = Store(settings.state_path, engine.quotas, clock)
+    store = open_state_store(settings.database_url or settings.state_path, engine.quotas, clock)
+    migrate = getattr(store, "migrate", None)
+    if migrate is not None:  # the schema migrations this database lacks, at start-up
+        for version in migrate():
+            log.info("model-assigner: database schema migrated to version %s", version)
     store.ensure_writable()
     store.check()
     store.remove_stale_temporaries()
@@ -196,13 +201,14 @@ def build_services(
         bot_login=bot_login,
         clock=clock,
         lock_dir=settings.state_path.parent / "locks",
+        issue_locks=issue_locks_for(store, settings.state_path.parent / "locks"),
     )
     return Services(settings, handler, store, queue, limiter, app)
 
 
 def build_handler(
     settings: Settings, clock: Callable[[], datetime] | None = None
-) -> tuple[Handler, Store]:
+) -> tuple[Handler, StateStore]:
     services = build_services(settings, clock)
     return services.handler, services.store
 
@@ -253,6 +259,9 @@ def create_app(
         print(f"model-assigner: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(4) from None
 
+    release = getattr(store, "release", None)
+    if release is not None:  # the master forks the workers: none of its connections
+        release()
     try:
         prepare_multiprocess_dir(settings.state_path.parent / "metrics")
         metrics()  # created in the master (--preload), shared by the workers' files
@@ -268,7 +277,7 @@ def create_app(
         log.warning(
             "dry-run mode: no GitHub App credentials; decisions are recorded in %s and the "
             "labels and comments are logged, not written%s",
-            settings.state_path,
+            describe_store(store),
             ""
             if settings.webhook_secret
             else "; GITHUB_WEBHOOK_SECRET unset, signatures not checked",
@@ -366,7 +375,8 @@ def create_app(
             store.ensure_writable()
         except StoreError as exc:
             log.error("healthz: %s", exc)
-            return _json(503, {"status": "store not writable"})
+            return _json(503, {"status": "store not writable" if store.kind == "file"
+                               else "database unavailable"})
         try:
             store.check_file()  # there, a file, readable, valid: not only its folder
         except StoreError as exc:

@@ -264,10 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--state", help=STATE_HELP)
     show.set_defaults(handler=cmd_config)
 
-    from bot import cli_ops, cli_queue, cli_server, cli_usage, plan, setup_flow
+    from bot import cli_db, cli_ops, cli_queue, cli_server, cli_usage, plan, setup_flow
 
     cli_server.add_commands(sub)
     cli_ops.add_commands(sub)
+    cli_db.add_commands(sub)
     cli_usage.add_commands(sub)
     cli_queue.add_commands(sub)
     setup_flow.add_commands(sub)

@@ -15,13 +15,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.backends import describe_store, open_state_store
 from bot.locks import file_lock
-from bot.settings import SettingsError, load_settings
+from bot.settings import SettingsError, is_database_url, load_settings
 from bot.store import (
     State,
+    StateStore,
     Store,
     StoreError,
     apply_resets,
+    initial_state,
     parse_state,
     serialize,
     write_atomically,
@@ -36,15 +39,22 @@ def _fail(message: str) -> Exception:
     return CliError(message)
 
 
-def open_store(args: argparse.Namespace) -> Store:
+def open_store(args: argparse.Namespace, location: str | None = None) -> StateStore:
+    """The store --state names (a file or a postgresql:// URL), else the
+    server's: MODEL_ASSIGNER_STATE (or DATABASE_URL)."""
     try:
         settings = load_settings()
         config_dir = Path(args.config) if getattr(args, "config", None) else settings.config_dir
         engine = load_engine_config(config_dir)
     except (SettingsError, ConfigError) as exc:
         raise _fail(str(exc)) from None
-    path = Path(args.state) if getattr(args, "state", None) else settings.state_path
-    return Store(path, engine.quotas, lambda: _now(args))
+    chosen = location or getattr(args, "state", None)
+    target: str | Path
+    if chosen:
+        target = chosen if is_database_url(chosen) else Path(chosen)
+    else:
+        target = settings.database_url or settings.state_path
+    return open_state_store(target, engine.quotas, lambda: _now(args))
 
 
 def _now(args: argparse.Namespace) -> datetime:
@@ -54,22 +64,31 @@ def _now(args: argparse.Namespace) -> datetime:
     return parse_now(getattr(args, "now", None))
 
 
-def _read(store: Store, args: argparse.Namespace | None = None) -> State:
+def _read(store: StateStore, args: argparse.Namespace | None = None) -> State:
     """The store's state. Before the first delivery: for a report (``args``
     given), the configured starting state (what the server starts from and
     /metrics shows), said so; for a caller that needs recorded usage, an error."""
-    if args is None and not store.path.exists():
-        raise _fail(
-            f"{store.path}: no store yet (it is created on the first delivery); "
-            "is MODEL_ASSIGNER_STATE the server's?"
-        )
+    name = describe_store(store)
     try:
-        state = store.read()
+        exists = store.exists()
+        if args is None and not exists:
+            raise _fail(
+                f"{name}: no store yet (it is created on the first delivery"
+                + ("" if store.kind == "file" else ", or by `model-assigner migrate`")
+                + "); is MODEL_ASSIGNER_STATE the server's?"
+            )
+        if exists or store.kind == "file":
+            state = store.read()
+        else:  # a database without the schema yet: what it would start from
+            from bot.pg_store import PgStore
+
+            assert isinstance(store, PgStore)
+            state = initial_state(store.defaults, store.clock())
     except StoreError as exc:
         raise _fail(str(exc)) from None
-    if not store.path.exists():
+    if not exists:
         note = (
-            f"no delivery recorded yet: {store.path} does not exist; showing the configured "
+            f"no delivery recorded yet: {name} does not exist; showing the configured "
             "starting state (config/subscriptions.yaml)"
         )
         # With --json, stdout stays one JSON document.
@@ -185,7 +204,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
     return 0
 
 
-def quota_reset(store: Store, family: str | None, now: datetime) -> int:
+def quota_reset(store: StateStore, family: str | None, now: datetime) -> int:
     try:
         with store.transaction(now) as state:
             if family is not None and family not in state.subscriptions:
@@ -224,26 +243,42 @@ def cmd_state(args: argparse.Namespace) -> int:
     if args.action == "check" and args.file is not None:
         raise _fail(f"state check: takes no FILE (got {args.file!r})")
     store = open_store(args)
+    name = describe_store(store)
+    if args.action == "migrate":
+        from bot.cli_db import migrate_state
+
+        return migrate_state(args, store)
     if args.action == "check":
         try:
-            store.check()
+            exists = store.exists()
+            if exists or store.kind == "file":
+                store.check()
         except StoreError as exc:
             raise _fail(f"invalid store: {exc}") from None
-        if not store.path.exists():
-            print(f"{store.path}: does not exist yet (it is created on the first delivery)")
+        if not exists:
+            print(f"{name}: does not exist yet (it is created on the first delivery)")
         else:
-            print(f"{store.path}: valid")
+            print(f"{name}: valid")
         return 0
     if not args.file:
         raise _fail(f"state {args.action}: FILE is required")
     if args.action == "backup":
         target = Path(args.file)
-        with file_lock(store.lock_path, exclusive=False):
+        if isinstance(store, Store):
+            with file_lock(store.lock_path, exclusive=False):
+                try:
+                    shutil.copyfile(store.path, target)
+                except OSError as exc:
+                    raise _fail(f"backup to {target}: {exc.strerror or exc}") from None
+        else:  # the database's rows as the JSON store's document: portable
+            from bot.cli_db import export_text
+
+            text = export_text(store)
             try:
-                shutil.copyfile(store.path, target)
+                write_atomically(target, text)
             except OSError as exc:
                 raise _fail(f"backup to {target}: {exc.strerror or exc}") from None
-        print(f"backed up {store.path} to {target}")
+        print(f"backed up {name} to {target}")
         return 0
     # restore
     source = Path(args.file)
@@ -255,15 +290,22 @@ def cmd_state(args: argparse.Namespace) -> int:
         state = parse_state(text, str(source))
     except StoreError as exc:
         raise _fail(f"not restored: {exc}") from None
-    with file_lock(store.lock_path):
-        write_atomically(store.path, serialize(state))
-    print(f"restored {store.path} from {source}")
+    if isinstance(store, Store):
+        with file_lock(store.lock_path):
+            write_atomically(store.path, serialize(state))
+    else:
+        from bot.cli_db import restore_into
+
+        restore_into(store, state)
+    print(f"restored {name} from {source}")
     return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--state", help="store file (default: MODEL_ASSIGNER_STATE)")
+        parser.add_argument(
+            "--state", help="store file or postgresql:// URL (default: MODEL_ASSIGNER_STATE)"
+        )
         parser.add_argument("--config", help="config folder (default: MODEL_ASSIGNER_CONFIG)")
         parser.add_argument(
             "--now", help="the clock for resets, ISO 8601 (default: the current UTC time)"
@@ -283,10 +325,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     common(reservations)
     reservations.set_defaults(handler=cmd_reservations)
 
-    state = sub.add_parser("state", help="check, back up or restore the store")
-    state.add_argument("action", choices=["check", "backup", "restore"],
-                       help="check the store, back it up to FILE, or restore it from FILE")
+    state = sub.add_parser(
+        "state", help="check, back up, restore the store, or copy it to another (migrate --to)"
+    )
+    state.add_argument("action", choices=["check", "backup", "restore", "migrate"],
+                       help="check the store, back it up to FILE, restore it from FILE, "
+                       "or copy it into an empty store (--to)")
     state.add_argument("file", nargs="?", help="backup target / restore source")
+    state.add_argument(
+        "--to", help="with migrate: the empty store to copy into (postgresql:// URL or file)"
+    )
     common(state)
     state.set_defaults(handler=cmd_state)
 

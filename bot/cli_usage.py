@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli_ops import _fail, _read, open_store
-from bot.store import State, Store, StoreError
+from bot.store import State, StateStore, StoreError
 from bot.usage_intake import BadReport, parse_issue
 from bot.usage_store import ReportOutcome, calibration_samples, learned_table, record_report
 from core.calibration import learn
@@ -53,7 +53,7 @@ def _now(args: argparse.Namespace) -> datetime:
 
 
 def _record(
-    store: Store, engine: EngineConfig, items: list[tuple[str, UsageReport]], now: datetime
+    store: StateStore, engine: EngineConfig, items: list[tuple[str, UsageReport]], now: datetime
 ) -> list[ReportOutcome]:
 
     def change(state: State) -> list[ReportOutcome]:
@@ -212,7 +212,7 @@ def _print_differences(provider: str, differences: list[Difference]) -> None:
           "(nothing changed; --apply charges it to the API budget)")
 
 
-def _apply(store: Store, raw: bytes, differences: list[Difference], now: datetime) -> float:
+def _apply(store: StateStore, raw: bytes, differences: list[Difference], now: datetime) -> float:
     """Charge the priced difference of the current budget month to the API
     budget, once per export (its digest is remembered)."""
     digest = "reconcile:" + hashlib.sha256(raw).hexdigest()[:32]
@@ -242,7 +242,7 @@ def calibration_report(state: State, engine: EngineConfig) -> dict[str, Any]:
 
 def cmd_calibration(args: argparse.Namespace) -> int:
     store, engine = open_store(args), _engine(args)
-    state = _read(store) if store.path.exists() else None
+    state = _read(store) if store.exists() else None
     report: dict[str, Any] = calibration_report(state, engine) if state is not None else {
         "enabled": engine.scoring.calibration.enabled, "finished_issues": 0, "factors": {}}
     if args.json:

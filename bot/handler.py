@@ -36,9 +36,9 @@ from bot.comment import MARKER, Override, _code, digest, render_comment
 from bot.deadline import delivery_budget
 from bot.gateway import CommentGone, GitHubUnavailable, IssueGateway, IssueGone
 from bot.issue_task import MAX_BODY_CHARS, issue_key, issue_to_task, label_names, parse_blocks
-from bot.locks import issue_lock
+from bot.locks import FileIssueLocks, IssueLocks
 from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
-from bot.store import DELIVERY_ID, CommentRecord, Reservation, State, Store, issue_time
+from bot.store import DELIVERY_ID, CommentRecord, Reservation, State, StateStore, issue_time
 from bot.usage_comment import with_usage
 from bot.usage_store import calibrated, note_decision
 from core.assessment import Assessment, assess
@@ -233,11 +233,12 @@ class Handler:
         self,
         engine: EngineConfig,
         labels: LabelsConfig,
-        store: Store,
+        store: StateStore,
         gateway_for: Callable[[int | None], IssueGateway],
         bot_login: Callable[[], str],
         clock: Callable[[], datetime],
         lock_dir: Path,
+        issue_locks: IssueLocks | None = None,
     ) -> None:
         self.engine = engine
         self.labels = labels
@@ -246,6 +247,7 @@ class Handler:
         self.bot_login = bot_login
         self.clock = clock
         self.lock_dir = lock_dir
+        self.issue_locks = issue_locks or FileIssueLocks(lock_dir)
 
     # -- entry point -------------------------------------------------------
 
@@ -291,7 +293,7 @@ class Handler:
         parsed = found
         if parsed.sender is not None and parsed.sender == self.bot_login():
             return Outcome(202, {"status": "ignored", "reason": "our own event"})
-        with issue_lock(self.lock_dir, parsed.key):
+        with self.issue_locks.hold(parsed.key):
             if delivery and self.store.seen_delivery(delivery):
                 return Outcome(200, {"status": "duplicate", "delivery": delivery})
             if parsed.action in GONE_ACTIONS | {"closed"}:

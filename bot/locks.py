@@ -11,8 +11,9 @@ import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 ISSUE_LOCK_STRIPES = 1024
 
@@ -59,3 +60,23 @@ def issue_busy(lock_dir: Path, issue_key: str) -> bool:
     finally:
         os.close(fd)  # closing releases a lock taken here
     return False
+
+
+class IssueLocks(Protocol):
+    """One issue decided by one worker at a time: file locks on one machine
+    (FileIssueLocks), advisory locks across machines (bot/pg_store.py)."""
+
+    def hold(self, issue_key: str) -> AbstractContextManager[None]: ...
+
+    def busy(self, issue_key: str) -> bool: ...
+
+
+class FileIssueLocks:
+    def __init__(self, lock_dir: Path) -> None:
+        self.lock_dir = lock_dir
+
+    def hold(self, issue_key: str) -> AbstractContextManager[None]:
+        return issue_lock(self.lock_dir, issue_key)
+
+    def busy(self, issue_key: str) -> bool:
+        return issue_busy(self.lock_dir, issue_key)

@@ -30,7 +30,6 @@ from bot.comment import Override, render_comment
 from bot.gateway import GitHubUnavailable, IssueGateway
 from bot.handler import Handler, IssueEvent
 from bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
-from bot.locks import issue_busy, issue_lock
 from bot.repo_config import EffectiveConfig, effective_config
 from bot.settings import Settings
 from bot.solver_output import solver_output_off_stdout
@@ -231,7 +230,7 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             or state.comments.get(key) != records_before.get(key)
         }
         return frozenset(changed | {key for key in snap.issues
-                                    if key not in changed and issue_busy(handler.lock_dir, key)})
+                                    if key not in changed and handler.issue_locks.busy(key)})
 
     def reserve(state: State) -> tuple[RepoPlan, dict[str, _Left]]:
         repo_plan = plan_repo(handler, snap, state, now, strategy, busy(state), due_only)
@@ -285,7 +284,7 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             ),
             usage,
         )
-        with issue_lock(handler.lock_dir, key):
+        with handler.issue_locks.hold(key):
             if not handler.store.view(partial(_still_ours, key, ours)):
                 continue  # a delivery re-decided it since: its label and comment stand
             try:

@@ -108,6 +108,11 @@ class Settings:
     @property
     def queue_path(self) -> Path:
         return self.queue.path or self.state_path.with_name("queue.sqlite3")
+    # A PostgreSQL connection string (MODEL_ASSIGNER_STATE=postgresql://...,
+    # or DATABASE_URL when MODEL_ASSIGNER_STATE is unset): the state, and the
+    # issue locks, live there; state_path's folder still holds the local
+    # files (metrics). Never printed: it may hold a password.
+    database_url: str | None = None
 
     @property
     def dry_run(self) -> bool:
@@ -117,7 +122,9 @@ class Settings:
     def __repr__(self) -> str:  # never print the key or the secret
         return (
             f"Settings(app_id={self.app_id}, api_url={redacted_url(self.api_url)!r}, "
-            f"state_path={str(self.state_path)!r}, config_dir={str(self.config_dir)!r}, "
+            f"state_path={str(self.state_path)!r}, "
+            f"database={'set' if self.database_url else 'unset'}, "
+            f"config_dir={str(self.config_dir)!r}, "
             f"dry_run={self.dry_run}, webhook_secret={'set' if self.webhook_secret else 'unset'})"
         )
 
@@ -165,12 +172,35 @@ def config_dir(env: Mapping[str, str]) -> Path:
     return resources.project_dir(env) / configured
 
 
+def database_url(env: Mapping[str, str]) -> str | None:
+    """MODEL_ASSIGNER_STATE when it is a postgresql:// URL; else DATABASE_URL
+    (the name platforms set) when MODEL_ASSIGNER_STATE is unset and it is one."""
+    configured = env.get("MODEL_ASSIGNER_STATE", "").strip()
+    if configured.lower().startswith(DATABASE_SCHEMES):
+        return configured
+    fallback = env.get("DATABASE_URL", "").strip()
+    if not configured and fallback:
+        if not fallback.lower().startswith(DATABASE_SCHEMES):
+            raise SettingsError("DATABASE_URL: must be a postgresql:// URL")
+        return fallback
+    return None
+
+
 def state_path(env: Mapping[str, str]) -> Path:
     """MODEL_ASSIGNER_STATE, relative to the project folder: the checkout, or a
-    per-user data folder for an installed package (docs/configuration.md)."""
-    configured = env.get("MODEL_ASSIGNER_STATE", "").strip() or DEFAULT_STATE
+    per-user data folder for an installed package (docs/configuration.md). With
+    a database, the default path (its folder keeps the local files)."""
+    configured = env.get("MODEL_ASSIGNER_STATE", "").strip()
+    if not configured or configured.lower().startswith(DATABASE_SCHEMES):
+        configured = DEFAULT_STATE
     return resources.project_dir(env) / configured
 
+
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(value: str) -> bool:
+    return value.strip().lower().startswith(DATABASE_SCHEMES)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -227,6 +257,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # Relative paths are the project folder's, where `serve` runs, so the
         # operator commands find the server's store and config from any folder.
         state_path=state_path(env),
+        database_url=database_url(env),
         config_dir=config_dir(env),
         bot_login=env.get("MODEL_ASSIGNER_BOT_LOGIN", "").strip() or None,
         log_level=level,

@@ -19,12 +19,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple, TypeVar, cast
+from typing import Annotated, Any, NamedTuple, Protocol, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -670,6 +670,7 @@ class Store:
         defaults: SubscriptionsConfig,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        self.kind = "file"
         self.path = path
         self.defaults = defaults
         # Only to date the first resets of a store seeded from config (the
@@ -876,6 +877,10 @@ class Store:
             if not isinstance(exc, Exception):
                 raise
 
+    def exists(self) -> bool:
+        """Whether the store has been written yet (the first delivery writes it)."""
+        return self.path.exists()
+
     def check(self) -> None:
         """Raise StoreError when the file on disk is not a valid store."""
         with self._locked(exclusive=False):
@@ -933,3 +938,33 @@ class Store:
                     os.unlink(probe)
         except OSError as exc:
             raise StoreError(f"{folder}: not writable ({exc.strerror or exc})") from None
+
+
+class StateStore(Protocol):
+    """What the server and the commands need of a store: the JSON file
+    (Store, above) or PostgreSQL (bot/pg_store.py, PgStore). Same State,
+    same transactions, same answers."""
+
+    kind: str
+
+    def read(self) -> State: ...
+
+    def view(self, look: Callable[[State], T]) -> T: ...
+
+    def seen_delivery(self, delivery_id: str) -> bool: ...
+
+    def transaction(self, now: datetime) -> AbstractContextManager[State]: ...
+
+    def apply(self, now: datetime, change: Callable[[State], T]) -> T: ...
+
+    def exists(self) -> bool: ...
+
+    def check(self) -> None: ...
+
+    def ensure_exists(self) -> None: ...
+
+    def check_file(self) -> None: ...
+
+    def ensure_writable(self) -> None: ...
+
+    def remove_stale_temporaries(self, older_than: float = 60.0) -> int: ...

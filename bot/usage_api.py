@@ -11,7 +11,7 @@ from flask import Flask, Response, request
 from bot.gateway import GitHubUnavailable, IssueGateway
 from bot.handler import Handler
 from bot.settings import Settings
-from bot.store import Store, StoreError
+from bot.store import StateStore, StoreError
 from bot.usage_intake import UsageIntake, UsageSettings, load_usage_settings
 
 log = logging.getLogger("model_assigner.usage")
@@ -37,7 +37,7 @@ def build_usage_intake(
     return UsageIntake(
         store=handler.store,
         models=handler.engine.models,
-        lock_dir=handler.lock_dir,
+        issue_locks=handler.issue_locks,
         clock=handler.clock,
         settings=usage,
         installed=installed,
@@ -45,7 +45,7 @@ def build_usage_intake(
     )
 
 
-def known_repository(store: Store, repo: str) -> bool:
+def known_repository(store: StateStore, repo: str) -> bool:
     prefix = repo.lower() + "#"
     return store.view(
         lambda state: any(

@@ -14,17 +14,16 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from bot.comment import MARKER, digest
 from bot.gateway import GitHubUnavailable, IssueGateway
 from bot.handler import REPO_NAME, Outcome
 from bot.issue_task import issue_key
-from bot.locks import issue_lock
+from bot.locks import IssueLocks
 from bot.oidc import GITHUB_ISSUER, GITHUB_JWKS_URL, OidcRejected, OidcVerifier
 from bot.settings import SettingsError
-from bot.store import CommentRecord, State, Store
+from bot.store import CommentRecord, State, StateStore
 from bot.usage_comment import with_usage
 from bot.usage_store import ReportOutcome, TooManyReports, record_report
 from core.types import Model
@@ -95,9 +94,9 @@ def parse_issue(value: object, repository: str | None) -> tuple[str, int]:
 class UsageIntake:
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         models: Sequence[Model],
-        lock_dir: Path,
+        issue_locks: IssueLocks,
         clock: Callable[[], datetime],
         settings: UsageSettings,
         installed: Callable[[str], bool],
@@ -106,7 +105,7 @@ class UsageIntake:
     ) -> None:
         self.store = store
         self.models = models
-        self.lock_dir = lock_dir
+        self.issue_locks = issue_locks
         self.clock = clock
         self.settings = settings
         self.installed = installed
@@ -201,7 +200,7 @@ class UsageIntake:
         id) makes the same request twice count once, on top of the run id."""
         key = issue_key(repo, number)
         now = self.clock()
-        with issue_lock(self.lock_dir, key):
+        with self.issue_locks.hold(key):
 
             def change(state: State) -> ReportOutcome | None:
                 if once_key and once_key in state.deliveries:

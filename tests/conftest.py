@@ -4,6 +4,7 @@ factories, and a writable copy of config/."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -85,3 +86,27 @@ def pytest_configure(config: pytest.Config) -> None:
     traveller = time_machine.travel(target, tick=True)
     traveller.start()
     config.add_cleanup(traveller.stop)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this session (tests/pg_support.py)."""
+    from tests.pg_support import session_database
+
+    yield from session_database()
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The session's database, its tables emptied: a fresh store."""
+    from bot.pg import Database
+    from bot.pg_schema import migrate
+    from tests.pg_support import empty_tables
+
+    db = Database(pg_database, pool_size=1)
+    try:
+        migrate(db)
+    finally:
+        db.release()
+    empty_tables(pg_database)
+    return pg_database

@@ -1,7 +1,10 @@
-"""The JSON quota store (bot/store.py) and its file locks (bot/locks.py).
+"""The quota store on both back ends: the JSON file (bot/store.py, with its
+file locks, bot/locks.py) and PostgreSQL (bot/pg_store.py, a real server).
 
-Everything runs against real files in a temporary folder; the crash and
-concurrency tests use real processes and real signals.
+The tests taking ``store`` run on each; those about the file itself (its
+bytes, temporary files, rename) take ``file_store``. Everything runs against
+real files or a real database; the crash and concurrency tests use real
+processes and real signals.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Any
 
 import pytest
 
+from bot.backends import open_state_store
 from bot.locks import ISSUE_LOCK_STRIPES, file_lock, issue_lock, issue_lock_path
+from bot.pg_store import PRUNE_EVERY, PgStore
 from bot.store import (
     DELIVERY_LIMIT,
     DELIVERY_MEMORY,
@@ -88,17 +93,49 @@ def claude(state: State) -> Subscription:
     return state.subscriptions["claude"]
 
 
+@pytest.fixture(params=["json", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store is: a file, or a database (emptied for each test)."""
+    if request.param == "json":
+        return str(tmp_path / "data" / "state.json")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(location: str) -> Iterator[Any]:
+    opened = open_state_store(location if "://" in location else Path(location), quotas())
+    yield opened
+    release = getattr(opened, "release", None)
+    if release is not None:
+        release()
+
+
+@pytest.fixture
+def file_store(tmp_path: Path) -> Store:
     return Store(tmp_path / "data" / "state.json", quotas())
 
 
-def on_disk(store: Store) -> State:
+def raw(store: Any) -> str:
+    """What the store holds, as text, read independently of it: the file, or
+    the rows read back by another store object (another process's view)."""
+    if isinstance(store, Store):
+        return store.path.read_text(encoding="utf-8")
+    other = PgStore(store.db.url, store.defaults, store.clock, pool_size=1)
+    try:
+        return other.export_text()
+    finally:
+        other.release()
+
+
+def on_disk(store: Any) -> State:
     """The document as saved, parsed independently of the Store."""
-    return State.model_validate_json(store.path.read_text(encoding="utf-8"))
+    return State.model_validate_json(raw(store))
 
 
-def temp_files(store: Store) -> list[str]:
+def temp_files(store: Any) -> list[str]:
+    if not isinstance(store, Store):
+        return []
     return sorted(p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp"))
 
 
@@ -124,7 +161,7 @@ def test_initial_state_comes_from_config(tmp_path: Path) -> None:
     assert state.reservations == {} and state.deliveries == {} and state.comments == {}
 
 
-def test_first_transaction_saves_the_config_state(store: Store) -> None:
+def test_first_transaction_saves_the_config_state(store: Any) -> None:
     with store.transaction(NOW):
         pass
     saved = on_disk(store)
@@ -133,7 +170,7 @@ def test_first_transaction_saves_the_config_state(store: Store) -> None:
     assert claude(saved).usage_day == NOW.date()
     assert saved.api_budget.monthly_limit_usd == 100.0
     # The file is what the Store would write for it: one JSON document.
-    assert json.loads(store.path.read_text())["version"] == 1
+    assert json.loads(raw(store))["version"] == 1
 
 
 def test_initial_state_does_not_share_objects_with_config() -> None:
@@ -148,7 +185,7 @@ def test_initial_state_does_not_share_objects_with_config() -> None:
 # --- reserve, replace, release, settle -------------------------------------------
 
 
-def test_reserve_charges_the_subscription(store: Store) -> None:
+def test_reserve_charges_the_subscription(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(40_000)))
     saved = on_disk(store)
@@ -158,7 +195,7 @@ def test_reserve_charges_the_subscription(store: Store) -> None:
     assert saved.reservations["o/r#1"].model == "sonnet-4.5"
 
 
-def test_re_reserving_replaces_and_never_charges_twice(store: Store) -> None:
+def test_re_reserving_replaces_and_never_charges_twice(store: Any) -> None:
     for tokens in (40_000, 40_000, 25_000, 90_000):
         with store.transaction(NOW) as state:
             state.reserve("o/r#1", held(sub_payment(tokens)))
@@ -168,7 +205,7 @@ def test_re_reserving_replaces_and_never_charges_twice(store: Store) -> None:
     assert list(saved.reservations) == ["o/r#1"]
 
 
-def test_replacing_moves_the_charge_between_payers(store: Store) -> None:
+def test_replacing_moves_the_charge_between_payers(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(api_payment(2.5), model="gpt-4-turbo"))
     assert on_disk(store).api_budget.spent_usd == pytest.approx(2.5)
@@ -179,7 +216,7 @@ def test_replacing_moves_the_charge_between_payers(store: Store) -> None:
     assert claude(saved).tokens_used_month == 30_000
 
 
-def test_reservations_of_different_issues_add_up(store: Store) -> None:
+def test_reservations_of_different_issues_add_up(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
         state.reserve("o/r#2", held(sub_payment(20_000)))
@@ -189,7 +226,7 @@ def test_reservations_of_different_issues_add_up(store: Store) -> None:
     assert saved.api_budget.spent_usd == pytest.approx(1.25)
 
 
-def test_release_gives_the_charge_back(store: Store) -> None:
+def test_release_gives_the_charge_back(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
         state.reserve("o/r#2", held(sub_payment(20_000)))
@@ -208,7 +245,7 @@ def test_release_gives_the_charge_back(store: Store) -> None:
     assert set(saved.reservations) == {"o/r#1"}
 
 
-def test_release_of_yesterdays_charge_leaves_today_alone(store: Store) -> None:
+def test_release_of_yesterdays_charge_leaves_today_alone(store: Any) -> None:
     day1 = datetime(2026, 2, 10, 23, 0, tzinfo=UTC)
     day2 = datetime(2026, 2, 11, 1, 0, tzinfo=UTC)
     with store.transaction(day1) as state:
@@ -222,7 +259,7 @@ def test_release_of_yesterdays_charge_leaves_today_alone(store: Store) -> None:
     assert claude(saved).tokens_used_month == 3_000
 
 
-def test_release_after_the_monthly_reset_gives_nothing_back(store: Store) -> None:
+def test_release_after_the_monthly_reset_gives_nothing_back(store: Any) -> None:
     before = datetime(2026, 2, 20, tzinfo=UTC)
     after = datetime(2026, 3, 2, tzinfo=UTC)
     with store.transaction(before) as state:
@@ -237,7 +274,7 @@ def test_release_after_the_monthly_reset_gives_nothing_back(store: Store) -> Non
     assert saved.api_budget.spent_usd == pytest.approx(0.0)
 
 
-def test_settle_keeps_the_usage(store: Store) -> None:
+def test_settle_keeps_the_usage(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
         state.comments["o/r#1"] = state.comments.get("o/r#1") or _comment()
@@ -265,10 +302,10 @@ def _comment() -> Any:
     return CommentRecord(id=1, digest="abc")
 
 
-def test_exception_inside_a_transaction_saves_nothing(store: Store) -> None:
+def test_exception_inside_a_transaction_saves_nothing(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
-    before = store.path.read_bytes()
+    before = raw(store)
 
     class Boom(Exception):
         pass
@@ -276,14 +313,14 @@ def test_exception_inside_a_transaction_saves_nothing(store: Store) -> None:
     with pytest.raises(Boom), store.transaction(NOW) as state:
         state.reserve("o/r#2", held(sub_payment(99_000)))
         raise Boom
-    assert store.path.read_bytes() == before
+    assert raw(store) == before
     assert temp_files(store) == []
 
 
 # --- resets ---------------------------------------------------------------------
 
 
-def test_daily_usage_resets_at_utc_midnight(store: Store) -> None:
+def test_daily_usage_resets_at_utc_midnight(store: Any) -> None:
     last_second = datetime(2026, 2, 10, 23, 59, 59, tzinfo=UTC)
     with store.transaction(last_second) as state:
         state.reserve("o/r#1", held(sub_payment(10_000), at=last_second))
@@ -297,7 +334,7 @@ def test_daily_usage_resets_at_utc_midnight(store: Store) -> None:
     assert claude(saved).usage_day == datetime(2026, 2, 11).date()
 
 
-def test_midnight_is_utc_midnight_whatever_the_clocks_offset(store: Store) -> None:
+def test_midnight_is_utc_midnight_whatever_the_clocks_offset(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
     # 23:30 UTC on the same day, written with a +01:00 offset: no reset yet.
@@ -311,7 +348,7 @@ def test_midnight_is_utc_midnight_whatever_the_clocks_offset(store: Store) -> No
         assert claude(state).tokens_used_month == 10_000
 
 
-def test_monthly_reset_is_applied_exactly_once(store: Store) -> None:
+def test_monthly_reset_is_applied_exactly_once(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
         state.reserve("o/r#2", held(api_payment(7.5)))
@@ -333,7 +370,7 @@ def test_monthly_reset_is_applied_exactly_once(store: Store) -> None:
             assert claude(state).reset_date == datetime(2026, 4, 1, tzinfo=UTC)
 
 
-def test_a_store_asleep_for_months_resets_once_to_the_next_date(store: Store) -> None:
+def test_a_store_asleep_for_months_resets_once_to_the_next_date(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
     woken = datetime(2026, 6, 15, 8, 0, tzinfo=UTC)
@@ -346,12 +383,12 @@ def test_a_store_asleep_for_months_resets_once_to_the_next_date(store: Store) ->
     assert claude(saved).tokens_used_month == 1_000
 
 
-def test_the_reset_date_comes_from_the_store_not_the_config(tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
-    with Store(path, quotas()).transaction(RESET) as state:  # rolls to 1 April
+def test_the_reset_date_comes_from_the_store_not_the_config(location: str) -> None:
+    where = location if "://" in location else Path(location)
+    with open_state_store(where, quotas()).transaction(RESET) as state:  # rolls to 1 April
         state.reserve("o/r#1", held(sub_payment(10_000), at=RESET))
     # The operator never touched config: it still says 1 March.
-    with Store(path, quotas()).transaction(RESET + timedelta(days=1)) as state:
+    with open_state_store(where, quotas()).transaction(RESET + timedelta(days=1)) as state:
         assert claude(state).reset_date == datetime(2026, 4, 1, tzinfo=UTC)
         assert claude(state).tokens_used_month == 10_000
 
@@ -359,8 +396,7 @@ def test_the_reset_date_comes_from_the_store_not_the_config(tmp_path: Path) -> N
 # --- sync with config -----------------------------------------------------------
 
 
-def test_limits_come_from_config_and_counters_from_the_store(tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
+def test_limits_come_from_config_and_counters_from_the_store(location: str) -> None:
     april = datetime(2026, 4, 1, tzinfo=UTC)
     old = State(
         subscriptions={
@@ -378,9 +414,10 @@ def test_limits_come_from_config_and_counters_from_the_store(tmp_path: Path) -> 
         },
         api_budget=ApiBudget(monthly_limit_usd=10.0, spent_usd=6.5, reset_date=april),
     )
-    path.write_text(serialize(old))
     openai = Subscription(model_family="openai", token_limit_monthly=2_000_000, reset_date=RESET)
-    store = Store(path, quotas(monthly=5_000_000, daily=None, budget=250.0, extra=(openai,)))
+    config = quotas(monthly=5_000_000, daily=None, budget=250.0, extra=(openai,))
+    store = open_state_store(location if "://" in location else Path(location), config)
+    seed(store, old)
     for state in (store.read(), _in_transaction(store)):
         assert set(state.subscriptions) == {"claude", "openai"}
         c = claude(state)
@@ -401,7 +438,16 @@ def test_limits_come_from_config_and_counters_from_the_store(tmp_path: Path) -> 
     assert claude(saved).token_limit_monthly == 5_000_000
 
 
-def _in_transaction(store: Store) -> State:
+def seed(store: Any, state: State) -> None:
+    """Put a document in place, as a restore would."""
+    if isinstance(store, Store):
+        store.path.parent.mkdir(parents=True, exist_ok=True)
+        store.path.write_text(serialize(state))
+    else:
+        store.replace(state)
+
+
+def _in_transaction(store: Any) -> State:
     with store.transaction(NOW) as state:
         return state.model_copy(deep=True)
 
@@ -446,8 +492,9 @@ def _corrupt_cases() -> Iterator[Any]:
 
 @pytest.mark.parametrize(("content", "says"), list(_corrupt_cases()))
 def test_corrupt_document_is_refused_and_left_untouched(
-    store: Store, content: bytes, says: str
+    file_store: Store, content: bytes, says: str
 ) -> None:
+    store = file_store
     store.path.parent.mkdir(parents=True)
     store.path.write_bytes(content)
     stamp = store.path.stat().st_mtime_ns
@@ -492,8 +539,9 @@ def _fail_with(code: int) -> Any:
     [("replace", errno.ENOSPC), ("fsync", errno.EIO), ("replace", errno.EROFS)],
 )
 def test_write_failure_keeps_the_previous_document(
-    store: Store, monkeypatch: pytest.MonkeyPatch, function: str, code: int
+    file_store: Store, monkeypatch: pytest.MonkeyPatch, function: str, code: int
 ) -> None:
+    store = file_store
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
     before = store.path.read_bytes()
@@ -527,9 +575,10 @@ def test_state_folder_that_is_a_file_is_a_store_error(tmp_path: Path) -> None:
 
 
 def test_write_failure_when_the_folder_is_replaced_midway(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    file_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real mkstemp failing (the folder gone under us) is a StoreError too."""
+    store = file_store
     with store.transaction(NOW):
         pass
     before = store.path.read_bytes()
@@ -557,7 +606,8 @@ def test_ensure_writable_passes_on_a_fresh_folder(tmp_path: Path) -> None:
 # --- delivery memory --------------------------------------------------------------
 
 
-def test_deliveries_are_remembered_and_pruned_by_age(store: Store) -> None:
+def test_deliveries_are_remembered_and_pruned_by_age(file_store: Store) -> None:
+    store = file_store
     ages = {
         "five-days": timedelta(days=5),
         "just-too-old": DELIVERY_MEMORY + timedelta(seconds=1),
@@ -572,7 +622,8 @@ def test_deliveries_are_remembered_and_pruned_by_age(store: Store) -> None:
     assert set(on_disk(store).deliveries) == {"exactly-at-cutoff", "yesterday", "now"}
 
 
-def test_deliveries_are_bounded_in_count(store: Store) -> None:
+def test_deliveries_are_bounded_in_count(file_store: Store) -> None:
+    store = file_store
     extra = 25
     start = NOW - timedelta(days=1)
     state = initial_state(quotas(), NOW)
@@ -591,7 +642,7 @@ def test_deliveries_are_bounded_in_count(store: Store) -> None:
     assert "d00000" not in saved and f"d{extra:05d}" not in saved
 
 
-def test_naive_clock_is_read_as_utc(store: Store) -> None:
+def test_naive_clock_is_read_as_utc(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.remember_delivery("aware", NOW)
     naive = datetime(2026, 2, 10, 13, 0)
@@ -604,8 +655,9 @@ def test_naive_clock_is_read_as_utc(store: Store) -> None:
     assert set(saved) == {"aware", "naive"}
 
 
-def test_naive_and_aware_times_on_disk_are_pruned_together(store: Store) -> None:
+def test_naive_and_aware_times_on_disk_are_pruned_together(file_store: Store) -> None:
     """A document holding both kinds (naive = UTC) is pruned by age and count."""
+    store = file_store
     deliveries = {
         f"n{i:05d}": (NOW - timedelta(seconds=i)).replace(tzinfo=None).isoformat()
         for i in range(0, 2 * DELIVERY_LIMIT, 2)
@@ -702,8 +754,9 @@ def tokens_for(worker: int, i: int) -> int:
     return 1_000 + worker * 100 + i
 
 
-def _reserve_many(path: str, config_json: str, worker: int, start: Any) -> None:
-    store = Store(Path(path), SubscriptionsConfig.model_validate_json(config_json))
+def _reserve_many(location: str, config_json: str, worker: int, start: Any) -> None:
+    config = SubscriptionsConfig.model_validate_json(config_json)
+    store = open_state_store(location if "://" in location else Path(location), config)
     start.wait(30)
     for i in range(PER_WORKER):
         with store.transaction(NOW) as state:
@@ -715,11 +768,16 @@ def _reserve_many(path: str, config_json: str, worker: int, start: Any) -> None:
             store.read()
 
 
-def test_concurrent_transactions_lose_no_update(store: Store) -> None:
+def test_concurrent_transactions_lose_no_update(store: Any, location: str) -> None:
+    """Processes, each with its own store object (on the database: its own
+    connections), reserve together: no update is lost, nothing is counted twice."""
     start = MP.Event()
     config_json = store.defaults.model_dump_json()
+    release = getattr(store, "release", None)
+    if release is not None:
+        release()  # no connection of this process crosses the fork
     children = [
-        MP.Process(target=_reserve_many, args=(str(store.path), config_json, w, start))
+        MP.Process(target=_reserve_many, args=(location, config_json, w, start))
         for w in range(WORKERS)
     ]
     for child in children:
@@ -776,7 +834,8 @@ def _lock_is_free(store: Store) -> bool:
         os.close(fd)
 
 
-def test_sigkill_at_any_instant_leaves_a_valid_document(store: Store) -> None:
+def test_sigkill_at_any_instant_leaves_a_valid_document(file_store: Store) -> None:
+    store = file_store
     # A bigger document makes each write take longer, so more kills land in one.
     bulk = initial_state(quotas(), NOW)
     for n in range(3000):
@@ -832,7 +891,8 @@ def _stall_before_rename(path: str, config_json: str, stalled: Any) -> None:
         state.reserve("o/r#2", held(sub_payment(99_999)))
 
 
-def test_sigkill_between_temp_file_and_rename_keeps_the_old_document(store: Store) -> None:
+def test_sigkill_between_temp_file_and_rename_keeps_the_old_document(file_store: Store) -> None:
+    store = file_store
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
     before = store.path.read_bytes()
@@ -856,3 +916,23 @@ def test_sigkill_between_temp_file_and_rename_keeps_the_old_document(store: Stor
     assert store.path.read_bytes() == before
     _assert_consistent(store)
     assert _lock_is_free(store)
+
+
+def test_database_forgets_delivery_ids_by_age(pg_url: str) -> None:
+    """The database keeps ids for DELIVERY_MEMORY, like the file; it prunes
+    them now and then (every PRUNE_EVERY ids a process records), not on every
+    transaction, and never caps their number (rows are not one document)."""
+    store = PgStore(pg_url, quotas())
+    ages = {"five-days": timedelta(days=5), "exactly-at-cutoff": DELIVERY_MEMORY,
+            "yesterday": timedelta(days=1)}
+    with store.transaction(NOW - timedelta(days=6)) as state:
+        for name, age in ages.items():
+            state.remember_delivery(name, NOW - age)
+    assert store.seen_delivery("five-days")
+    assert store.prune_deliveries(NOW) == 1
+    assert set(on_disk(store).deliveries) == {"exactly-at-cutoff", "yesterday"}
+    with store.transaction(NOW + timedelta(days=5)) as state:
+        for n in range(PRUNE_EVERY + 1):
+            state.remember_delivery(f"burst-{n}", NOW + timedelta(days=5))
+    assert not store.seen_delivery("yesterday"), "pruned with the burst that passed the count"
+    store.release()

@@ -1,0 +1,38 @@
+"""Which store the settings name: the JSON file (one machine, nothing to
+install) or PostgreSQL (several replicas). The one place that chooses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from bot.locks import FileIssueLocks, IssueLocks
+from bot.store import StateStore, Store
+from core.config import SubscriptionsConfig
+
+
+def open_state_store(
+    location: str | Path,
+    defaults: SubscriptionsConfig,
+    clock: Callable[[], datetime] | None = None,
+) -> StateStore:
+    """A store for ``location``: a postgresql:// URL, or a file path."""
+    if isinstance(location, str) and location.lower().startswith(("postgresql://", "postgres://")):
+        from bot.pg_store import PgStore  # psycopg only when a database is named
+
+        return PgStore(location, defaults, clock)
+    return Store(Path(location), defaults, clock)
+
+
+def issue_locks_for(store: StateStore, lock_dir: Path) -> IssueLocks:
+    """One issue at a time: across replicas with a database, on this machine
+    (lock files) with the JSON store."""
+    locks = getattr(store, "issue_locks", None)
+    return locks if locks is not None else FileIssueLocks(lock_dir)
+
+
+def describe_store(store: StateStore) -> str:
+    """How commands name the store: the file, or the database without password."""
+    display = getattr(store, "display", None)
+    return str(display) if display is not None else str(getattr(store, "path", store))

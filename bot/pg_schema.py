@@ -1,0 +1,111 @@
+"""Versioned schema migrations for the PostgreSQL back end.
+
+Each migration is applied once, in order, in one transaction together with
+its row in ``ma_schema``; replicas that start together take an advisory
+lock first, so one of them migrates and the others find it done. A database
+migrated by a newer model-assigner (a version this one does not know) is
+refused: an older binary must not write into a layout it does not know
+(a rolling deploy that is rolled back stops at start-up, with one line).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from bot.pg import Database, describe
+from bot.store import StoreError
+
+MIGRATION_LOCK = (0x6D61, 1)  # pg_advisory_xact_lock(int, int): 'ma', migrations
+
+# (version, what it adds, SQL). Never edit one that has shipped: add another.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "quota state, per-issue records, delivery ids",
+        """
+        CREATE TABLE ma_ledger (
+            id smallint PRIMARY KEY CHECK (id = 1),
+            subscriptions jsonb NOT NULL,
+            api_budget jsonb NOT NULL
+        );
+        CREATE TABLE ma_reservations (issue text PRIMARY KEY, doc jsonb NOT NULL);
+        CREATE TABLE ma_comments (issue text PRIMARY KEY, doc jsonb NOT NULL);
+        CREATE TABLE ma_dependencies (issue text PRIMARY KEY, doc jsonb NOT NULL);
+        CREATE TABLE ma_usage (issue text PRIMARY KEY, doc jsonb NOT NULL);
+        CREATE TABLE ma_deliveries (
+            id text PRIMARY KEY,
+            at timestamptz NOT NULL,
+            seq bigserial NOT NULL
+        );
+        CREATE INDEX ma_deliveries_at ON ma_deliveries (at);
+        CREATE TABLE ma_reconciled (digest text PRIMARY KEY, at timestamptz NOT NULL);
+        """,
+    ),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def _applied(conn: psycopg.Connection[Any]) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS ma_schema ("
+        " version integer PRIMARY KEY, description text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM ma_schema").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _refuse_newer(db: Database, version: int) -> None:
+    if version > LATEST:
+        raise StoreError(
+            f"{db.display}: database schema version {version} is newer than this "
+            f"model-assigner knows ({LATEST}); run the newer model-assigner, or restore "
+            "a backup into an empty database"
+        )
+
+
+def current_version(db: Database) -> int:
+    """The schema version the database has (0: none yet)."""
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT to_regclass('ma_schema') IS NOT NULL"
+        ).fetchone()
+        if not row or not row[0]:
+            return 0
+        found = conn.execute("SELECT coalesce(max(version), 0) FROM ma_schema").fetchone()
+        return int(found[0]) if found else 0
+
+
+def migrate(db: Database) -> list[int]:
+    """Apply the migrations this database lacks; returns the versions applied."""
+    applied: list[int] = []
+    try:
+        with db.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+            have = _applied(conn)
+            _refuse_newer(db, have)
+            for version, description, sql in MIGRATIONS:
+                if version <= have:
+                    continue
+                conn.execute(sql.encode())
+                conn.execute(
+                    "INSERT INTO ma_schema (version, description) VALUES (%s, %s)",
+                    (version, description),
+                )
+                applied.append(version)
+    except psycopg.Error as exc:  # a migration that fails leaves nothing behind
+        raise StoreError(f"{db.display}: migration failed: {describe(exc)}") from None
+    return applied
+
+
+def require_current(db: Database) -> None:
+    """Raise StoreError unless the schema is exactly this model-assigner's."""
+    version = current_version(db)
+    _refuse_newer(db, version)
+    if version < LATEST:
+        raise StoreError(
+            f"{db.display}: database schema version {version}, this model-assigner needs "
+            f"{LATEST}; run `model-assigner migrate`"
+        )
