@@ -287,6 +287,7 @@ def create_app(
 
     app = Flask("model_assigner")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["model_assigner.store"] = store  # tests close its connections
     catalog_models = frozenset(model.name for model in handler.engine.models)
     count = count_outcome(catalog_models)
     if not settings.inline_delivery:

@@ -25,7 +25,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from bot.store import StoreError
 
 URL_SCHEMES = ("postgresql://", "postgres://")
-CONNECT_TIMEOUT = 5  # seconds to reach the server, per attempt
+CONNECT_TIMEOUT = 3  # seconds to reach the server, per attempt
+# Seconds a request waits for a pooled connection: a delivery must be
+# answered 503 well inside GitHub's 10 s when the database is gone.
+POOL_WAIT = 4.0
+HEALTH_WAIT = 2.0  # /healthz (readiness probes time out after a second or two)
 LOCK_TIMEOUT_MS = 15_000  # a row or issue lock is never waited for longer
 STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_POOL_SIZE = 10  # gthread's 4 threads, each may hold an issue lock and a store connection
@@ -103,7 +107,7 @@ class Database:
                             "application_name": "model-assigner"},
                     configure=self._configure,
                     check=ConnectionPool.check_connection,
-                    timeout=CONNECT_TIMEOUT * 2,
+                    timeout=POOL_WAIT,
                     reconnect_timeout=0,  # never give up: the database may come back
                     open=False,
                     name="model-assigner",
@@ -120,11 +124,11 @@ class Database:
             pool.close(timeout=2)
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self, wait: float | None = None) -> Iterator[psycopg.Connection[Any]]:
         """A connection in autocommit mode (the caller opens transactions);
         any database failure becomes a StoreError naming the database."""
         try:
-            with self.pool().connection() as conn:
+            with self.pool().connection(timeout=wait) as conn:
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
             retryable = isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure)

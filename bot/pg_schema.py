@@ -66,9 +66,9 @@ def _refuse_newer(db: Database, version: int) -> None:
         )
 
 
-def current_version(db: Database) -> int:
+def current_version(db: Database, wait: float | None = None) -> int:
     """The schema version the database has (0: none yet)."""
-    with db.connection() as conn:
+    with db.connection(wait) as conn:
         row = conn.execute(
             "SELECT to_regclass('ma_schema') IS NOT NULL"
         ).fetchone()
@@ -100,9 +100,9 @@ def migrate(db: Database) -> list[int]:
     return applied
 
 
-def require_current(db: Database) -> None:
+def require_current(db: Database, wait: float | None = None) -> None:
     """Raise StoreError unless the schema is exactly this model-assigner's."""
-    version = current_version(db)
+    version = current_version(db, wait)
     _refuse_newer(db, version)
     if version < LATEST:
         raise StoreError(

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import psycopg
 from pydantic import PrivateAttr, TypeAdapter
 
-from bot.pg import Database, DatabaseError, lock_key
+from bot.pg import HEALTH_WAIT, Database, DatabaseError, lock_key
 from bot.pg_schema import current_version, migrate, require_current
 from bot.store import (
     BIG_SECTIONS,
@@ -223,10 +223,10 @@ class _LazyState(State):
             subscriptions=dict(self.subscriptions), api_budget=self.api_budget, **fields
         )
 
-    def __copy__(self) -> State:
+    def __copy__(self) -> State:  # type: ignore[override]
         return self.materialized()
 
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> State:
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> State:  # type: ignore[override]
         return self.materialized().model_copy(deep=True)
 
 
@@ -421,7 +421,7 @@ class PgStore:
 
     def ensure_writable(self) -> None:
         """/healthz: the database answers, with this model-assigner's schema."""
-        require_current(self.db)
+        require_current(self.db, HEALTH_WAIT)
 
     def remove_stale_temporaries(self, older_than: float = 60.0) -> int:
         return 0  # nothing of ours lies around on disk

@@ -9,9 +9,11 @@ with the reason, unless CI is set: then they fail, never skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -66,3 +68,81 @@ def empty_tables(url: str) -> None:
         names = [row[0] for row in present if row[0] in TABLES]
         if names:
             conn.execute(f"TRUNCATE {', '.join(names)}".encode())
+
+
+class CuttableProxy:
+    """A TCP forwarder on 127.0.0.1 to the test server: ``cut()`` drops every
+    connection and refuses new ones (the database is down, as far as the App
+    can tell), ``restore()`` listens again on the same port."""
+
+    def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5432) -> None:
+        import socket
+        import threading
+
+        self._socket = socket
+        self._threading = threading
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._listener: Any = None
+        self._conns: list[Any] = []
+        self._lock = threading.Lock()
+        self.restore()
+
+    def url(self, database_url: str) -> str:
+        parts = conninfo_to_dict(database_url)
+        return (f"postgresql://{parts.get('user', '')}:{parts.get('password', '')}@"
+                f"127.0.0.1:{self.port}/{parts['dbname']}")
+
+    def restore(self) -> None:
+        sock = self._socket.socket(self._socket.AF_INET, self._socket.SOCK_STREAM)
+        sock.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        self.port = sock.getsockname()[1]
+        self._listener = sock
+        self._threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def _accept(self, listener: Any) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            if listener is not self._listener or listener.fileno() < 0:
+                client.close()
+                return
+            try:
+                upstream = self._socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: Any, sink: Any) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def cut(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):  # wakes the accepting thread (Linux)
+            self._listener.shutdown(self._socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(self._socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                conn.close()

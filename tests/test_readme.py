@@ -60,9 +60,11 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     test = readme_commands()[1]
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     commands = [line for line in ci if line and not line.startswith(("#", "echo"))]
-    # After set -e and cd: the README's command first, then the shifted-clock runs.
-    assert commands[2] == test
-    assert all(c.startswith("MODEL_ASSIGNER_TEST_CLOCK=") for c in commands[3:])
+    # After set -e, cd and the PostgreSQL server the tests need (started when
+    # it is not running): the README's command, then the shifted-clock runs.
+    assert commands[:3] == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', ".ci/postgres"]
+    assert commands[3] == test
+    assert all(c.startswith("MODEL_ASSIGNER_TEST_CLOCK=") for c in commands[4:])
 
 
 def test_readme_is_short_and_points_into_docs() -> None:

@@ -1,0 +1,316 @@
+"""The PostgreSQL back end beyond the store suite: the commands on it
+(quota, reservations, state check/backup/restore, state migrate --to, migrate),
+its schema versions, and how it fails: a database that goes away while the
+App runs (503 before anything is acknowledged, /healthz failing, work
+resuming without a restart) and a connection lost inside a transaction.
+
+A real server throughout (tests/pg_support.py); the outage is a TCP proxy on
+loopback that is cut and restored.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from bot.app import create_app
+from bot.cli import main
+from bot.pg_schema import LATEST
+from bot.pg_store import PgStore
+from bot.settings import Settings
+from bot.store import Reservation, State, Store, StoreError, parse_state, serialize
+from core.loader import load_engine_config
+from core.types import Payment
+from tests.bot.support import SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
+from tests.helpers import CONFIG_DIR
+from tests.pg_support import CuttableProxy
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+# spawn: this process runs pool threads, which a forked child must not inherit.
+MP = multiprocessing.get_context("spawn")
+
+
+def reservation(tokens: int, family: str = "claude", cost: float = 0.0) -> Reservation:
+    kind = "subscription" if family == "claude" else "api"
+    return Reservation(model="sonnet-4.5" if kind == "subscription" else "deepseek-v3",
+                       payment=Payment(kind=kind, family=family, tokens=tokens, cost_usd=cost),
+                       charged_at=NOW)
+
+
+def seeded_file(path: Path) -> Store:
+    store = Store(path, load_engine_config().quotas, lambda: NOW)
+    with store.transaction(NOW) as state:
+        state.reserve("octo/repo#1", reservation(31_000))
+        state.reserve("octo/repo#2", reservation(10_000, "deepseek", 1.25))
+        state.remember_delivery("d-1", NOW)
+        state.dependencies["octo/repo#2"] = ["octo/repo#1"]
+    return store
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH",
+                 "DATABASE_URL", "MODEL_ASSIGNER_STATE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+OPENED: list[PgStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().release()
+
+
+def released(store: PgStore) -> PgStore:
+    """A store whose connections close when the test ends."""
+    OPENED.append(store)
+    return store
+
+
+def run(*argv: str) -> int:
+    return main([*argv])
+
+
+# --- moving over and back -----------------------------------------------------
+
+
+def test_state_migrate_copies_a_json_store_into_an_empty_database_and_back(
+    cli_env: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = seeded_file(cli_env / "state.json")
+    assert run("state", "migrate", "--state", str(source.path), "--to", pg_url,
+               "--now", NOW.isoformat()) == 0
+    out = capsys.readouterr().out
+    assert "totals match" in out and "reserved tokens                  41000" in out
+    assert "password" not in out and "model_assigner_test:" not in out, "no password shown"
+
+    # The same answers from the database as from the file.
+    for command in (["reservations", "--json"], ["quota", "--json"]):
+        assert run(*command, "--state", str(source.path), "--now", NOW.isoformat()) == 0
+        from_file = json.loads(capsys.readouterr().out)
+        assert run(*command, "--state", pg_url, "--now", NOW.isoformat()) == 0
+        assert json.loads(capsys.readouterr().out) == from_file
+
+    # A second copy into the same database is refused: it is not empty.
+    assert run("state", "migrate", "--state", str(source.path), "--to", pg_url) == 2
+    assert "not empty" in capsys.readouterr().err
+
+    # And back into a new file: the same document.
+    back = cli_env / "back.json"
+    assert run("state", "migrate", "--state", pg_url, "--to", str(back)) == 0
+    capsys.readouterr()
+    assert parse_state(back.read_text(), "back") == parse_state(source.path.read_text(), "src")
+
+
+def test_backup_of_the_database_restores_into_a_file_and_back(
+    cli_env: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = seeded_file(cli_env / "state.json")
+    released(PgStore(pg_url, source.defaults)).replace(source.read())
+    assert run("state", "check", "--state", pg_url) == 0
+    assert "valid" in capsys.readouterr().out
+    backup = cli_env / "backup.json"
+    assert run("state", "backup", str(backup), "--state", pg_url) == 0
+    capsys.readouterr()
+    # The backup is the JSON store's document: a file store reads it as is.
+    restored = cli_env / "restored.json"
+    assert run("state", "restore", str(backup), "--state", str(restored)) == 0
+    assert Store(restored, source.defaults).read() == released(
+        PgStore(pg_url, source.defaults)).read()
+    # Restoring a changed document over the database replaces everything.
+    state = parse_state(backup.read_text(), "backup")
+    state.release("octo/repo#1")
+    backup.write_text(serialize(state))
+    assert run("state", "restore", str(backup), "--state", pg_url) == 0
+    after = released(PgStore(pg_url, source.defaults)).read()
+    assert set(after.reservations) == {"octo/repo#2"}
+    assert after.subscriptions["claude"].tokens_used_month == 0
+
+
+def test_database_url_is_the_store_when_model_assigner_state_is_unset(
+    cli_env: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    released(PgStore(pg_url, load_engine_config().quotas)).replace(
+        seeded_file(cli_env / "s.json").read())
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    assert run("reservations", "--now", NOW.isoformat()) == 0
+    assert "octo/repo#1" in capsys.readouterr().out
+
+
+# --- schema versions ------------------------------------------------------------
+
+
+def test_migrate_is_idempotent_and_a_newer_schema_is_refused(
+    cli_env: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("migrate", "--state", pg_url) == 0
+    assert f"schema is current (version {LATEST})" in capsys.readouterr().out
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO ma_schema (version, description) VALUES (%s, 'future')",
+                     (LATEST + 1,))
+    try:
+        assert run("migrate", "--state", pg_url) == 2
+        assert f"schema version {LATEST + 1} is newer" in capsys.readouterr().err
+        store = released(PgStore(pg_url, load_engine_config().quotas))
+        with pytest.raises(StoreError, match="is newer than this model-assigner"):
+            store.check()
+        with pytest.raises(StoreError, match="is newer"):
+            store.ensure_writable()
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM ma_schema WHERE version > %s", (LATEST,))
+
+
+# --- failing safe ----------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy() -> Iterator[CuttableProxy]:
+    relay = CuttableProxy()
+    yield relay
+    relay.cut()
+
+
+def dry_run_settings(tmp_path: Path, url: str) -> Settings:
+    return Settings(app_id=None, private_key=None, webhook_secret="s3cret",
+                    api_url="https://api.github.com", state_path=tmp_path / "data" / "s.json",
+                    config_dir=CONFIG_DIR, bot_login=None, database_url=url)
+
+
+def post(client: Any, payload: dict[str, Any], delivery: str) -> Any:
+    body = encode(payload)
+    return client.post("/webhook", data=body,
+                       headers=delivery_headers(body, "issues", delivery, secret="s3cret"))
+
+
+def opened(number: int) -> dict[str, Any]:
+    payload = webhook("issues.opened")
+    payload["issue"].update(number=number, **issue_fields(["P0", "backend"], SMALL_BACKEND))
+    return payload
+
+
+def test_database_down_refuses_deliveries_fails_health_and_resumes_without_restart(
+    tmp_path: Path, pg_url: str, proxy: CuttableProxy
+) -> None:
+    app = create_app(dry_run_settings(tmp_path, proxy.url(pg_url)), clock=lambda: NOW)
+    client = app.test_client()
+    direct = PgStore(pg_url, load_engine_config().quotas)
+    assert post(client, opened(1), "d-before").status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+    proxy.cut()
+    refused = post(client, opened(2), "d-during")
+    assert refused.status_code == 503
+    assert refused.get_json()["outcome"] == "store_unavailable"
+    assert client.get("/healthz").status_code == 503
+    # Nothing of the refused delivery was written: GitHub redelivers it.
+    assert not direct.seen_delivery("d-during")
+    assert "octo-org/hello-world#2" not in str(direct.read().reservations)
+
+    proxy.restore()
+    assert client.get("/healthz").status_code == 200
+    again = post(client, opened(2), "d-during")
+    assert again.status_code == 200, again.get_json()
+    assert direct.seen_delivery("d-during") and direct.seen_delivery("d-before")
+    state = direct.read()
+    assert len(state.reservations) == 2
+    assert_counters_match(state)
+    direct.release()
+    app.extensions["model_assigner.store"].release()
+
+
+def assert_counters_match(state: State) -> None:
+    """The counters are the sum of the reservations (nothing else charged here)."""
+    held = list(state.reservations.values())
+    for family, sub in state.subscriptions.items():
+        assert sub.tokens_used_month == sum(
+            r.tokens for r in held if r.payment.kind == "subscription"
+            and r.payment.family == family), family
+    assert state.api_budget.spent_usd == pytest.approx(
+        sum(r.cost_usd for r in held if r.payment.kind == "api"))
+
+
+def test_a_connection_lost_inside_a_transaction_rolls_it_back(pg_url: str) -> None:
+    store = PgStore(pg_url, load_engine_config().quotas)
+    with store.transaction(NOW) as state:
+        state.reserve("o/r#1", reservation(5_000))
+    before = store.export_text()
+
+    def change(state: State) -> None:
+        state.reserve("o/r#2", reservation(7_000))
+        state.remember_delivery("lost", NOW)
+        # Another session ends ours, mid-transaction (a dropped connection).
+        pid = state.reservations  # the rows above are read on this connection
+        assert pid is not None
+        with psycopg.connect(pg_url, autocommit=True) as killer:
+            killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state LIKE 'idle in transaction%'"
+            )
+
+    with pytest.raises(StoreError, match="database"):
+        store.apply(NOW, change)
+    assert store.export_text() == before, "nothing of the lost transaction was written"
+    assert not store.seen_delivery("lost")
+    # The pool replaces the broken connection: the next transaction works.
+    store.apply(NOW, lambda state: state.reserve("o/r#3", reservation(1_000)))
+    assert set(store.read().reservations) == {"o/r#1", "o/r#3"}
+    store.release()
+
+
+# --- one issue at a time across processes -----------------------------------------
+
+
+def _hold(url: str, key: str, held: Any, release: Any) -> None:
+    store = PgStore(url, load_engine_config().quotas)
+    with store.issue_locks.hold(key):
+        held.set()
+        release.wait(20)
+
+
+def test_issue_lock_excludes_another_process_and_dies_with_it(pg_url: str) -> None:
+    store = PgStore(pg_url, load_engine_config().quotas)
+    held, release = MP.Event(), MP.Event()
+    child = MP.Process(target=_hold, args=(pg_url, "o/r#1", held, release))
+    child.start()
+    try:
+        assert held.wait(20)
+        locks = store.issue_locks
+        assert locks.busy("o/r#1") and not locks.busy("o/r#2")
+        got = threading.Event()
+
+        def take() -> None:
+            with locks.hold("o/r#1"):
+                got.set()
+
+        taker = threading.Thread(target=take)
+        taker.start()
+        assert not got.wait(0.5), "the issue is another process's"
+        assert child.pid is not None
+        import os
+        import signal
+
+        os.kill(child.pid, signal.SIGKILL)  # its connection goes, and the lock with it
+        assert got.wait(20)
+        taker.join(5)
+    finally:
+        if child.is_alive():  # (an Event a killed waiter held must not be touched)
+            release.set()
+        child.join(10)
+    assert not store.issue_locks.busy("o/r#1")
+    store.release()
