@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from bot.backends import describe_store, issue_locks_for, open_state_store
+from bot.backends import describe_store, issue_locks_for, open_queue, open_state_store
 from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
 from bot.github_api import GitHubApp
 from bot.handler import BadPayload, Handler, Outcome
-from bot.jobqueue import SqliteJobQueue
+from bot.jobqueue import JobQueue
 from bot.metrics import ENV, metrics, prepare_multiprocess_dir, safely
-from bot.queue_db import QueueDb, QueueDbError
+from bot.queue_db import QueueDbError
 from bot.queue_worker import Worker
-from bot.ratelimit import RateLimiter, RatePolicy
+from bot.ratelimit import RateLimits, RatePolicy
 from bot.repo_config import load_labels_config
 from bot.settings import Settings, SettingsError, load_settings, redacted_url
 from bot.signature import verify
@@ -79,8 +79,8 @@ class Services:
     settings: Settings
     handler: Handler
     store: StateStore
-    queue: SqliteJobQueue
-    limiter: RateLimiter
+    queue: JobQueue
+    limiter: RateLimits
     github: GitHubApp | None
     _worker: Worker | None = None
     _worker_pid: int = 0
@@ -167,13 +167,12 @@ def build_services(
     store.ensure_writable()
     store.check()
     store.remove_stale_temporaries()
-    db = QueueDb(settings.queue_path)
     q = settings.queue
-    limiter = RateLimiter(db, RatePolicy(
+    policy = RatePolicy(
         per_minute=q.writes_per_minute, per_hour=q.writes_per_hour,
         min_interval=q.write_interval_seconds, secondary_wait=q.secondary_wait_seconds,
-    ))
-    queue = SqliteJobQueue(db)
+    )
+    queue, limiter = open_queue(store, settings.queue_path, policy)
 
     gateway_for: Callable[[int | None], IssueGateway]
     bot_login: Callable[[], str]

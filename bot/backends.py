@@ -7,7 +7,9 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from bot.jobqueue import JobQueue
 from bot.locks import FileIssueLocks, IssueLocks
+from bot.ratelimit import RateLimits, RatePolicy
 from bot.store import StateStore, Store
 from core.config import SubscriptionsConfig
 
@@ -23,6 +25,25 @@ def open_state_store(
 
         return PgStore(location, defaults, clock)
     return Store(Path(location), defaults, clock)
+
+
+def open_queue(
+    store: StateStore, queue_path: Path, policy: RatePolicy | None = None
+) -> tuple[JobQueue, RateLimits]:
+    """The delivery queue and the rate policy next to the store: in the same
+    database (every replica shares them), or in the SQLite file beside the
+    JSON store (every process of the machine shares them)."""
+    database = getattr(store, "db", None)
+    if store.kind == "postgresql" and database is not None:
+        from bot.pg_queue import PgJobQueue, PgRateLimiter
+
+        return PgJobQueue(database), PgRateLimiter(database, policy)
+    from bot.jobqueue import SqliteJobQueue
+    from bot.queue_db import QueueDb
+    from bot.ratelimit import RateLimiter
+
+    db = QueueDb(queue_path)
+    return SqliteJobQueue(db), RateLimiter(db, policy)
 
 
 def issue_locks_for(store: StateStore, lock_dir: Path) -> IssueLocks:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ import requests
 from github import GithubException
 
 from bot.issue_task import issue_key, label_names
-from bot.queue_db import QueueDb
+from bot.jobqueue import QueueMeta
 from bot.redecide import due_issue_keys
 
 if TYPE_CHECKING:
@@ -51,19 +50,9 @@ PER_PAGE = 100
 LAST_RUN = "catchup_at"
 
 
-def _claim_run(db: QueueDb, every: float) -> bool:
+def _claim_run(db: QueueMeta, every: float) -> bool:
     """Whether this process should run now (and note that it does)."""
-    now = time.time()
-    with db.write() as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (LAST_RUN,)).fetchone()
-        if row is not None and now - float(row[0]) < every * 0.9:
-            return False
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (LAST_RUN, repr(now)),
-        )
-    return True
+    return db.claim_run(LAST_RUN, every)
 
 
 class CatchUp:

@@ -18,9 +18,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.jobqueue import JobInfo, SqliteJobQueue
+from bot.jobqueue import JobInfo, JobQueue, SqliteJobQueue
 from bot.queue_db import QueueDb, QueueDbError
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, RateLimits
 
 
 def _fail(message: str) -> Exception:
@@ -29,13 +29,19 @@ def _fail(message: str) -> Exception:
     return CliError(message)
 
 
-def _queue() -> tuple[SqliteJobQueue, RateLimiter]:
+def _queue() -> tuple[JobQueue, RateLimits]:
     from bot.settings import SettingsError, load_settings
 
     try:
         settings = load_settings()
     except SettingsError as exc:
         raise _fail(str(exc)) from None
+    if settings.database_url:  # the queue is in the database, with the state
+        from bot.pg import Database
+        from bot.pg_queue import PgJobQueue, PgRateLimiter
+
+        database = Database(settings.database_url)
+        return PgJobQueue(database), PgRateLimiter(database)
     if not settings.queue_path.exists():
         raise _fail(f"{settings.queue_path}: no queue yet (the server creates it); is "
                     "MODEL_ASSIGNER_STATE (or MODEL_ASSIGNER_QUEUE) the server's?")
@@ -123,7 +129,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     worker.start()
-    print(f"model-assigner worker: {args.threads} threads on {settings.queue_path}",
+    where = "the database" if settings.database_url else settings.queue_path
+    print(f"model-assigner worker: {args.threads} threads on {where}",
           file=sys.stderr, flush=True)
     while not stopping:
         time.sleep(0.2)

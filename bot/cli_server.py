@@ -168,22 +168,30 @@ def _wait_for_outcome(delivery: str, timeout: float = 30.0) -> tuple[int, dict[s
     (the one MODEL_ASSIGNER_STATE's folder holds)."""
     import time
 
-    from bot.jobqueue import SqliteJobQueue
+    from bot.jobqueue import JobQueue, SqliteJobQueue
     from bot.queue_db import QueueDb, QueueDbError
     from bot.settings import SettingsError, load_settings
+    from bot.store import StoreError
 
     try:
         settings = load_settings()
     except SettingsError:
         return None
-    if not settings.queue_path.exists():
+    queue: JobQueue
+    if settings.database_url:
+        from bot.pg import Database
+        from bot.pg_queue import PgJobQueue
+
+        queue = PgJobQueue(Database(settings.database_url, pool_size=1))
+    elif not settings.queue_path.exists():
         return None
-    queue = SqliteJobQueue(QueueDb(settings.queue_path))
+    else:
+        queue = SqliteJobQueue(QueueDb(settings.queue_path))
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
             found = queue.outcome(delivery)
-        except QueueDbError:
+        except (QueueDbError, StoreError):
             return None
         if found is not None:
             return found

@@ -35,7 +35,7 @@ from urllib3.util.timeout import Timeout
 
 from bot import deadline
 from bot.gateway import CommentGone, GitHubRateLimited, GitHubUnavailable, IssueGone, Workspace
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimits
 from bot.settings import Settings
 
 log = logging.getLogger("model_assigner.github")
@@ -243,7 +243,7 @@ def _unavailable(what: str, exc: Exception) -> GitHubUnavailable:
 class GitHubApp:
     """One per worker: the App's identity and its installation clients."""
 
-    def __init__(self, settings: Settings, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, settings: Settings, limiter: RateLimits | None = None) -> None:
         assert settings.app_id is not None and settings.private_key is not None
         self.limiter = limiter
         self._auth = Auth.AppAuth(settings.app_id, settings.private_key)
@@ -290,7 +290,7 @@ class InstallationGateway:
 
     def __init__(
         self, github: Github, bot_login: Callable[[], str] | None = None,
-        limiter: RateLimiter | None = None, installation_id: int = 0,
+        limiter: RateLimits | None = None, installation_id: int = 0,
     ) -> None:
         self.github = github
         self._bot_login = bot_login

@@ -23,24 +23,91 @@ MIGRATION_LOCK = (0x6D61, 1)  # pg_advisory_xact_lock(int, int): 'ma', migration
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
-        "quota state, per-issue records, delivery ids",
+        "quota state, per-issue records, delivery ids, online history",
         """
         CREATE TABLE ma_ledger (
             id smallint PRIMARY KEY CHECK (id = 1),
             subscriptions jsonb NOT NULL,
             api_budget jsonb NOT NULL
         );
-        CREATE TABLE ma_reservations (issue text PRIMARY KEY, doc jsonb NOT NULL);
-        CREATE TABLE ma_comments (issue text PRIMARY KEY, doc jsonb NOT NULL);
-        CREATE TABLE ma_dependencies (issue text PRIMARY KEY, doc jsonb NOT NULL);
-        CREATE TABLE ma_usage (issue text PRIMARY KEY, doc jsonb NOT NULL);
+        CREATE TABLE ma_reservations (
+            issue text PRIMARY KEY, doc jsonb NOT NULL, seq bigserial NOT NULL
+        );
+        CREATE TABLE ma_comments (
+            issue text PRIMARY KEY, doc jsonb NOT NULL, seq bigserial NOT NULL
+        );
+        CREATE TABLE ma_dependencies (
+            issue text PRIMARY KEY, doc jsonb NOT NULL, seq bigserial NOT NULL
+        );
+        CREATE TABLE ma_usage (
+            issue text PRIMARY KEY, doc jsonb NOT NULL, seq bigserial NOT NULL
+        );
+        CREATE TABLE ma_seen (
+            issue text PRIMARY KEY, doc jsonb NOT NULL, seq bigserial NOT NULL
+        );
+        CREATE TABLE ma_deferred (
+            issue text PRIMARY KEY, doc jsonb NOT NULL, seq bigserial NOT NULL
+        );
         CREATE TABLE ma_deliveries (
             id text PRIMARY KEY,
             at timestamptz NOT NULL,
             seq bigserial NOT NULL
         );
         CREATE INDEX ma_deliveries_at ON ma_deliveries (at);
-        CREATE TABLE ma_reconciled (digest text PRIMARY KEY, at timestamptz NOT NULL);
+        CREATE TABLE ma_reconciled (
+            digest text PRIMARY KEY,
+            at timestamptz NOT NULL,
+            seq bigserial NOT NULL
+        );
+        """,
+    ),
+    (
+        2,
+        "delivery queue and GitHub rate policy",
+        """
+        CREATE TABLE ma_queue_deliveries (
+            seq bigserial PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            accepted_at double precision NOT NULL,
+            job text
+        );
+        CREATE INDEX ma_queue_deliveries_at ON ma_queue_deliveries (accepted_at);
+        CREATE TABLE ma_jobs (
+            key text PRIMARY KEY,
+            installation bigint,
+            entries text NOT NULL,
+            state text NOT NULL,
+            version integer NOT NULL DEFAULT 1,
+            attempts integer NOT NULL DEFAULT 0,
+            not_before double precision NOT NULL,
+            lease_until double precision,
+            owner text,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL,
+            last_error text
+        );
+        CREATE INDEX ma_jobs_ready ON ma_jobs (state, not_before);
+        CREATE TABLE ma_outcomes (
+            delivery text PRIMARY KEY,
+            job text NOT NULL,
+            status integer NOT NULL,
+            body text NOT NULL,
+            finished_at double precision NOT NULL
+        );
+        CREATE INDEX ma_outcomes_finished ON ma_outcomes (finished_at);
+        CREATE TABLE ma_counters (name text PRIMARY KEY, value double precision NOT NULL);
+        CREATE TABLE ma_meta (key text PRIMARY KEY, value text NOT NULL);
+        CREATE TABLE ma_rate_events (
+            installation bigint NOT NULL,
+            at double precision NOT NULL
+        );
+        CREATE INDEX ma_rate_events_at ON ma_rate_events (installation, at);
+        CREATE TABLE ma_rate_blocks (
+            installation bigint PRIMARY KEY,
+            until double precision NOT NULL,
+            reason text NOT NULL,
+            strikes integer NOT NULL DEFAULT 0
+        );
         """,
     ),
 ]

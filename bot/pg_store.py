@@ -39,7 +39,6 @@ from pydantic import PrivateAttr, TypeAdapter
 from bot.pg import HEALTH_WAIT, Database, DatabaseError, lock_key
 from bot.pg_schema import current_version, migrate, require_current
 from bot.store import (
-    BIG_SECTIONS,
     DELIVERY_MEMORY,
     CommentRecord,
     Dependencies,
@@ -53,7 +52,7 @@ from bot.store import (
     sync_with_config,
 )
 from core.config import SubscriptionsConfig
-from core.types import ApiBudget, Subscription, as_utc
+from core.types import ApiBudget, Observation, Subscription, as_utc
 from core.usage import IssueUsage
 
 T = TypeVar("T")
@@ -65,12 +64,10 @@ DEADLOCK_RETRIES = 5
 PRUNE_EVERY = 200  # deliveries remembered between two prunes of old ids, per process
 
 # Per section: its table, its key column, and how its entries are read.
-ISSUE_SECTIONS = ("reservations", "comments", "dependencies", "usage")
-_TABLES = {
-    "reservations": ("ma_reservations", "issue"),
-    "comments": ("ma_comments", "issue"),
-    "dependencies": ("ma_dependencies", "issue"),
-    "usage": ("ma_usage", "issue"),
+# Each table keeps its entries' order (``seq``), as the document keeps its
+# keys' order: the online history drops its oldest entries first.
+ISSUE_SECTIONS = ("reservations", "comments", "dependencies", "usage", "seen", "deferred")
+_TABLES = {name: (f"ma_{name}", "issue") for name in ISSUE_SECTIONS} | {
     "deliveries": ("ma_deliveries", "id"),
     "reconciled": ("ma_reconciled", "digest"),
 }
@@ -79,7 +76,13 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "comments": TypeAdapter(CommentRecord),
     "dependencies": TypeAdapter(Dependencies),
     "usage": TypeAdapter(IssueUsage),
+    "seen": TypeAdapter(Observation),
+    "deferred": TypeAdapter(Observation),
 }
+# An issue's rows in every section, in one round trip.
+_ISSUE_ROWS = " UNION ALL ".join(
+    f"SELECT '{name}', doc::text FROM ma_{name} WHERE issue = %(k)s" for name in ISSUE_SECTIONS
+)
 _SUBSCRIPTIONS: TypeAdapter[dict[str, Subscription]] = TypeAdapter(dict[str, Subscription])
 _MISSING = object()
 
@@ -98,7 +101,8 @@ class _Section(dict[str, Any]):
         self._fetch = fetch
         self._fetch_all = fetch_all
         self.absent: set[str] = set()
-        self.dirty: set[str] = set()
+        # Keys set or removed, in the order of their last change (a dict).
+        self.dirty: dict[str, None] = {}
         self.complete = False
 
     def known(self, key: str) -> bool:
@@ -117,11 +121,23 @@ class _Section(dict[str, Any]):
             else:
                 dict.__setitem__(self, key, value)
 
+    def _touch(self, key: str) -> None:
+        self.dirty.pop(key, None)
+        self.dirty[key] = None
+
     def _need_all(self) -> None:
+        """Every row, in the table's order; what this transaction changed
+        last, in the order it changed it (as a dict would have it)."""
         if not self.complete:
+            ordered: dict[str, Any] = {}
             for key, value in self._fetch_all(self.name).items():
-                if key not in self.dirty and not dict.__contains__(self, key):
-                    dict.__setitem__(self, key, value)
+                if key not in self.dirty:
+                    ordered[key] = dict.get(self, key, value)
+            for key in self.dirty:
+                if dict.__contains__(self, key):
+                    ordered[key] = dict.__getitem__(self, key)
+            dict.clear(self)
+            dict.update(self, ordered)
             self.complete = True
 
     def __getitem__(self, key: str) -> Any:
@@ -140,17 +156,17 @@ class _Section(dict[str, Any]):
         if self.name in ISSUE_SECTIONS:
             self._need(key)  # the issue's lock, and its other rows, come with it
         dict.__setitem__(self, key, value)
-        self.dirty.add(key)
+        self._touch(key)
 
     def __delitem__(self, key: str) -> None:
         self._need(key)
         dict.__delitem__(self, key)
-        self.dirty.add(key)
+        self._touch(key)
 
     def pop(self, key: str, *default: Any) -> Any:
         self._need(key)
         if dict.__contains__(self, key):
-            self.dirty.add(key)
+            self._touch(key)
         return dict.pop(self, key, *default)
 
     def setdefault(self, key: str, default: Any = None) -> Any:
@@ -164,7 +180,8 @@ class _Section(dict[str, Any]):
 
     def clear(self) -> None:
         self._need_all()
-        self.dirty.update(dict.keys(self))
+        for key in list(dict.keys(self)):
+            self._touch(key)
         dict.clear(self)
 
     def __iter__(self) -> Iterator[str]:
@@ -271,14 +288,7 @@ class _Tx:
             # An issue's rows come together, after its lock: one round trip
             # for all four, and none of them can change under us.
             self._lock(ISSUE_ROWS, key)
-            rows = self.run(
-                "SELECT 'reservations', doc::text FROM ma_reservations WHERE issue = %(k)s "
-                "UNION ALL SELECT 'comments', doc::text FROM ma_comments WHERE issue = %(k)s "
-                "UNION ALL SELECT 'dependencies', doc::text FROM ma_dependencies "
-                "WHERE issue = %(k)s "
-                "UNION ALL SELECT 'usage', doc::text FROM ma_usage WHERE issue = %(k)s",
-                {"k": key},
-            ).fetchall()
+            rows = self.run(_ISSUE_ROWS, {"k": key}).fetchall()
             found = {name: text for name, text in rows}
             for name in ISSUE_SECTIONS:
                 text = found.get(name)
@@ -294,9 +304,11 @@ class _Tx:
         table, column = _TABLES[section]
         lock = " FOR UPDATE" if self.write else ""
         if section in ISSUE_SECTIONS:
-            rows = self.run(f"SELECT {column}, doc::text FROM {table}{lock}").fetchall()
+            rows = self.run(
+                f"SELECT {column}, doc::text FROM {table} ORDER BY seq{lock}"
+            ).fetchall()
             return {key: self.store.decode(section, key, text) for key, text in rows}
-        rows = self.run(f"SELECT {column}, at FROM {table}{lock}").fetchall()
+        rows = self.run(f"SELECT {column}, at FROM {table} ORDER BY seq{lock}").fetchall()
         return {key: as_utc(at) for key, at in rows}
 
     def _load_ledger(self, state: _LazyState) -> None:
@@ -349,11 +361,13 @@ class _Tx:
                     (key, adapter.dump_json(value).decode()) for key, value in keep.items()
                 ]
                 sql = (f"INSERT INTO {table} ({column}, doc) VALUES (%s, %s::jsonb) "
-                       f"ON CONFLICT ({column}) DO UPDATE SET doc = excluded.doc")
+                       f"ON CONFLICT ({column}) DO UPDATE SET doc = excluded.doc, "
+                       "seq = excluded.seq")
             else:
                 rows = [(key, as_utc(value)) for key, value in keep.items()]
                 sql = (f"INSERT INTO {table} ({column}, at) VALUES (%s, %s) "
-                       f"ON CONFLICT ({column}) DO UPDATE SET at = excluded.at")
+                       f"ON CONFLICT ({column}) DO UPDATE SET at = excluded.at, "
+                       "seq = excluded.seq")
             self.store.db.round_trips += 1
             with self.conn.cursor() as cursor:
                 cursor.executemany(sql.encode(), rows)
@@ -450,13 +464,14 @@ class PgStore:
                 "SELECT subscriptions::text, api_budget::text FROM ma_ledger WHERE id = 1"
             ).fetchone()
             parts: dict[str, str] = {}
-            for name in (*BIG_SECTIONS, "reconciled"):
+            for name in _TABLES:
                 table, column = _TABLES[name]
-                value = "doc" if name in ISSUE_SECTIONS else "to_jsonb(at)"
+                value = "doc" if name in ISSUE_SECTIONS else "to_json(at)"
                 self.db.round_trips += 1
+                # json, not jsonb: an object that keeps its keys' order.
                 row = conn.execute(
-                    f"SELECT coalesce(jsonb_object_agg({column}, {value}), '{{}}')::text "
-                    f"FROM {table}".encode()
+                    f"SELECT coalesce(json_object_agg({column}, {value} ORDER BY seq), "
+                    f"'{{}}')::text FROM {table}".encode()
                 ).fetchone()
                 parts[name] = str(row[0]) if row else "{}"
         if ledger is None:

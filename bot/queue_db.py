@@ -166,3 +166,20 @@ class QueueDb:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    def claim_run(self, key: str, every: float) -> bool:
+        """Whether this process should run the periodic ``key`` now (and
+        note that it does): one process per period."""
+        import time
+
+        now = time.time()
+        with self.write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            if row is not None and now - float(row[0]) < every * 0.9:
+                return False
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, repr(now)),
+            )
+        return True

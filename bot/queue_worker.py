@@ -29,9 +29,9 @@ from typing import Any
 
 from bot.gateway import GitHubRateLimited, GitHubUnavailable
 from bot.handler import Handler
-from bot.jobqueue import Job, SqliteJobQueue, owner_id
+from bot.jobqueue import Job, JobQueue, owner_id
 from bot.queue_db import QueueDbError
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimits
 from bot.store import StoreError
 
 log = logging.getLogger("model_assigner.queue")
@@ -44,8 +44,8 @@ class Worker:
     def __init__(
         self,
         handler: Handler,
-        queue: SqliteJobQueue,
-        limiter: RateLimiter,
+        queue: JobQueue,
+        limiter: RateLimits,
         *,
         threads: int = 2,
         max_attempts: int = 8,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.gateway import GitHubRateLimited
 from bot.queue_db import QueueDb
@@ -65,6 +66,24 @@ def _next_slot(times: list[float], start: float, policy: RatePolicy) -> float:
         if not moved:
             return t
     return t
+
+
+class RateLimits(Protocol):
+    """The rate policy's state: in the queue's SQLite file (RateLimiter) or
+    in PostgreSQL (bot/pg_queue.py, PgRateLimiter)."""
+
+    @property
+    def policy(self) -> RatePolicy: ...
+
+    def blocked_until(self, installation: int) -> float: ...
+
+    def check(self, installation: int) -> None: ...
+
+    def before_write(self, installation: int) -> None: ...
+
+    def block(self, installation: int, wait: float | None, reason: str) -> float: ...
+
+    def blocks(self) -> list[tuple[int, float, str]]: ...
 
 
 class RateLimiter:

@@ -188,7 +188,8 @@ def proxy() -> Iterator[CuttableProxy]:
 def dry_run_settings(tmp_path: Path, url: str) -> Settings:
     return Settings(app_id=None, private_key=None, webhook_secret="s3cret",
                     api_url="https://api.github.com", state_path=tmp_path / "data" / "s.json",
-                    config_dir=CONFIG_DIR, bot_login=None, database_url=url)
+                    config_dir=CONFIG_DIR, bot_login=None, database_url=url,
+                    inline_delivery=True)
 
 
 def post(client: Any, payload: dict[str, Any], delivery: str) -> Any:
