@@ -35,6 +35,29 @@ STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_POOL_SIZE = 10  # gthread's 4 threads, each may hold an issue lock and a store connection
 
 
+class _Statements:
+    """Statements this process sent (one round trip each): bench/ reads it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.count += n
+
+
+STATEMENTS = _Statements()
+
+
+class CountingConnection(psycopg.Connection[Any]):
+    """A connection that counts what it sends (bench/bench_postgresql.py)."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        STATEMENTS.add()
+        return super().execute(*args, **kwargs)
+
+
 def is_database_url(value: str | None) -> bool:
     return bool(value) and str(value).strip().lower().startswith(URL_SCHEMES)
 
@@ -85,7 +108,6 @@ class Database:
         self._pool: ConnectionPool | None = None
         self._pid = 0
         self._lock = threading.Lock()
-        self.round_trips = 0  # statements sent by this process (bench/)
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(
@@ -101,6 +123,7 @@ class Database:
                 # threads are gone and its sockets are shared; leave it alone.
                 self._pool = ConnectionPool(
                     self.url,
+                    connection_class=CountingConnection,
                     min_size=1,
                     max_size=self.pool_size,
                     kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
@@ -142,7 +165,6 @@ class Database:
             conn.execute(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN"
             )
-            self.round_trips += 1
             try:
                 yield conn
             except BaseException:
@@ -150,7 +172,6 @@ class Database:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            self.round_trips += 1
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers now."""

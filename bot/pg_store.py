@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import psycopg
 from pydantic import PrivateAttr, TypeAdapter
 
-from bot.pg import HEALTH_WAIT, Database, DatabaseError, lock_key
+from bot.pg import HEALTH_WAIT, STATEMENTS, Database, DatabaseError, lock_key
 from bot.pg_schema import current_version, migrate, require_current
 from bot.store import (
     DELIVERY_MEMORY,
@@ -263,7 +263,6 @@ class _Tx:
     def run(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
     ) -> psycopg.Cursor[Any]:
-        self.store.db.round_trips += 1
         return self.conn.execute(sql.encode(), params)
 
     def _state(self) -> _LazyState:
@@ -368,7 +367,7 @@ class _Tx:
                 sql = (f"INSERT INTO {table} ({column}, at) VALUES (%s, %s) "
                        f"ON CONFLICT ({column}) DO UPDATE SET at = excluded.at, "
                        "seq = excluded.seq")
-            self.store.db.round_trips += 1
+            STATEMENTS.add()  # executemany: one pipeline
             with self.conn.cursor() as cursor:
                 cursor.executemany(sql.encode(), rows)
             if name == "deliveries":
@@ -422,7 +421,6 @@ class PgStore:
     def ensure_exists(self) -> None:
         """At start-up, after the migrations: the ledger row, seeded from config."""
         with self.db.transaction() as conn:
-            self.db.round_trips += 1
             conn.execute(
                 "INSERT INTO ma_ledger (id, subscriptions, api_budget) VALUES (1, %s, %s) "
                 "ON CONFLICT (id) DO NOTHING",
@@ -459,7 +457,6 @@ class PgStore:
         """The whole store as the JSON store's document (a backup), from one
         snapshot; the counters as stored (not synced with config)."""
         with self.db.transaction(read_only=True) as conn:
-            self.db.round_trips += 1
             ledger = conn.execute(
                 "SELECT subscriptions::text, api_budget::text FROM ma_ledger WHERE id = 1"
             ).fetchone()
@@ -467,7 +464,6 @@ class PgStore:
             for name in _TABLES:
                 table, column = _TABLES[name]
                 value = "doc" if name in ISSUE_SECTIONS else "to_json(at)"
-                self.db.round_trips += 1
                 # json, not jsonb: an object that keeps its keys' order.
                 row = conn.execute(
                     f"SELECT coalesce(json_object_agg({column}, {value} ORDER BY seq), "
@@ -497,7 +493,6 @@ class PgStore:
 
     def seen_delivery(self, delivery_id: str) -> bool:
         with self.db.connection() as conn:
-            self.db.round_trips += 1
             row = conn.execute(
                 "SELECT 1 FROM ma_deliveries WHERE id = %s", (delivery_id,)
             ).fetchone()
@@ -610,13 +605,11 @@ class PgStore:
         server when this process dies and its connection goes."""
         pair = lock_key(ISSUE_WORK, key)
         with self.db.connection() as conn:
-            self.db.round_trips += 1
             conn.execute("SELECT pg_advisory_lock(%s, %s)", pair)
             try:
                 yield
             finally:
                 if not conn.closed and not conn.broken:
-                    self.db.round_trips += 1
                     conn.execute("SELECT pg_advisory_unlock(%s, %s)", pair)
 
     def issue_busy(self, key: str) -> bool:
