@@ -230,27 +230,31 @@ def accept(services: Services, event: str, delivery: str | None,
 
 
 def create_app(
-    settings: Settings | None = None, clock: Callable[[], datetime] | None = None
+    settings: Settings | None = None,
+    clock: Callable[[], datetime] | None = None,
+    check_credentials: bool | None = None,
 ) -> Flask:
     """Gunicorn calls this (``bot.app:create_app()``). A bad setting, config or
-    store stops start-up with one line naming it. A server started from the
-    environment (gunicorn's call, ``settings`` None) also asks GitHub whether
-    it accepts the App's credentials, before it serves and then from /healthz
-    (bot/credentials.py); an app built from given settings (tests) does not."""
-    from_environment = settings is None
+    store stops start-up with one line naming it. With App credentials, the
+    server also asks GitHub whether it accepts them, before it serves and then
+    from /healthz (bot/credentials.py): ``check_credentials``, by default only
+    when the settings come from the environment (gunicorn's call), not for an
+    app built from given settings (tests)."""
+    from_environment = settings is None if check_credentials is None else check_credentials
     credentials: CredentialsCheck | None = None
     try:
         settings = settings or load_settings()
         configure_logging(settings.log_level)
-        services = build_services(settings, clock)
-        handler, store = services.handler, services.store
-        usage = build_usage_intake(settings, handler)
         if from_environment and not settings.dry_run:
+            # Before anything is built or started: a rejected App stops here.
             from bot.credentials import CredentialsCheck  # PyGithub: only with an App
 
             credentials = CredentialsCheck(settings)
             if problem := credentials.check():
                 raise SettingsError(problem)
+        services = build_services(settings, clock)
+        handler, store = services.handler, services.store
+        usage = build_usage_intake(settings, handler)
         # From here on the file must exist: one that vanishes while the server
         # runs is an error, never a reason to start a fresh store.
         store.ensure_exists()

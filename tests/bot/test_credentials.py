@@ -1,17 +1,21 @@
 """Credentials GitHub rejects: one line at start-up, and /healthz failing.
 
 GitHub's answers are its own (``responses`` for the exact ``GET /app`` call
-PyGithub makes with the App's JWT); the server is ``create_app()`` as
-gunicorn calls it, from the environment.
+PyGithub makes with the App's JWT). The start-up test calls ``create_app()``
+as gunicorn does, from the environment; the /healthz tests build the app from
+the same settings with inline delivery (no queue workers, which would be
+started in every process this one forks later) and the check asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import responses
+from flask import Flask
 
 from bot import credentials
 from tests.bot.rest_mock import API, RestMock
@@ -25,6 +29,14 @@ REJECTED = {"message": "A JSON web token could not be decoded",
 def rsps() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
+
+
+def served() -> Flask:
+    from bot.app import create_app
+    from bot.settings import load_settings
+
+    settings = replace(load_settings(), inline_delivery=True)
+    return create_app(settings, check_credentials=True)
 
 
 @pytest.fixture
@@ -63,10 +75,8 @@ def test_rejected_credentials_stop_the_server_with_one_line(
 def test_healthz_fails_while_github_rejects_the_credentials(
     app_env: None, rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.app import create_app
-
     RestMock(rsps).app()  # accepted at start-up
-    client = create_app().test_client()
+    client = served().test_client()
     assert client.get("/healthz").status_code == 200
 
     rsps.replace(responses.GET, f"{API}/app", status=401, json=REJECTED)
@@ -87,9 +97,7 @@ def test_an_unanswered_check_is_not_a_rejection(
 ) -> None:
     """A GitHub outage at start-up or at a probe must not stop the server or
     mark every replica unhealthy (no answer registered: connection refused)."""
-    from bot.app import create_app
-
-    client = create_app().test_client()
+    client = served().test_client()
     monkeypatch.setattr(credentials, "RECHECK_SECONDS", 0.0)
     assert client.get("/healthz").status_code == 200
     assert any(call.request.url == f"{API}/app" for call in rsps.calls)
