@@ -145,9 +145,9 @@ def idle_notes(
             levers = levers_for(decision.breakdown, config, floor)
             how = f" ({' or '.join(levers)})" if levers else ""
             text += (
-                f" A value of {floor:g} or more would let it use them{how}; so would adding "
-                f"a {sub.model_family} model's tier to the {band.name} band's `tiers` in "
-                "`.github/model-assigner.yml`."
+                f" A value of {floor:g} or more would let it use them{how}; so would the "
+                f"operator adding a {sub.model_family} model's tier to the {band.name} "
+                "band's `tiers` (`value_bands` in config/scoring.yaml)."
             )
         notes.append(text)
     return notes
