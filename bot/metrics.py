@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import struct
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 from core.quota import INF, get_remaining_monthly_budget, remaining_daily, remaining_monthly
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+ATTEMPTS = 5  # reads of the metrics files while one is half-written
 
 
 def _alive(pid: int) -> bool:
@@ -92,7 +95,17 @@ class Metrics:
         registry.register(QuotaCollector(store))
         if queue is not None:
             registry.register(QueueCollector(queue, limiter))
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        # A worker that has just created its counters' file may not have
+        # written its header yet: prometheus-client then fails to unpack it
+        # (struct.error). That is a moment, not a fault: read again.
+        for attempt in range(ATTEMPTS):
+            try:
+                return generate_latest(registry), CONTENT_TYPE_LATEST
+            except struct.error as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise ValueError(f"a metrics file is being written ({exc})") from None
+                time.sleep(0.02 * (attempt + 1))
+        raise AssertionError("unreachable")
 
 
 class QueueCollector:
