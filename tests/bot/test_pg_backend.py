@@ -315,3 +315,30 @@ def test_issue_lock_excludes_another_process_and_dies_with_it(pg_url: str) -> No
         child.join(10)
     assert not store.issue_locks.busy("o/r#1")
     store.release()
+
+
+# --- the queue command on the database -------------------------------------------
+
+
+def test_the_queue_command_lists_and_retries_the_databases_jobs(
+    cli_env: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.pg import Database
+    from bot.pg_queue import PgJobQueue
+
+    database = Database(pg_url, pool_size=2)
+    queue = PgJobQueue(database)
+    queue.accept("d-1", "issues", {"action": "opened", "issue": {"number": 1}}, "o/r#1", 7)
+    job = queue.claim("w")
+    assert job is not None
+    queue.retry(job, "GitHub down", 0.0, max_attempts=1)  # dead at once
+    monkeypatch.setenv("MODEL_ASSIGNER_STATE", pg_url)
+    assert run("queue", "--dead", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["issue"] for row in listed["jobs"]] == ["o/r#1"]
+    assert listed["jobs"][0]["last_error"] == "GitHub down"
+    assert run("queue", "retry", "o/r#1") == 0
+    assert "retrying o/r#1" in capsys.readouterr().out
+    assert [j.state for j in queue.jobs()] == ["waiting"]
+    database.release()
