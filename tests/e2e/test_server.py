@@ -189,8 +189,9 @@ class Server:
         return found
 
 
-def start_server(tmp: Path, env_extra: dict[str, str], name: str) -> Server:
-    port = free_port()
+def start_server(tmp: Path, env_extra: dict[str, str], name: str,
+                 port: int | None = None) -> Server:
+    port = port or free_port()
     state = tmp / name / "state.json"
     log = tmp / f"{name}.log"
     env = {

@@ -1,0 +1,113 @@
+"""The installation's rate policy on a real SQLite file, with a fake clock:
+write slots, the per-minute and per-hour limits, blocks GitHub asked for,
+and two limiters (two processes) sharing one file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.gateway import GitHubRateLimited
+from bot.queue_db import QueueDb
+from bot.ratelimit import RateLimiter, RatePolicy
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def limiter(path: Path, clock: Clock, **policy: float) -> RateLimiter:
+    return RateLimiter(QueueDb(path), RatePolicy(**policy), clock=clock,  # type: ignore[arg-type]
+                       sleep=clock.sleep)
+
+
+def test_writes_of_all_workers_are_at_least_the_interval_apart(tmp_path: Path) -> None:
+    clock = Clock()
+    one = limiter(tmp_path / "q.sqlite3", clock)
+    other = limiter(tmp_path / "q.sqlite3", clock)  # another process, same file
+    one.before_write(1)
+    other.before_write(1)
+    one.before_write(1)
+    assert clock.slept == [1.0, 1.0]
+    other.before_write(2)  # another installation has its own slots
+    assert clock.slept == [1.0, 1.0]
+
+
+def test_the_per_minute_limit_sends_a_later_slot_back_to_the_queue(tmp_path: Path) -> None:
+    clock = Clock()
+    limit = limiter(tmp_path / "q.sqlite3", clock, per_minute=3, min_interval=0.0)
+    start = clock.now
+    for _ in range(3):
+        limit.before_write(1)
+    with pytest.raises(GitHubRateLimited) as raised:
+        limit.before_write(1)
+    assert raised.value.until == pytest.approx(start + 60)
+    assert not raised.value.answered
+    clock.now = start + 60
+    limit.before_write(1)  # nothing was taken by the refused one
+
+
+def test_the_per_hour_limit(tmp_path: Path) -> None:
+    clock = Clock()
+    limit = limiter(tmp_path / "q.sqlite3", clock, per_hour=5, min_interval=0.0,
+                    per_minute=100)
+    start = clock.now
+    for _ in range(5):
+        limit.before_write(1)
+        clock.now += 61
+    with pytest.raises(GitHubRateLimited) as raised:
+        limit.before_write(1)
+    assert raised.value.until == pytest.approx(start + 3600)
+
+
+def test_a_block_holds_reads_and_writes_until_it_ends(tmp_path: Path) -> None:
+    clock = Clock()
+    limit = limiter(tmp_path / "q.sqlite3", clock, max_inline_wait=10.0)
+    until = limit.block(1, 60.0, "retry-after 60")
+    assert until == clock.now + 60
+    with pytest.raises(GitHubRateLimited):
+        limit.check(1)
+    with pytest.raises(GitHubRateLimited):
+        limit.before_write(1)
+    limit.check(2)  # other installations go on
+    clock.now = until
+    limit.check(1)
+    limit.before_write(1)
+
+
+def test_a_secondary_limit_without_retry_after_waits_60s_then_doubles(tmp_path: Path) -> None:
+    clock = Clock()
+    limit = limiter(tmp_path / "q.sqlite3", clock)
+    first = limit.block(1, None, "secondary")
+    assert first - clock.now == 60
+    clock.now = first
+    second = limit.block(1, None, "secondary")  # again, right after the wait
+    assert second - clock.now == 120
+    clock.now = second + 3600  # long after: back to the first wait
+    assert limit.block(1, None, "secondary") - clock.now == 60
+    assert limit.blocks()[0][0] == 1
+
+
+def test_a_paced_write_gives_way_to_a_block_made_while_it_waited(tmp_path: Path) -> None:
+    clock = Clock()
+    limit = limiter(tmp_path / "q.sqlite3", clock)
+    limit.before_write(1)
+    original = clock.sleep
+
+    def sleep_then_blocked(seconds: float) -> None:
+        original(seconds)
+        limit.block(1, 30.0, "another worker was refused")
+
+    limit.sleep = sleep_then_blocked
+    with pytest.raises(GitHubRateLimited):
+        limit.before_write(1)
