@@ -468,10 +468,9 @@ class Handler:
             # No trace in the store and no comment at all on the issue: the
             # comment is written without listing the issue's comments first.
             fresh = comment is None and issue.get("comments") == 0
-            comment = self._write_comment(gateway, event, comment, body, sent, fresh)
-            self._write_label(
-                gateway, event, labels_now, label, settings.labels, override,
-                comment_before.label if comment_before is not None else None,
+            comment = self.write_back(
+                gateway, event, comment, body, labels_now, label, settings.labels, override,
+                comment_before.label if comment_before is not None else None, sent, fresh,
             )
         except GitHubUnavailable:
             self.store.apply(self.clock(), functools.partial(_undo_keeping_comment, undo, sent))
@@ -605,6 +604,29 @@ class Handler:
             return None
         needed = self.labels.override_min_permission
         return ROLE_RANK.get(role, 0) >= ROLE_RANK[needed]
+
+    def write_back(
+        self,
+        gateway: IssueGateway,
+        event: IssueEvent,
+        record: CommentRecord | None,
+        body: str,
+        labels_now: list[str],
+        label: str,
+        labels: LabelsConfig,
+        override: Override | None,
+        own: str | None,
+        sent: list[CommentRecord] | None = None,
+        fresh: bool = False,
+    ) -> CommentRecord:
+        """Write a decision back to its issue: the comment, then the labels
+        (stale model labels off, the new one on last). The one function that
+        writes decisions to GitHub, for the queue's workers, the catch-up (both
+        through ``decide``) and ``plan --apply``; its requests go through the
+        installation's gateway, and so through its rate policy."""
+        comment = self._write_comment(gateway, event, record, body, sent, fresh)
+        self._write_label(gateway, event, labels_now, label, labels, override, own)
+        return comment
 
     def _override(
         self,

@@ -15,8 +15,11 @@ person's choice is never re-planned.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -27,7 +30,7 @@ from github import GithubException
 from github.GithubObject import GithubObject
 
 from bot.comment import Override, render_comment
-from bot.gateway import GitHubUnavailable, IssueGateway
+from bot.gateway import GitHubRateLimited, GitHubUnavailable, IssueGateway
 from bot.handler import Handler, IssueEvent
 from bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
 from bot.repo_config import EffectiveConfig, effective_config
@@ -203,9 +206,48 @@ def _still_ours(key: str, ours: _Left, state: State) -> bool:
     return state.reservations.get(key) == ours.reservation and state.comments.get(key) == ours.mark
 
 
+# plan --apply waits out a rate limit up to this long; a longer one sends the
+# issues left to the queue's workers instead.
+PLAN_MAX_WAIT = 15 * 60.0
+
+
+@dataclass
+class ApplyProgress:
+    """Where ``plan --apply`` is: printed as it goes (stderr), so a person
+    sees it wait for a rate limit rather than fail."""
+
+    total: int
+    report: Callable[[str], None] = field(default=lambda _line: None)
+    written: int = 0
+    queued: list[str] = field(default_factory=list)
+
+    def line(self, text: str) -> None:
+        self.report(text)
+
+
+def _enqueue(queue: Any, key: str, repo: str, issue: dict[str, Any],
+             installation: int | None, branch: str | None) -> None:
+    """Hand an issue to the queue's workers: they decide it from its latest
+    state and converge it (label, comment, reservation)."""
+    number = issue.get("number")
+    stamp = f"{key}@{issue.get('updated_at')}@{time.time()}".encode()
+    queue.accept(
+        "plan-" + hashlib.sha1(stamp).hexdigest(),
+        "issues",
+        {"action": "edited", "issue": issue,
+         "repository": {"full_name": repo, "default_branch": branch or "main"},
+         "installation": {"id": installation} if installation else None,
+         "sender": None},
+        issue_key(repo, int(number)) if isinstance(number, int) else key,
+        installation,
+    )
+
+
 def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                now: datetime, strategy: str | None = None,
-               due_only: bool = False) -> tuple[RepoPlan, list[str]]:
+               due_only: bool = False, progress: ApplyProgress | None = None,
+               queue: Any = None, installation: int | None = None,
+               ) -> tuple[RepoPlan, list[str]]:
     """Read GitHub, then reserve in one store update (planned against the
     store's state inside its lock, so the plan never overruns what deliveries
     spent meanwhile), then write each issue under its lock as a webhook
@@ -269,6 +311,10 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
 
     failed: list[str] = []
     labels = repo_plan.settings.labels
+    progress = progress or ApplyProgress(len(repo_plan.plan.decisions))
+    progress.total = len(repo_plan.plan.decisions)
+    waits_left = PLAN_MAX_WAIT
+    limited_too_long = False
     for decision in repo_plan.plan.decisions:
         key = decision.task_id
         issue = repo_plan.issues[key]
@@ -284,33 +330,82 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             ),
             usage,
         )
-        with handler.issue_locks.hold(key):
-            if not handler.store.view(partial(_still_ours, key, ours)):
-                continue  # a delivery re-decided it since: its label and comment stand
-            try:
-                record = handler._write_comment(gateway, event, ours.previous, body)
-                handler._write_label(
-                    gateway, event, label_names(issue), label, labels, None,
-                    ours.previous.label if ours.previous is not None else None,
-                )
-            except GitHubUnavailable:
-                failed.append(key)
-                continue
-            # The issue's time stays unknown: what the plan read of it may be
-            # minutes old (a label a person added since is not in it), so the
-            # next delivery reads the issue from GitHub instead of trusting
-            # its payload, and sees every model label there is.
-            written = record.model_copy(update={"label": label, "issue_updated_at": None})
-
-            def remember(
-                state: State, key: str = key, written: CommentRecord = written,
-                decision: Decision = decision,
-            ) -> None:
-                state.comments[key] = written
-                note_decision(state, key, decision, handler.engine.models, handler.clock())
-
-            handler.store.apply(handler.clock(), remember)
+        if queue is not None and limited_too_long:
+            # A limit too long to wait for: the rest goes to the workers too.
+            _enqueue(queue, key, repo, issue, installation, None)
+            progress.queued.append(key)
+            continue
+        while True:
+            limited: GitHubRateLimited | None = None
+            with handler.issue_locks.hold(key):
+                if not handler.store.view(partial(_still_ours, key, ours)):
+                    break  # a delivery re-decided it since: its label and comment stand
+                try:
+                    record = handler.write_back(
+                        gateway, event, ours.previous, body, label_names(issue), label, labels,
+                        None, ours.previous.label if ours.previous is not None else None,
+                    )
+                except GitHubRateLimited as exc:
+                    limited = exc
+                except GitHubUnavailable as exc:
+                    if queue is None:
+                        failed.append(key)
+                        break
+                    _enqueue(queue, key, repo, issue, installation, None)
+                    progress.queued.append(key)
+                    progress.line(f"{key}: {exc}; queued for the workers")
+                    break
+                else:
+                    _remember_written(handler, key, record, label, decision)
+            if limited is None:
+                progress.written += 1
+                progress.line(f"written {progress.written}/{progress.total}: {key} -> {label}")
+                break
+            wait = _wait_for(limited, gateway)
+            if wait > waits_left:
+                if queue is None:
+                    failed.append(key)
+                    break
+                _enqueue(queue, key, repo, issue, installation, None)
+                progress.queued.append(key)
+                limited_too_long = True
+                progress.line(f"rate limited for {wait:.0f}s: {key} and the rest queued "
+                              "for the workers")
+                break
+            progress.line(f"rate limited ({limited}); waiting {wait:.0f}s, "
+                          f"{progress.written}/{progress.total} written")
+            waits_left -= wait
+            time.sleep(wait)
     return repo_plan, failed
+
+
+def _wait_for(limited: GitHubRateLimited, gateway: IssueGateway) -> float:
+    """Seconds until the installation may write again; a refusal GitHub
+    answered is recorded for every worker (the same policy as the queue's)."""
+    limiter = getattr(gateway, "limiter", None)
+    installation = getattr(gateway, "installation_id", None)
+    if limited.answered and limiter is not None and installation is not None:
+        until = float(limiter.block(installation, limited.wait, str(limited)))
+    elif limited.until is not None:
+        until = limited.until
+    else:
+        until = time.time() + (limited.wait or 60.0)
+    return max(until - time.time(), 0.0) + 0.05
+
+
+def _remember_written(handler: Handler, key: str, record: CommentRecord, label: str,
+                      decision: Decision) -> None:
+        # The issue's time stays unknown: what the plan read of it may be
+        # minutes old (a label a person added since is not in it), so the
+        # next delivery reads the issue from GitHub instead of trusting
+        # its payload, and sees every model label there is.
+        written = record.model_copy(update={"label": label, "issue_updated_at": None})
+
+        def remember(state: State) -> None:
+            state.comments[key] = written
+            note_decision(state, key, decision, handler.engine.models, handler.clock())
+
+        handler.store.apply(handler.clock(), remember)
 
 
 def plan_rows(repo_plan: RepoPlan) -> list[dict[str, Any]]:
@@ -386,9 +481,9 @@ def with_paths(settings: Settings, args: argparse.Namespace) -> Settings:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bot.app import build_handler
+    from bot.app import build_services
     from bot.cli import CliError, parse_now
-    from bot.github_api import GitHubApp
+    from bot.queue_db import QueueDbError
     from bot.settings import SettingsError, load_settings, redacted_url
     from bot.store import StoreError
     from core.loader import ConfigError
@@ -405,11 +500,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise CliError("plan reads the repository through the App: set GITHUB_APP_ID and "
                            "GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)")
         pinned = parse_now(args.now) if args.now else None
-        handler, _store = build_handler(settings, (lambda: pinned) if pinned else None)
-        app = GitHubApp(settings)
+        services = build_services(settings, (lambda: pinned) if pinned else None)
+        handler, app = services.handler, services.github
+        assert app is not None  # not dry-run
         owner, name = args.repo.split("/")
         installation = app.integration.get_repo_installation(owner, name).id
-    except (SettingsError, ConfigError, StoreError) as exc:
+    except (SettingsError, ConfigError, StoreError, QueueDbError) as exc:
         raise CliError(str(exc)) from None
     except GithubException as exc:
         raise CliError(f"{args.repo}: the App is not installed there or GitHub refused "
@@ -423,8 +519,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         # HiGHS prints from C to descriptor 1: keep it out of the plan's output
         with solver_output_off_stdout():
             if args.apply:
+                # Written through the handler's write-back and the installation's
+                # rate policy (shared with the server's workers); what cannot be
+                # written soon goes to the queue's workers.
+                progress = ApplyProgress(0, report=lambda line: print(
+                    f"plan --apply: {line}", file=sys.stderr, flush=True))
                 repo_plan, failed = apply_plan(handler, gateway, gateway.github, args.repo,
-                                               now, args.strategy, args.due)
+                                               now, args.strategy, args.due, progress,
+                                               services.queue, int(installation))
             else:
                 repo_plan, failed = build_plan(handler, gateway, gateway.github, args.repo,
                                                now, args.strategy, args.due), []
@@ -433,6 +535,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise CliError(str(exc)) from None
     print_plan(repo_plan, args.json)
+    if args.apply:
+        queued = progress.queued
+        print(f"\nwritten {progress.written} of {progress.total}"
+              + (f"; queued for the server's workers: {', '.join(queued)} "
+                 "(see `model-assigner queue`)" if queued else ""),
+              file=sys.stderr)
     if failed:
         raise CliError(f"write-back failed for {', '.join(failed)}; their reservations stand, "
                        "re-run `plan --apply` to finish")

@@ -245,11 +245,13 @@ def test_plan_command_prints_the_table_and_changes_nothing(
     assert writes(rsps) == [] and not state.exists()
 
 
-def test_plan_apply_command_and_a_failed_write_back(
+def test_plan_apply_command_queues_a_failed_write_back(
     parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     from bot.cli import main
+    from bot.jobqueue import SqliteJobQueue
+    from bot.queue_db import QueueDb
     from bot.store import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
@@ -259,9 +261,14 @@ def test_plan_apply_command_and_a_failed_write_back(
     gh.create_comment(2, status=500)  # GitHub fails issue 2's comment, every retry
     status = main(["plan", REPO, "--apply"])
     captured = capsys.readouterr()
-    assert status == 2
-    assert f"write-back failed for {REPO}#2" in captured.err
+    # Written as it goes, through the handler's write-back; what GitHub keeps
+    # failing goes to the queue, for the server's workers to converge.
+    assert status == 0, captured.err
+    assert f"written 1/3: {REPO}#1 -> model:opus-4.6" in captured.err
+    assert f"queued for the server's workers: {REPO}#2" in captured.err
     assert "Traceback" not in captured.err
+    [job] = SqliteJobQueue(QueueDb(state_path.with_name("queue.sqlite3"))).jobs()
+    assert (job.key, job.state, job.installation) == (f"{REPO}#2", "waiting", INSTALLATION)
     state = parse_state(state_path.read_bytes(), str(state_path))
     # Reserved for all in one update; written where GitHub answered.
     assert set(state.reservations) == {f"{REPO}#1", f"{REPO}#2"}
@@ -519,10 +526,47 @@ def test_plan_state_option_names_the_store_it_writes(
     gh = RestMock(rsps)
     expect_writes(gh, {1: "model:opus-4.6", 3: "model:deferred"})
     gh.comments(2, [])
-    gh.create_comment(2, status=500)  # as in the test above: issue 2 is left to a re-run
+    gh.create_comment(2, status=500)  # as in the test above: issue 2 goes to the queue
     config = str(seed_strategy_config())
-    assert main(["plan", REPO, "--apply", "--state", str(chosen), "--config", config]) == 2
-    assert f"write-back failed for {REPO}#2" in capsys.readouterr().err
-    assert not env_state.exists()
+    assert main(["plan", REPO, "--apply", "--state", str(chosen), "--config", config]) == 0
+    assert f"queued for the server's workers: {REPO}#2" in capsys.readouterr().err
+    assert not env_state.exists() and not env_state.with_name("queue.sqlite3").exists()
+    assert chosen.with_name("queue.sqlite3").exists()  # the queue beside the chosen store
     state = parse_state(chosen.read_bytes(), str(chosen))
     assert {f"{REPO}#1", f"{REPO}#2"} <= set(state.reservations)
+
+
+def test_plan_apply_waits_out_a_rate_limit_and_reports_it(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GitHub refuses the first comment with a secondary limit (retry-after
+    2 s): plan --apply records the limit for every worker of the
+    installation, says it waits, then writes everything: no issue is left
+    half-written, nothing is queued, exit 0."""
+    import time
+
+    from bot.cli import main
+    from bot.store import parse_state
+
+    state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
+    monkeypatch.setenv("MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS", "0")
+    rsps.post(f"{R}/issues/1/comments", status=403, headers={"Retry-After": "2"},
+              json={"message": "You have exceeded a secondary rate limit."})
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"})
+    started = time.monotonic()
+    status = main(["plan", REPO, "--apply"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert time.monotonic() - started >= 2.0
+    assert "rate limited" in captured.err and "waiting 2s, 0/3 written" in captured.err
+    assert "written 3 of 3" in captured.err and "queued" not in captured.err
+    state = parse_state(state_path.read_bytes(), str(state_path))
+    assert {k: r.label for k, r in state.comments.items()} == {
+        f"{REPO}#1": "model:opus-4.6", f"{REPO}#2": "model:glm-4.7",
+        f"{REPO}#3": "model:deferred",
+    }
+    posts = [c.request.url for c in rsps.calls if c.request.method == "POST"
+             and c.request.url.endswith("/issues/1/comments")]
+    assert len(posts) == 2  # refused once, then written once
