@@ -269,6 +269,8 @@ class SqliteJobQueue:
         """Lease the job that has waited longest among those ready, skipping
         installations a rate limit holds."""
         now = self.clock()
+        if not self._anything_to_claim(now):  # a read: no write lock while idle
+            return None
         with self.db.write() as conn:
             rows = conn.execute(
                 "SELECT key, installation, entries, version, attempts, created_at, state, "
@@ -298,6 +300,17 @@ class SqliteJobQueue:
                     created_at=float(created),
                 )
         return None
+
+    def _anything_to_claim(self, now: float) -> bool:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT state, owner, lease_until FROM jobs WHERE (state = 'waiting' AND "
+                "not_before <= ?) OR state = 'running' LIMIT 64", (now,),
+            ).fetchall()
+        return any(
+            state == "waiting" or (until or 0) <= now or _owner_gone(owner)
+            for state, owner, until in rows
+        )
 
     def finish(self, job: Job, outcomes: dict[str, tuple[int, dict[str, Any]]],
                final: tuple[int, dict[str, Any]]) -> None:

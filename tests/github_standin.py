@@ -41,6 +41,7 @@ Use it in a thread (``StandInServer(standin).start()``; the state is then
 read and changed directly on the ``GitHubStandIn`` object), or as its own
 process (``python -m tests.github_standin --help``; the state is then read and
 changed through the small JSON control API: ``GET``/``DELETE /_standin/requests``,
+``POST``/``GET /_standin/pace`` (latency and write limits; the refused count),
 ``POST /_standin/repos``, ``POST /_standin/issues``, ``GET
 /_standin/issues/{o}/{r}/{n}``, ``POST``/``DELETE /_standin/faults``; bodies
 are the keyword arguments of the methods of the same names).
@@ -1266,6 +1267,22 @@ class GitHubStandIn:
                     then_status=data.get("then_status", 502),
                 )
                 return _json_response(201, asdict(fault))
+            if what == "pace" and request.method == "POST":
+                low, high = data.get("latency", [0.0, 0.0])
+                with self.lock:
+                    self.latency = (float(low), float(high))
+                limits = data.get("write_limits")
+                if limits:
+                    self.limit_writes(int(limits[0]), int(limits[1]),
+                                      None if limits[2] is None else int(limits[2]))
+                else:
+                    with self.lock:
+                        self.write_limits = None
+                return _json_response(204, None)
+            if what == "pace" and request.method == "GET":
+                with self.lock:
+                    return _json_response(200, {"refused": self.refused,
+                                                "latency": list(self.latency)})
             if what == "faults" and request.method == "DELETE":
                 self.clear_faults()
                 return _json_response(204, None)
