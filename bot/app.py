@@ -217,7 +217,8 @@ def accept(services: Services, event: str, delivery: str | None,
     """Acknowledge: answer what needs no GitHub call, record the rest in the
     queue (durably, once per delivery id) and answer 202. No GitHub call, no
     engine: the workers decide."""
-    found = services.handler.triage(event, delivery, payload, services.known_bot_login())
+    found = services.handler.triage(event, delivery, payload, services.known_bot_login(),
+                                    check_store=False)
     if isinstance(found, Outcome):
         return found
     if found.installation_id is None and services.github is not None:

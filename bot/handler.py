@@ -253,12 +253,14 @@ class Handler:
 
     def triage(
         self, event: str, delivery: str | None, payload: Mapping[str, Any],
-        bot_login: str | None,
+        bot_login: str | None, check_store: bool = True,
     ) -> Outcome | IssueEvent:
         """What can be answered without GitHub: an Outcome (pong, ignored,
         refused, duplicate, our own event when ``bot_login`` is known), or
-        the issue event to work on. The webhook asks this before queueing;
-        the worker asks it again before deciding."""
+        the issue event to work on. The webhook asks this before queueing
+        (without ``check_store``: the queue knows the ids it accepted, and a
+        delivery the store already handled is found a duplicate by the
+        worker, which asks again before deciding)."""
         if event == "ping":
             return Outcome(200, {"status": "pong"})
         if event != "issues":
@@ -272,7 +274,7 @@ class Handler:
         if delivery is not None and not DELIVERY_ID.fullmatch(delivery):
             # Not signed: only GitHub's shape may reach the store.
             return Outcome(400, {"error": "X-GitHub-Delivery: not a delivery id"})
-        if delivery and self.store.seen_delivery(delivery):
+        if check_store and delivery and self.store.seen_delivery(delivery):
             return Outcome(200, {"status": "duplicate", "delivery": delivery})
         if bot_login is not None and parsed.sender is not None and parsed.sender == bot_login:
             return Outcome(202, {"status": "ignored", "reason": "our own event"})

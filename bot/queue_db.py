@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,6 +111,7 @@ class QueueDb:
                 if not self._ready:
                     conn.executescript(SCHEMA)
                     self._ready = True
+
         except (sqlite3.Error, OSError) as exc:
             raise QueueDbError(f"{self.path}: cannot open the queue ({exc})") from None
         self._local.conn, self._local.pid = conn, os.getpid()
@@ -119,10 +121,7 @@ class QueueDb:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, holding the database's write lock throughout."""
         conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise QueueDbError(f"{self.path}: cannot write ({exc})") from None
+        self._begin_immediate(conn)
         try:
             yield conn
         except sqlite3.Error as exc:
@@ -136,6 +135,29 @@ class QueueDb:
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             raise QueueDbError(f"{self.path}: cannot write ({exc})") from None
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock, retrying every half millisecond: SQLite's own
+        busy handler sleeps 1, 2, 5, 10, 15... ms between tries, which is
+        what an acknowledgement would wait behind a worker's short
+        transaction. Statements inside a transaction never wait (WAL)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise QueueDbError(f"{self.path}: cannot write ({exc})") from None
+                    if time.monotonic() > deadline:
+                        raise QueueDbError(f"{self.path}: cannot write ({exc})") from None
+                    time.sleep(0.0005)
+        except sqlite3.Error as exc:
+            raise QueueDbError(f"{self.path}: cannot write ({exc})") from None
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # reads may wait
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
