@@ -12,6 +12,7 @@ model label nor a decision: every open issue ends up decided, once.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -73,7 +74,15 @@ def test_after_downtime_failed_deliveries_are_redelivered_and_undecided_issues_s
     finally:
         stop_server(first)
 
-    # Down: three deliveries fail; issue 5 is opened while the webhook is off
+    # Down (nothing listens any more: the stopped workers may still be closing).
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            break
+        time.sleep(0.1)
+    # Three deliveries fail; issue 5 is opened while the webhook is off
     # (no delivery at all); issue 6 carries a person's model label.
     failed = {}
     for number in (2, 3, 4):
