@@ -99,7 +99,9 @@ class QueueDb:
         if conn is not None and pid == os.getpid():
             return conn
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._ready:  # the first connection makes the folder; later, a
+                # folder that vanished is an error, not a fresh queue
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                 check_same_thread=False,
