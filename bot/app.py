@@ -224,8 +224,9 @@ def accept(services: Services, event: str, delivery: str | None,
     if found.installation_id is None and services.github is not None:
         return Outcome(400, {"error": "not an issues event payload: installation.id: missing "
                                       "(not a GitHub App delivery)"})
-    if not services.store.path.is_file():  # a stat, not a read: the worker reads it
-        raise StoreError(f"{services.store.path}: vanished while the server was running")
+    path = getattr(services.store, "path", None)  # the JSON store's file (not PostgreSQL's)
+    if path is not None and not path.is_file():  # a stat, not a read: the worker reads it
+        raise StoreError(f"{path}: vanished while the server was running")
     delivery_id = delivery or f"local-{uuid.uuid4()}"
     if not services.queue.accept(delivery_id, event, payload, found.key, found.installation_id):
         return Outcome(200, {"status": "duplicate", "delivery": delivery_id})
