@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -154,11 +155,7 @@ class CatchUp:
             gateway = self.app.installation(int(installation.id))
             gateway._read_gate()
             github = gateway.github
-            _, data = github.requester.requestJsonAndCheck(
-                "GET", "/installation/repositories", parameters={"per_page": PER_PAGE}
-            )
-            repos = data.get("repositories", []) if isinstance(data, dict) else []
-            for repo in repos:
+            for repo in _installation_repositories(github.requester):
                 name, branch = repo.get("full_name"), repo.get("default_branch") or "main"
                 if not isinstance(name, str):
                     continue
@@ -192,6 +189,19 @@ class CatchUp:
                                                   int(installation.id)):
                         enqueued += 1
         return enqueued
+
+
+def _installation_repositories(requester: Any) -> Iterator[dict[str, Any]]:
+    """Every repository of the installation: GitHub pages them (at most 100
+    a page, a Link header to the next), and an installation on a large
+    organisation has more than one page."""
+    url: str | None = "/installation/repositories"
+    parameters: dict[str, Any] | None = {"per_page": PER_PAGE}
+    while url is not None:
+        headers, data = requester.requestJsonAndCheck("GET", url, parameters=parameters)
+        repos = data.get("repositories", []) if isinstance(data, dict) else []
+        yield from (repo for repo in repos if isinstance(repo, dict))
+        url, parameters = _next_link(headers), None
 
 
 def _ok(status: object) -> bool:

@@ -105,3 +105,51 @@ def test_the_catch_up_enqueues_a_due_issue_as_an_edit(tmp_path: Path) -> None:
     assert services.queue.pending_keys() == {KEY}
     (job,) = services.queue.jobs()
     assert job.key == KEY and job.installation == INSTALLATION
+
+
+def test_the_sweep_reads_every_page_of_the_installations_repositories(tmp_path: Path) -> None:
+    """An installation with more repositories than one page holds: the open
+    issue in a repository on the second page is found and enqueued."""
+    import responses
+    from responses import matchers
+
+    from bot.app import build_services
+    from bot.catchup import CatchUp
+    from tests.bot.rest_mock import API, RestMock
+    from tests.bot.support import APP_ID, INSTALLATION, REPO, app_key, rest_example, webhook
+
+    settings = Settings(app_id=APP_ID, private_key=app_key().private_pem, webhook_secret=SECRET,
+                        api_url="https://api.github.com", state_path=tmp_path / "state.json",
+                        config_dir=CONFIG_DIR, bot_login=None)
+    services = build_services(settings, clock=lambda: NOW)
+    issue = webhook("issues.opened")["issue"]
+    quiet = "octo/quiet"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        gh = RestMock(rsps)
+        gh.app()
+        gh.token()
+        installations = rest_example("apps/list-installations")
+        installations[0].update(id=INSTALLATION)
+        rsps.get(f"{API}/app/installations", json=installations[:1])
+
+        def listed(full_name: str) -> dict[str, object]:
+            repo = rest_example("repos/get")
+            repo.update(full_name=full_name, default_branch="main",
+                        url=f"{API}/repos/{full_name}")
+            return repo
+
+        first = rest_example("apps/list-repos-accessible-to-installation")
+        first.update(total_count=2, repositories=[listed(quiet)])
+        second = {**first, "repositories": [listed(REPO)]}
+        following = "https://api.github.com/installation/repositories?per_page=100&page=2"
+        rsps.get(f"{API}/installation/repositories", json=first,
+                 match=[matchers.query_param_matcher({"per_page": "100"})],
+                 headers={"Link": f'<{following}>; rel="next", <{following}>; rel="last"'})
+        rsps.get(f"{API}/installation/repositories", json=second,
+                 match=[matchers.query_param_matcher({"per_page": "100", "page": "2"})])
+        for name, issues in ((quiet, []), (REPO, [issue])):
+            rsps.get(f"{API}/repos/{name}", json=listed(name))
+            rsps.get(f"{API}/repos/{name}/issues", json=issues)
+        gh.issue(issue)
+        assert CatchUp(services).sweep_issues() == 1
+    assert services.queue.pending_keys() == {KEY}
