@@ -11,12 +11,12 @@ is why this module imports it only inside ``Metrics``.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
 import struct
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from typing import Any
 from core.quota import INF, get_remaining_monthly_budget, remaining_daily, remaining_monthly
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-ATTEMPTS = 5  # reads of the metrics files while one is half-written
 
 
 def _alive(pid: int) -> bool:
@@ -88,24 +87,41 @@ class Metrics:
 
     def exposition(self, store: Any, queue: Any = None, limiter: Any = None) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-        from prometheus_client.multiprocess import MultiProcessCollector
 
+        folder = os.environ.get(ENV)
+        if not folder or not os.path.isdir(folder):
+            raise ValueError(f"no metrics folder ({ENV}={folder or ''})")
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(ReadableFilesCollector(folder))
         registry.register(QuotaCollector(store))
         if queue is not None:
             registry.register(QueueCollector(queue, limiter))
-        # A worker that has just created its counters' file may not have
-        # written its header yet: prometheus-client then fails to unpack it
-        # (struct.error). That is a moment, not a fault: read again.
-        for attempt in range(ATTEMPTS):
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class ReadableFilesCollector:
+    """prometheus-client's multiprocess collector, one file at a time: a file
+    it cannot unpack (a worker that has just created its file and not yet
+    written the header, or one cut short by a full disk) is skipped with a
+    warning, where the library's own collector fails the whole scrape with a
+    struct.error. One worker's unreadable counters must not blank the
+    others', nor the quota gauges."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        readable = []
+        for name in sorted(glob.glob(os.path.join(self.path, "*.db"))):
             try:
-                return generate_latest(registry), CONTENT_TYPE_LATEST
-            except struct.error as exc:
-                if attempt == ATTEMPTS - 1:
-                    raise ValueError(f"a metrics file is being written ({exc})") from None
-                time.sleep(0.02 * (attempt + 1))
-        raise AssertionError("unreachable")
+                MultiProcessCollector._read_metrics([name])  # type: ignore[no-untyped-call]
+            except (struct.error, ValueError, OSError) as exc:
+                log.warning("metrics: skipped %s, unreadable (%s)", name, exc)
+                continue
+            readable.append(name)
+        yield from MultiProcessCollector.merge(readable, accumulate=True)  # type: ignore[no-untyped-call]
 
 
 class QueueCollector:
