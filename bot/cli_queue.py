@@ -63,8 +63,17 @@ def _row(job: JobInfo) -> dict[str, Any]:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    queue, limiter = _queue()
     try:
-        queue, limiter = _queue()
+        return _queue_command(args, queue, limiter)
+    finally:
+        database = getattr(queue, "database", None)
+        if database is not None:  # the database's connections, closed before the exit
+            database.release()
+
+
+def _queue_command(args: argparse.Namespace, queue: JobQueue, limiter: RateLimits) -> int:
+    try:
         if args.action in ("retry", "drop"):
             if not args.key:
                 raise _fail(f"queue {args.action}: name the job's issue (OWNER/REPO#N), "
