@@ -63,7 +63,10 @@ def _row(job: JobInfo) -> dict[str, Any]:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    queue, limiter = _queue()
+    try:
+        queue, limiter = _queue()
+    except QueueDbError as exc:  # a queue file that cannot be opened: one line
+        raise _fail(str(exc)) from None
     try:
         return _queue_command(args, queue, limiter)
     finally:
