@@ -183,6 +183,19 @@ def _owner_gone(owner: str | None) -> bool:
     return False
 
 
+def unfinished(doc: dict[str, Any], job: Job, done_seq: int) -> dict[str, Any] | None:
+    """What of a job's stored document is left once ``job`` is finished: the
+    deliveries that arrived after the ones it handled (by sequence number),
+    or None when nothing is. Shared by both back ends, so the coalescing rule
+    is written once."""
+    handled = {d for d, _ in job.coalesced}
+    doc["entries"] = [e for e in doc["entries"] if int(e["seq"]) > done_seq]
+    doc["coalesced"] = [
+        [d, s] for d, s in doc["coalesced"] if d not in handled and int(s) > done_seq
+    ]
+    return doc if doc["entries"] else None
+
+
 def _merge(entries: list[Entry], new: Entry) -> tuple[list[Entry], list[Entry]]:
     """Keep the newest entry of each kind; returns (kept, replaced)."""
     kept: list[Entry] = []
@@ -337,13 +350,8 @@ class SqliteJobQueue:
             if int(row[0]) == job.version:
                 conn.execute("DELETE FROM jobs WHERE key = ?", (job.key,))
                 return
-            doc = json.loads(row[1])
-            handled = {d for d, _ in job.coalesced}
-            doc["entries"] = [e for e in doc["entries"] if int(e["seq"]) > done_seq]
-            doc["coalesced"] = [
-                [d, s] for d, s in doc["coalesced"] if d not in handled and int(s) > done_seq
-            ]
-            if not doc["entries"]:
+            doc = unfinished(json.loads(row[1]), job, done_seq)
+            if doc is None:
                 conn.execute("DELETE FROM jobs WHERE key = ?", (job.key,))
                 return
             conn.execute(

@@ -35,6 +35,7 @@ from bot.jobqueue import (
     QueueStats,
     _merge,
     _owner_gone,
+    unfinished,
 )
 from bot.pg import Database, lock_key
 from bot.ratelimit import RatePolicy, _next_slot
@@ -226,13 +227,8 @@ class PgJobQueue:
             if int(row[0]) == job.version:
                 conn.execute("DELETE FROM ma_jobs WHERE key = %s", (job.key,))
                 return
-            doc = json.loads(row[1])
-            handled = {d for d, _ in job.coalesced}
-            doc["entries"] = [e for e in doc["entries"] if int(e["seq"]) > done_seq]
-            doc["coalesced"] = [
-                [d, s] for d, s in doc["coalesced"] if d not in handled and int(s) > done_seq
-            ]
-            if not doc["entries"]:
+            doc = unfinished(json.loads(row[1]), job, done_seq)
+            if doc is None:
                 conn.execute("DELETE FROM ma_jobs WHERE key = %s", (job.key,))
                 return
             conn.execute(
