@@ -3,7 +3,7 @@
 Everything else about the package is in pyproject.toml. ``config/`` (and the
 Procfile, the examples and the App manifest) stay at the top level of the
 repository, the one source of truth; a wheel has no top level to read, so the
-build copies them into ``bot/shipped/`` (bot/resources.py finds them there).
+build copies them into ``model_assigner/bot/shipped/`` (bot/resources.py finds them there).
 An editable install reads the checkout and needs no copy.
 """
 
@@ -29,7 +29,7 @@ class BuildWithDefaults(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
-        target = Path(self.build_lib) / "bot" / "shipped"
+        target = Path(self.build_lib) / "model_assigner" / "bot" / "shipped"
         for folder, patterns in SHIPPED.items():
             for pattern in patterns:
                 for source in sorted((HERE / folder).glob(pattern)):

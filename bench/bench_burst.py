@@ -49,7 +49,7 @@ from bench.harness import (
     stop_server,
 )
 from bench.harness import KINDS as ISSUE_KINDS
-from bot.comment import MARKER
+from model_assigner.bot.comment import MARKER
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
 

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bench.generate import generate_tasks
-from core.batch import optimize_task_assignments
-from core.config import EngineConfig
-from core.explain import explain
-from core.loader import load_engine_config
-from core.quota import Ledger, update_quota_tracking
-from core.selection import select_model
-from core.types import STRATEGIES, Task
+from model_assigner.core.batch import optimize_task_assignments
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.explain import explain
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.quota import Ledger, update_quota_tracking
+from model_assigner.core.selection import select_model
+from model_assigner.core.types import STRATEGIES, Task
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -92,7 +92,7 @@ def main() -> None:
     # so the figure is the plan's, not the import's.
     import scipy.optimize  # noqa: F401
 
-    import core.optimal  # noqa: F401
+    import model_assigner.core.optimal  # noqa: F401
 
     for strategy in STRATEGIES:
 

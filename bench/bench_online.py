@@ -41,16 +41,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bench.generate import generate_tasks
-from bot.solver_output import solver_output_off_stdout
-from core.assessment import Assessment, assess
-from core.batch import BatchPlan, plan_assessed, plan_worth
-from core.config import EngineConfig, ScoringConfig
-from core.loader import load_engine_config
-from core.online import decide_online, due_for_redecision, observe
-from core.quota import Ledger, remaining_monthly, update_quota_tracking
-from core.scoring import depended_on_ids
-from core.selection import band_for
-from core.types import ApiBudget, Decision, Model, Observation, Subscription
+from model_assigner.bot.solver_output import solver_output_off_stdout
+from model_assigner.core.assessment import Assessment, assess
+from model_assigner.core.batch import BatchPlan, plan_assessed, plan_worth
+from model_assigner.core.config import EngineConfig, ScoringConfig
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.online import decide_online, due_for_redecision, observe
+from model_assigner.core.quota import Ledger, remaining_monthly, update_quota_tracking
+from model_assigner.core.scoring import depended_on_ids
+from model_assigner.core.selection import band_for
+from model_assigner.core.types import ApiBudget, Decision, Model, Observation, Subscription
 
 START = datetime(2026, 12, 1, tzinfo=UTC)
 END = datetime(2027, 1, 1, tzinfo=UTC)
@@ -120,7 +120,7 @@ def month(config: EngineConfig, count: int, seed: int, order: str, start: dateti
 
 def demand(arrivals: Sequence[tuple[datetime, Assessment]], config: EngineConfig
            ) -> tuple[int, float]:
-    from core.batch import minimize_cost_one
+    from model_assigner.core.batch import minimize_cost_one
 
     unlimited = Ledger([], ApiBudget(monthly_limit_usd=1e15, reset_date=END))
     tokens = sum(a.total_tokens for _, a in arrivals)

@@ -63,8 +63,8 @@ def payload(number: int) -> dict[str, Any]:
 def empty(url: str) -> None:
     import psycopg
 
-    from bot.pg import Database
-    from bot.pg_schema import migrate
+    from model_assigner.bot.pg import Database
+    from model_assigner.bot.pg_schema import migrate
 
     db = Database(url, pool_size=1)
     migrate(db)
@@ -126,9 +126,9 @@ def run(folder: Path, name: str, url: str | None, servers: int, count: int,
 def round_trips(url: str, count: int) -> str:
     """Statements per delivery on PostgreSQL, in-process: accepted, then
     decided by a worker (claim, the decision's store transactions, finish)."""
-    from bot.app import accept, build_services
-    from bot.pg import STATEMENTS
-    from bot.settings import Settings
+    from model_assigner.bot.app import accept, build_services
+    from model_assigner.bot.pg import STATEMENTS
+    from model_assigner.bot.settings import Settings
 
     empty(url)
     with tempfile.TemporaryDirectory() as tmp:

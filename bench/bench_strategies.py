@@ -43,14 +43,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bench.generate import generate_tasks
-from core.assessment import Assessment, assess
-from core.batch import BatchPlan, plan_assessed
-from core.config import TIERS, EngineConfig, ScoringConfig
-from core.loader import load_engine_config
-from core.quota import Ledger, remaining_daily, remaining_monthly
-from core.scoring import depended_on_ids
-from core.selection import select_model
-from core.types import STRATEGIES, ApiBudget, Subscription
+from model_assigner.core.assessment import Assessment, assess
+from model_assigner.core.batch import BatchPlan, plan_assessed
+from model_assigner.core.config import TIERS, EngineConfig, ScoringConfig
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.quota import Ledger, remaining_daily, remaining_monthly
+from model_assigner.core.scoring import depended_on_ids
+from model_assigner.core.selection import select_model
+from model_assigner.core.types import STRATEGIES, ApiBudget, Subscription
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 RESET = datetime(2026, 12, 1, tzinfo=UTC)

@@ -51,7 +51,7 @@ from bench.harness import (
     stop_server,
 )
 from bench.harness import KINDS as ISSUE_KINDS
-from bot.comment import MARKER
+from model_assigner.bot.comment import MARKER
 
 
 def make_issues(standin: StandIn, numbers: range) -> dict[int, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from core.types import Task
+from model_assigner.core.types import Task
 
 LABEL_POOL = [
     "backend",

@@ -22,24 +22,29 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from bot.backends import describe_store, issue_locks_for, open_queue, open_state_store
-from bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
-from bot.github_api import GitHubApp
-from bot.handler import BadPayload, Handler, Outcome
-from bot.jobqueue import JobQueue
-from bot.metrics import ENV, metrics, prepare_multiprocess_dir, safely
-from bot.queue_db import QueueDbError
-from bot.queue_worker import Worker
-from bot.ratelimit import RateLimits, RatePolicy
-from bot.repo_config import load_labels_config
-from bot.settings import Settings, SettingsError, load_settings, redacted_url
-from bot.signature import verify
-from bot.store import StateStore, StoreError
-from bot.usage_api import build_usage_intake, register_usage_routes
-from core.loader import ConfigError, load_engine_config
+from model_assigner.bot.backends import (
+    describe_store,
+    issue_locks_for,
+    open_queue,
+    open_state_store,
+)
+from model_assigner.bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
+from model_assigner.bot.github_api import GitHubApp
+from model_assigner.bot.handler import BadPayload, Handler, Outcome
+from model_assigner.bot.jobqueue import JobQueue
+from model_assigner.bot.metrics import ENV, metrics, prepare_multiprocess_dir, safely
+from model_assigner.bot.queue_db import QueueDbError
+from model_assigner.bot.queue_worker import Worker
+from model_assigner.bot.ratelimit import RateLimits, RatePolicy
+from model_assigner.bot.repo_config import load_labels_config
+from model_assigner.bot.settings import Settings, SettingsError, load_settings, redacted_url
+from model_assigner.bot.signature import verify
+from model_assigner.bot.store import StateStore, StoreError
+from model_assigner.bot.usage_api import build_usage_intake, register_usage_routes
+from model_assigner.core.loader import ConfigError, load_engine_config
 
 if TYPE_CHECKING:
-    from bot.credentials import CredentialsCheck
+    from model_assigner.bot.credentials import CredentialsCheck
 
 log = logging.getLogger("model_assigner")
 
@@ -101,7 +106,7 @@ class Services:
 
     def worker(self, threads: int | None = None) -> Worker:
         q = self.settings.queue
-        from bot.catchup import CatchUp
+        from model_assigner.bot.catchup import CatchUp
 
         catchup = CatchUp(self) if self.github is not None and q.catchup_seconds > 0 else None
         return Worker(
@@ -251,7 +256,9 @@ def create_app(
         configure_logging(settings.log_level)
         if from_environment and not settings.dry_run:
             # Before anything is built or started: a rejected App stops here.
-            from bot.credentials import CredentialsCheck  # PyGithub: only with an App
+            from model_assigner.bot.credentials import (
+                CredentialsCheck,  # PyGithub: only with an App
+            )
 
             credentials = CredentialsCheck(settings)
             if problem := credentials.check():

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from bot.jobqueue import JobQueue
-from bot.locks import FileIssueLocks, IssueLocks
-from bot.ratelimit import RateLimits, RatePolicy
-from bot.store import StateStore, Store
-from core.config import SubscriptionsConfig
+from model_assigner.bot.jobqueue import JobQueue
+from model_assigner.bot.locks import FileIssueLocks, IssueLocks
+from model_assigner.bot.ratelimit import RateLimits, RatePolicy
+from model_assigner.bot.store import StateStore, Store
+from model_assigner.core.config import SubscriptionsConfig
 
 
 def open_state_store(
@@ -21,7 +21,7 @@ def open_state_store(
 ) -> StateStore:
     """A store for ``location``: a postgresql:// URL, or a file path."""
     if isinstance(location, str) and location.lower().startswith(("postgresql://", "postgres://")):
-        from bot.pg_store import PgStore  # psycopg only when a database is named
+        from model_assigner.bot.pg_store import PgStore  # psycopg only when a database is named
 
         return PgStore(location, defaults, clock)
     return Store(Path(location), defaults, clock)
@@ -35,12 +35,12 @@ def open_queue(
     JSON store (every process of the machine shares them)."""
     database = getattr(store, "db", None)
     if store.kind == "postgresql" and database is not None:
-        from bot.pg_queue import PgJobQueue, PgRateLimiter
+        from model_assigner.bot.pg_queue import PgJobQueue, PgRateLimiter
 
         return PgJobQueue(database), PgRateLimiter(database, policy)
-    from bot.jobqueue import SqliteJobQueue
-    from bot.queue_db import QueueDb
-    from bot.ratelimit import RateLimiter
+    from model_assigner.bot.jobqueue import SqliteJobQueue
+    from model_assigner.bot.queue_db import QueueDb
+    from model_assigner.bot.ratelimit import RateLimiter
 
     db = QueueDb(queue_path)
     return SqliteJobQueue(db), RateLimiter(db, policy)

@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any
 import requests
 from github import GithubException
 
-from bot.issue_task import issue_key, label_names
-from bot.jobqueue import QueueMeta
-from bot.redecide import due_issue_keys
+from model_assigner.bot.issue_task import issue_key, label_names
+from model_assigner.bot.jobqueue import QueueMeta
+from model_assigner.bot.redecide import due_issue_keys
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from model_assigner.bot.app import Services
 
 log = logging.getLogger("model_assigner.catchup")
 

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.solver_output import solver_output_off_stdout
-from core.batch import BatchPlan, optimize_task_assignments
-from core.config import EngineConfig
-from core.explain import explain
-from core.loader import ConfigError, load_engine_config
-from core.quota import Ledger, roll_over
-from core.selection import select_model
-from core.types import GREEDY_STRATEGIES, STRATEGIES, Decision, Observation
+from model_assigner.bot.solver_output import solver_output_off_stdout
+from model_assigner.core.batch import BatchPlan, optimize_task_assignments
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.explain import explain
+from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.quota import Ledger, roll_over
+from model_assigner.core.selection import select_model
+from model_assigner.core.types import GREEDY_STRATEGIES, STRATEGIES, Decision, Observation
 
 EXIT_USAGE = 2
 STATE_HELP = (
@@ -49,7 +49,7 @@ def parse_now(text: str | None) -> datetime:
 def load_config(folder: str | None) -> EngineConfig:
     """--config, else MODEL_ASSIGNER_CONFIG (as the server reads it), else the
     bundled config/: the CLI must see what the server sees."""
-    from bot.settings import config_dir
+    from model_assigner.bot.settings import config_dir
 
     # --config is the user's own path (the current folder's); the setting is
     # resolved as the server resolves it.
@@ -71,7 +71,7 @@ def starting_point(
         ledger = config.quotas.ledger_at(now)
         roll_over(ledger, now)
         return ledger, []
-    from bot.store import Store, StoreError, apply_resets
+    from model_assigner.bot.store import Store, StoreError, apply_resets
 
     store = Store(Path(state_file), config.quotas, lambda: now)
     if not store.path.exists():
@@ -148,7 +148,7 @@ def print_human(decisions: list[Decision], ledger: Ledger, plan: BatchPlan) -> N
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
-    from bot.taskfile import TaskFileError, load_tasks
+    from model_assigner.bot.taskfile import TaskFileError, load_tasks
 
     now = parse_now(args.now)
     config = load_config(args.config)
@@ -264,7 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--state", help=STATE_HELP)
     show.set_defaults(handler=cmd_config)
 
-    from bot import cli_db, cli_ops, cli_queue, cli_server, cli_usage, plan, setup_flow
+    from model_assigner.bot import (
+        cli_db,
+        cli_ops,
+        cli_queue,
+        cli_server,
+        cli_usage,
+        plan,
+        setup_flow,
+    )
 
     cli_server.add_commands(sub)
     cli_ops.add_commands(sub)

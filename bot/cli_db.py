@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.backends import describe_store
-from bot.cli_ops import _fail, _read, open_store
-from bot.store import BIG_SECTIONS, State, StateStore, StoreError, serialize
+from model_assigner.bot.backends import describe_store
+from model_assigner.bot.cli_ops import _fail, _read, open_store
+from model_assigner.bot.store import BIG_SECTIONS, State, StateStore, StoreError, serialize
 
 
 def _pg(store: StateStore) -> Any:
-    from bot.pg_store import PgStore
+    from model_assigner.bot.pg_store import PgStore
 
     if not isinstance(store, PgStore):
         raise _fail(f"{describe_store(store)}: not a database")
@@ -73,7 +73,7 @@ def migrate_state(args: argparse.Namespace, source: StateStore) -> int:
                             "database (or restore a backup over it: `state restore`)")
             pg.replace(state)
         else:
-            from bot.store import Store, write_atomically
+            from model_assigner.bot.store import Store, write_atomically
 
             assert isinstance(target, Store)
             if target.path.exists():
@@ -100,7 +100,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if store.kind != "postgresql":
         print(f"{describe_store(store)}: a JSON store has no schema to migrate")
         return 0
-    from bot.pg_schema import LATEST
+    from model_assigner.bot.pg_schema import LATEST
 
     try:
         applied = _pg(store).migrate()

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.backends import describe_store, open_state_store
-from bot.locks import file_lock
-from bot.settings import SettingsError, is_database_url, load_settings
-from bot.store import (
+from model_assigner.bot.backends import describe_store, open_state_store
+from model_assigner.bot.locks import file_lock
+from model_assigner.bot.settings import SettingsError, is_database_url, load_settings
+from model_assigner.bot.store import (
     State,
     StateStore,
     Store,
@@ -29,12 +29,17 @@ from bot.store import (
     serialize,
     write_atomically,
 )
-from core.loader import ConfigError, load_engine_config
-from core.quota import INF, get_remaining_monthly_budget, remaining_daily, remaining_monthly
+from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.quota import (
+    INF,
+    get_remaining_monthly_budget,
+    remaining_daily,
+    remaining_monthly,
+)
 
 
 def _fail(message: str) -> Exception:
-    from bot.cli import CliError
+    from model_assigner.bot.cli import CliError
 
     return CliError(message)
 
@@ -59,7 +64,7 @@ def open_store(args: argparse.Namespace, location: str | None = None) -> StateSt
 
 def _now(args: argparse.Namespace) -> datetime:
     """--now if given (scripts and tests pin the clock with it), else the time."""
-    from bot.cli import parse_now
+    from model_assigner.bot.cli import parse_now
 
     return parse_now(getattr(args, "now", None))
 
@@ -80,7 +85,7 @@ def _read(store: StateStore, args: argparse.Namespace | None = None) -> State:
         if exists or store.kind == "file":
             state = store.read()
         else:  # a database without the schema yet: what it would start from
-            from bot.pg_store import PgStore
+            from model_assigner.bot.pg_store import PgStore
 
             assert isinstance(store, PgStore)
             state = initial_state(store.defaults, store.clock())
@@ -140,7 +145,7 @@ def quota_report(state: State) -> dict[str, Any]:
                 datetime.combine(sub.usage_day + timedelta(days=1), datetime.min.time(), UTC)
             ).isoformat()
     api_held = [r for r in state.reservations.values() if r.payment.kind == "api"]
-    from bot.usage_store import usage_summary
+    from model_assigner.bot.usage_store import usage_summary
 
     return {
         "usage": usage_summary(state),
@@ -245,7 +250,7 @@ def cmd_state(args: argparse.Namespace) -> int:
     store = open_store(args)
     name = describe_store(store)
     if args.action == "migrate":
-        from bot.cli_db import migrate_state
+        from model_assigner.bot.cli_db import migrate_state
 
         return migrate_state(args, store)
     if args.action == "check":
@@ -271,7 +276,7 @@ def cmd_state(args: argparse.Namespace) -> int:
                 except OSError as exc:
                     raise _fail(f"backup to {target}: {exc.strerror or exc}") from None
         else:  # the database's rows as the JSON store's document: portable
-            from bot.cli_db import export_text
+            from model_assigner.bot.cli_db import export_text
 
             text = export_text(store)
             try:
@@ -294,7 +299,7 @@ def cmd_state(args: argparse.Namespace) -> int:
         with file_lock(store.lock_path):
             write_atomically(store.path, serialize(state))
     else:
-        from bot.cli_db import restore_into
+        from model_assigner.bot.cli_db import restore_into
 
         restore_into(store, state)
     print(f"restored {name} from {source}")

@@ -18,27 +18,27 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.jobqueue import JobInfo, JobQueue, SqliteJobQueue
-from bot.queue_db import QueueDb, QueueDbError
-from bot.ratelimit import RateLimiter, RateLimits
+from model_assigner.bot.jobqueue import JobInfo, JobQueue, SqliteJobQueue
+from model_assigner.bot.queue_db import QueueDb, QueueDbError
+from model_assigner.bot.ratelimit import RateLimiter, RateLimits
 
 
 def _fail(message: str) -> Exception:
-    from bot.cli import CliError
+    from model_assigner.bot.cli import CliError
 
     return CliError(message)
 
 
 def _queue() -> tuple[JobQueue, RateLimits]:
-    from bot.settings import SettingsError, load_settings
+    from model_assigner.bot.settings import SettingsError, load_settings
 
     try:
         settings = load_settings()
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     if settings.database_url:  # the queue is in the database, with the state
-        from bot.pg import Database
-        from bot.pg_queue import PgJobQueue, PgRateLimiter
+        from model_assigner.bot.pg import Database
+        from model_assigner.bot.pg_queue import PgJobQueue, PgRateLimiter
 
         database = Database(settings.database_url)
         return PgJobQueue(database), PgRateLimiter(database)
@@ -121,10 +121,10 @@ def _queue_command(args: argparse.Namespace, queue: JobQueue, limiter: RateLimit
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Queue workers without a web server, until SIGTERM or SIGINT."""
-    from bot.app import build_services, configure_logging
-    from bot.settings import SettingsError, load_settings
-    from bot.store import StoreError
-    from core.loader import ConfigError
+    from model_assigner.bot.app import build_services, configure_logging
+    from model_assigner.bot.settings import SettingsError, load_settings
+    from model_assigner.bot.store import StoreError
+    from model_assigner.core.loader import ConfigError
 
     try:
         settings = load_settings()

@@ -15,22 +15,27 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli_ops import _fail, _read, open_store
-from bot.store import State, StateStore, StoreError
-from bot.usage_intake import BadReport, parse_issue
-from bot.usage_store import ReportOutcome, calibration_samples, learned_table, record_report
-from core.calibration import learn
-from core.config import EngineConfig
-from core.loader import ConfigError, load_engine_config
-from core.quota import add_months
-from core.reconcile import Difference, UsageRow, compare, provider_rows
-from core.types import as_utc
-from core.usage import TokenUsage, UsageReport
-from core.usage_parse import UsageParseError, parse_text
+from model_assigner.bot.cli_ops import _fail, _read, open_store
+from model_assigner.bot.store import State, StateStore, StoreError
+from model_assigner.bot.usage_intake import BadReport, parse_issue
+from model_assigner.bot.usage_store import (
+    ReportOutcome,
+    calibration_samples,
+    learned_table,
+    record_report,
+)
+from model_assigner.core.calibration import learn
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.quota import add_months
+from model_assigner.core.reconcile import Difference, UsageRow, compare, provider_rows
+from model_assigner.core.types import as_utc
+from model_assigner.core.usage import TokenUsage, UsageReport
+from model_assigner.core.usage_parse import UsageParseError, parse_text
 
 
 def _engine(args: argparse.Namespace) -> EngineConfig:
-    from bot.settings import SettingsError, load_settings
+    from model_assigner.bot.settings import SettingsError, load_settings
 
     try:
         folder = Path(args.config) if args.config else load_settings().config_dir
@@ -47,7 +52,7 @@ def _issue(text: str | None, where: str) -> tuple[str, int]:
 
 
 def _now(args: argparse.Namespace) -> datetime:
-    from bot.cli import parse_now
+    from model_assigner.bot.cli import parse_now
 
     return parse_now(getattr(args, "now", None))
 

@@ -10,8 +10,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from core.explain import formula, payment_sentence, score_rows
-from core.types import Decision
+from model_assigner.core.explain import formula, payment_sentence, score_rows
+from model_assigner.core.types import Decision
 
 MARKER = "<!-- model-assigner:decision -->"
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import requests
 from github import Auth, GithubException, GithubIntegration
 
-from bot.settings import Settings
+from model_assigner.bot.settings import Settings
 
 RECHECK_SECONDS = 60.0
 # /healthz waits for this answer: short, no retries (probes time out in ~5 s).

@@ -33,10 +33,16 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
-from bot import deadline
-from bot.gateway import CommentGone, GitHubRateLimited, GitHubUnavailable, IssueGone, Workspace
-from bot.ratelimit import RateLimits
-from bot.settings import Settings
+from model_assigner.bot import deadline
+from model_assigner.bot.gateway import (
+    CommentGone,
+    GitHubRateLimited,
+    GitHubUnavailable,
+    IssueGone,
+    Workspace,
+)
+from model_assigner.bot.ratelimit import RateLimits
+from model_assigner.bot.settings import Settings
 
 log = logging.getLogger("model_assigner.github")
 
@@ -118,7 +124,7 @@ class DeliveryRetry(GithubRetry):
             if hit is not None:
                 raise hit
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        from bot.metrics import metrics, safely
+        from model_assigner.bot.metrics import metrics, safely
 
         safely(lambda: metrics().github_retries.inc())  # only when a retry will be made
         return retry
@@ -368,7 +374,11 @@ class InstallationGateway:
         return commit_sha, tree_sha
 
     def repo_config_text(self, repo: str, ref: str | None) -> str | None:
-        from bot.repo_config import REPO_CONFIG_MAX_BYTES, REPO_CONFIG_PATH, Unreadable
+        from model_assigner.bot.repo_config import (
+            REPO_CONFIG_MAX_BYTES,
+            REPO_CONFIG_PATH,
+            Unreadable,
+        )
 
         if ref is None:
             return None

@@ -32,25 +32,38 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bot.comment import MARKER, Override, _code, digest, render_comment
-from bot.deadline import delivery_budget
-from bot.gateway import CommentGone, GitHubUnavailable, IssueGateway, IssueGone
-from bot.issue_task import MAX_BODY_CHARS, issue_key, issue_to_task, label_names, parse_blocks
-from bot.locks import FileIssueLocks, IssueLocks
-from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
-from bot.store import DELIVERY_ID, CommentRecord, Reservation, State, StateStore, issue_time
-from bot.usage_comment import with_usage
-from bot.usage_store import calibrated, note_decision
-from core.assessment import Assessment, assess
-from core.batch import plan_assessed
-from core.catalog import find_model
-from core.config import EngineConfig
-from core.explain import idle_notes, plain_payment
-from core.online import observation_of
-from core.quota import Ledger, calculate_cost, payment_for
-from core.selection import band_for, make_decision
-from core.types import Decision, Observation, Payment, Task
-from core.usage import estimate_class
+from model_assigner.bot.comment import MARKER, Override, _code, digest, render_comment
+from model_assigner.bot.deadline import delivery_budget
+from model_assigner.bot.gateway import CommentGone, GitHubUnavailable, IssueGateway, IssueGone
+from model_assigner.bot.issue_task import (
+    MAX_BODY_CHARS,
+    issue_key,
+    issue_to_task,
+    label_names,
+    parse_blocks,
+)
+from model_assigner.bot.locks import FileIssueLocks, IssueLocks
+from model_assigner.bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
+from model_assigner.bot.store import (
+    DELIVERY_ID,
+    CommentRecord,
+    Reservation,
+    State,
+    StateStore,
+    issue_time,
+)
+from model_assigner.bot.usage_comment import with_usage
+from model_assigner.bot.usage_store import calibrated, note_decision
+from model_assigner.core.assessment import Assessment, assess
+from model_assigner.core.batch import plan_assessed
+from model_assigner.core.catalog import find_model
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.explain import idle_notes, plain_payment
+from model_assigner.core.online import observation_of
+from model_assigner.core.quota import Ledger, calculate_cost, payment_for
+from model_assigner.core.selection import band_for, make_decision
+from model_assigner.core.types import Decision, Observation, Payment, Task
+from model_assigner.core.usage import estimate_class
 
 log = logging.getLogger("model_assigner.decisions")
 

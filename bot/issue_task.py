@@ -13,9 +13,9 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from bot.repo_config import LabelsConfig
-from bot.store import MAX_DEPENDENCIES
-from core.types import Priority, Task, as_utc
+from model_assigner.bot.repo_config import LabelsConfig
+from model_assigner.bot.store import MAX_DEPENDENCIES
+from model_assigner.core.types import Priority, Task, as_utc
 
 # Estimates above this are absurd for one issue; clamping keeps arithmetic and
 # comments sane whatever a body says.

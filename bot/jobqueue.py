@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.queue_db import QueueDb
+from model_assigner.bot.queue_db import QueueDb
 
 # GitHub redelivers for three days; ids and outcomes are kept a little longer.
 MEMORY_SECONDS = 4 * 24 * 3600

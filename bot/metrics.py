@@ -21,7 +21,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.quota import INF, get_remaining_monthly_budget, remaining_daily, remaining_monthly
+from model_assigner.core.quota import (
+    INF,
+    get_remaining_monthly_budget,
+    remaining_daily,
+    remaining_monthly,
+)
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -210,7 +215,7 @@ def usage_metrics(state: Any) -> Iterator[Any]:
     """Estimated vs actual this month, over the issues that reported usage."""
     from prometheus_client.core import GaugeMetricFamily
 
-    from bot.usage_store import usage_summary
+    from model_assigner.bot.usage_store import usage_summary
 
     summary = usage_summary(state)
     tokens = GaugeMetricFamily(

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.gateway import GitHubRateLimited
-from bot.jobqueue import (
+from model_assigner.bot.gateway import GitHubRateLimited
+from model_assigner.bot.jobqueue import (
     DEFAULT_LEASE,
     MEMORY_SECONDS,
     Entry,
@@ -37,8 +37,8 @@ from bot.jobqueue import (
     _owner_gone,
     unfinished,
 )
-from bot.pg import Database, lock_key
-from bot.ratelimit import RatePolicy, _next_slot
+from model_assigner.bot.pg import Database, lock_key
+from model_assigner.bot.ratelimit import RatePolicy, _next_slot
 
 JOB_KEYS = 0x6D65  # advisory lock namespace: a job's key
 INSTALLATIONS = 0x6D66  # advisory lock namespace: an installation's write slots

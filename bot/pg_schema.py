@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from bot.pg import Database, describe
-from bot.store import StoreError
+from model_assigner.bot.pg import Database, describe
+from model_assigner.bot.store import StoreError
 
 MIGRATION_LOCK = (0x6D61, 1)  # pg_advisory_xact_lock(int, int): 'ma', migrations
 

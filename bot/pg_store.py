@@ -36,9 +36,9 @@ from typing import Any, TypeVar
 import psycopg
 from pydantic import PrivateAttr, TypeAdapter
 
-from bot.pg import HEALTH_WAIT, STATEMENTS, Database, DatabaseError, lock_key
-from bot.pg_schema import current_version, migrate, require_current
-from bot.store import (
+from model_assigner.bot.pg import HEALTH_WAIT, STATEMENTS, Database, DatabaseError, lock_key
+from model_assigner.bot.pg_schema import current_version, migrate, require_current
+from model_assigner.bot.store import (
     DELIVERY_MEMORY,
     CommentRecord,
     Dependencies,
@@ -51,9 +51,9 @@ from bot.store import (
     serialize,
     sync_with_config,
 )
-from core.config import SubscriptionsConfig
-from core.types import ApiBudget, Observation, Subscription, as_utc
-from core.usage import IssueUsage
+from model_assigner.core.config import SubscriptionsConfig
+from model_assigner.core.types import ApiBudget, Observation, Subscription, as_utc
+from model_assigner.core.usage import IssueUsage
 
 T = TypeVar("T")
 

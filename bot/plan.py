@@ -29,21 +29,21 @@ import requests
 from github import GithubException
 from github.GithubObject import GithubObject
 
-from bot.comment import Override, render_comment
-from bot.gateway import GitHubRateLimited, GitHubUnavailable, IssueGateway
-from bot.handler import Handler, IssueEvent
-from bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
-from bot.repo_config import EffectiveConfig, effective_config
-from bot.settings import Settings
-from bot.solver_output import solver_output_off_stdout
-from bot.store import CommentRecord, Reservation, State
-from bot.usage_comment import with_usage
-from bot.usage_store import calibrated, note_decision
-from core.batch import BatchPlan, optimize_task_assignments
-from core.online import due_for_redecision, observation_of
-from core.quota import Ledger
-from core.types import Decision, Task
-from core.usage import IssueUsage, estimate_class
+from model_assigner.bot.comment import Override, render_comment
+from model_assigner.bot.gateway import GitHubRateLimited, GitHubUnavailable, IssueGateway
+from model_assigner.bot.handler import Handler, IssueEvent
+from model_assigner.bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
+from model_assigner.bot.repo_config import EffectiveConfig, effective_config
+from model_assigner.bot.settings import Settings
+from model_assigner.bot.solver_output import solver_output_off_stdout
+from model_assigner.bot.store import CommentRecord, Reservation, State
+from model_assigner.bot.usage_comment import with_usage
+from model_assigner.bot.usage_store import calibrated, note_decision
+from model_assigner.core.batch import BatchPlan, optimize_task_assignments
+from model_assigner.core.online import due_for_redecision, observation_of
+from model_assigner.core.quota import Ledger
+from model_assigner.core.types import Decision, Task
+from model_assigner.core.usage import IssueUsage, estimate_class
 
 
 @dataclass
@@ -481,17 +481,17 @@ def with_paths(settings: Settings, args: argparse.Namespace) -> Settings:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bot.app import build_services
-    from bot.cli import CliError, parse_now
-    from bot.queue_db import QueueDbError
-    from bot.settings import SettingsError, load_settings, redacted_url
-    from bot.store import StoreError
-    from core.loader import ConfigError
+    from model_assigner.bot.app import build_services
+    from model_assigner.bot.cli import CliError, parse_now
+    from model_assigner.bot.queue_db import QueueDbError
+    from model_assigner.bot.settings import SettingsError, load_settings, redacted_url
+    from model_assigner.bot.store import StoreError
+    from model_assigner.core.loader import ConfigError
 
     if args.repo.count("/") != 1:
         raise CliError(f"{args.repo!r}: expected OWNER/REPO")
     if args.issues is not None:
-        from bot.plan_offline import run_offline
+        from model_assigner.bot.plan_offline import run_offline
 
         return run_offline(args)
     try:

@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.gateway import GitHubRateLimited, GitHubUnavailable
-from bot.handler import Handler
-from bot.jobqueue import Job, JobQueue, owner_id
-from bot.queue_db import QueueDbError
-from bot.ratelimit import RateLimits
-from bot.store import StoreError
+from model_assigner.bot.gateway import GitHubRateLimited, GitHubUnavailable
+from model_assigner.bot.handler import Handler
+from model_assigner.bot.jobqueue import Job, JobQueue, owner_id
+from model_assigner.bot.queue_db import QueueDbError
+from model_assigner.bot.ratelimit import RateLimits
+from model_assigner.bot.store import StoreError
 
 log = logging.getLogger("model_assigner.queue")
 
@@ -142,7 +142,7 @@ class Worker:
             return
         except (GitHubUnavailable, StoreError, QueueDbError) as exc:
             if isinstance(exc, GitHubUnavailable):
-                from bot.metrics import metrics
+                from model_assigner.bot.metrics import metrics
 
                 metrics().github_errors.inc()
             self._failed(job, str(exc))

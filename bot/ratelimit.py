@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.gateway import GitHubRateLimited
-from bot.queue_db import QueueDb
+from model_assigner.bot.gateway import GitHubRateLimited
+from model_assigner.bot.queue_db import QueueDb
 
 
 @dataclass(frozen=True)

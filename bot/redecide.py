@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.online import due_for_redecision
-from core.quota import Ledger, roll_over
+from model_assigner.core.online import due_for_redecision
+from model_assigner.core.quota import Ledger, roll_over
 
 if TYPE_CHECKING:
-    from bot.handler import Handler
+    from model_assigner.bot.handler import Handler
 
 
 def due_issue_keys(handler: Handler) -> set[str]:

@@ -15,8 +15,8 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.config import CatalogConfig, ScoringConfig
-from core.loader import (
+from model_assigner.core.config import CatalogConfig, ScoringConfig
+from model_assigner.core.loader import (
     ConfigError,
     StringDatesLoader,
     deep_merge,
@@ -25,7 +25,7 @@ from core.loader import (
     read_yaml_file,
     validate,
 )
-from core.types import Priority
+from model_assigner.core.types import Priority
 
 LABELS_FILE = "labels.yaml"
 REPO_CONFIG_PATH = ".github/model-assigner.yml"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from bot import resources
+from model_assigner.bot import resources
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_STATE = "data/state.json"

@@ -37,12 +37,12 @@ from pydantic import (
 )
 from pydantic_core import to_json
 
-from bot.locks import file_lock
-from core.config import SubscriptionsConfig
-from core.loader import describe_validation_error
-from core.quota import Ledger, release_charge, roll_over, update_quota_tracking
-from core.types import ApiBudget, Observation, Payment, Subscription, as_utc
-from core.usage import EstimateClass, EstimateSnapshot, IssueUsage
+from model_assigner.bot.locks import file_lock
+from model_assigner.core.config import SubscriptionsConfig
+from model_assigner.core.loader import describe_validation_error
+from model_assigner.core.quota import Ledger, release_charge, roll_over, update_quota_tracking
+from model_assigner.core.types import ApiBudget, Observation, Payment, Subscription, as_utc
+from model_assigner.core.usage import EstimateClass, EstimateSnapshot, IssueUsage
 
 STATE_VERSION = 1
 # GitHub lets a delivery be redelivered for three days; we remember ids a little

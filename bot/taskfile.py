@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.loader import ConfigError, parse_yaml
-from core.types import Task
+from model_assigner.core.loader import ConfigError, parse_yaml
+from model_assigner.core.types import Task
 
 
 class TaskFileError(ValueError):

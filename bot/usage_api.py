@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 from flask import Flask, Response, request
 
-from bot.gateway import GitHubUnavailable, IssueGateway
-from bot.handler import Handler
-from bot.settings import Settings
-from bot.store import StateStore, StoreError
-from bot.usage_intake import UsageIntake, UsageSettings, load_usage_settings
+from model_assigner.bot.gateway import GitHubUnavailable, IssueGateway
+from model_assigner.bot.handler import Handler
+from model_assigner.bot.settings import Settings
+from model_assigner.bot.store import StateStore, StoreError
+from model_assigner.bot.usage_intake import UsageIntake, UsageSettings, load_usage_settings
 
 log = logging.getLogger("model_assigner.usage")
 
@@ -29,8 +29,8 @@ def build_usage_intake(
         installed = lambda repo: known_repository(handler.store, repo)  # noqa: E731
         gateway_for_repo = lambda _repo: None  # noqa: E731
     else:
-        from bot.github_api import GitHubApp
-        from bot.usage_github import Installations
+        from model_assigner.bot.github_api import GitHubApp
+        from model_assigner.bot.usage_github import Installations
 
         installations = Installations(GitHubApp(settings))
         installed, gateway_for_repo = installations.installed, installations.gateway

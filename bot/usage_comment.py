@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from core.usage import IssueUsage
+from model_assigner.core.usage import IssueUsage
 
 START = "<!-- model-assigner:usage -->"
 END = "<!-- /model-assigner:usage -->"

@@ -16,19 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.comment import MARKER, digest
-from bot.gateway import GitHubUnavailable, IssueGateway
-from bot.handler import REPO_NAME, Outcome
-from bot.issue_task import issue_key
-from bot.locks import IssueLocks
-from bot.oidc import GITHUB_ISSUER, GITHUB_JWKS_URL, OidcRejected, OidcVerifier
-from bot.settings import SettingsError
-from bot.store import CommentRecord, State, StateStore
-from bot.usage_comment import with_usage
-from bot.usage_store import ReportOutcome, TooManyReports, record_report
-from core.types import Model
-from core.usage import IssueUsage, UsageReport
-from core.usage_parse import UsageParseError, our_report
+from model_assigner.bot.comment import MARKER, digest
+from model_assigner.bot.gateway import GitHubUnavailable, IssueGateway
+from model_assigner.bot.handler import REPO_NAME, Outcome
+from model_assigner.bot.issue_task import issue_key
+from model_assigner.bot.locks import IssueLocks
+from model_assigner.bot.oidc import GITHUB_ISSUER, GITHUB_JWKS_URL, OidcRejected, OidcVerifier
+from model_assigner.bot.settings import SettingsError
+from model_assigner.bot.store import CommentRecord, State, StateStore
+from model_assigner.bot.usage_comment import with_usage
+from model_assigner.bot.usage_store import ReportOutcome, TooManyReports, record_report
+from model_assigner.core.types import Model
+from model_assigner.core.usage import IssueUsage, UsageReport
+from model_assigner.core.usage_parse import UsageParseError, our_report
 
 log = logging.getLogger("model_assigner.usage")
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.store import UNKNOWN_CLASS, USAGE_HIGH, USAGE_KEEP, State
-from core.calibration import Sample, learn, with_learned
-from core.config import CalibrationSettings, LearnedFactor, ScoringConfig
-from core.quota import add_months, release_charge
-from core.types import Decision, Model, as_utc
-from core.usage import (
+from model_assigner.bot.store import UNKNOWN_CLASS, USAGE_HIGH, USAGE_KEEP, State
+from model_assigner.core.calibration import Sample, learn, with_learned
+from model_assigner.core.config import CalibrationSettings, LearnedFactor, ScoringConfig
+from model_assigner.core.quota import add_months, release_charge
+from model_assigner.core.types import Decision, Model, as_utc
+from model_assigner.core.usage import (
     Charge,
     EstimateSnapshot,
     IssueUsage,

@@ -10,10 +10,10 @@ from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.config import ScoringConfig
-from core.scoring import calculate_task_value
-from core.tokens import estimate_token_usage
-from core.types import ScoreBreakdown, Task, TokenEstimate
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.scoring import calculate_task_value
+from model_assigner.core.tokens import estimate_token_usage
+from model_assigner.core.types import ScoreBreakdown, Task, TokenEstimate
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.assessment import Assessment, assess
-from core.catalog import (
+from model_assigner.core.assessment import Assessment, assess
+from model_assigner.core.catalog import (
     filter_models,
     find_model,
     fits_window,
@@ -24,10 +24,10 @@ from core.catalog import (
     price_key,
     window_reason,
 )
-from core.config import ScoringConfig, ValueBand
-from core.quota import Ledger, has_room, payment_for, update_quota_tracking
-from core.scoring import depended_on_ids
-from core.selection import (
+from model_assigner.core.config import ScoringConfig, ValueBand
+from model_assigner.core.quota import Ledger, has_room, payment_for, update_quota_tracking
+from model_assigner.core.scoring import depended_on_ids
+from model_assigner.core.selection import (
     band_for,
     defer_low_value,
     defer_unaffordable,
@@ -36,7 +36,7 @@ from core.selection import (
     select_model,
     why_unaffordable,
 )
-from core.types import (
+from model_assigner.core.types import (
     GREEDY_STRATEGIES,
     STRATEGIES,
     Decision,
@@ -162,7 +162,7 @@ def plan_assessed(
     given = ledger
     ledger = ledger.copy()
     if strategy == "optimal":
-        from core.optimal import plan_optimal  # imports scipy: only when asked for
+        from model_assigner.core.optimal import plan_optimal  # imports scipy: only when asked for
 
         plan = plan_optimal(scored, ledger, models, config)
         if plan.proven_optimal or len(scored) > config.optimal.greedy_check_max_tasks:
@@ -170,7 +170,10 @@ def plan_assessed(
         return best_of_greedy(plan, scored, given, models, config, now)
     decisions: dict[str, Decision] = {}
     if strategy == "online":
-        from core.online import decide_online, observe  # imports scipy: only when asked for
+        from model_assigner.core.online import (  # imports scipy: only when asked for
+            decide_online,
+            observe,
+        )
 
         seen = list(history)
         for a in scored:

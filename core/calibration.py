@@ -15,7 +15,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.config import COMPLEXITY_LEVELS, CalibrationSettings, LearnedFactor, ScoringConfig
+from model_assigner.core.config import (
+    COMPLEXITY_LEVELS,
+    CalibrationSettings,
+    LearnedFactor,
+    ScoringConfig,
+)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.quota import Ledger, can_use_model
-from core.types import Model, PassedOver, TokenEstimate
+from model_assigner.core.quota import Ledger, can_use_model
+from model_assigner.core.types import Model, PassedOver, TokenEstimate
 
 
 def price_key(model: Model) -> tuple[float, str]:

@@ -20,9 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from core.quota import Ledger, first_reset_after
-from core.text import MAX_KEYWORD_CHARS
-from core.types import (
+from model_assigner.core.quota import Ledger, first_reset_after
+from model_assigner.core.text import MAX_KEYWORD_CHARS
+from model_assigner.core.types import (
     MAX_COUNT,
     ApiBudget,
     Complexity,

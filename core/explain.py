@@ -6,9 +6,9 @@ the wording here means the terminal and the issue say the same thing.
 
 from __future__ import annotations
 
-from core.config import ScoringConfig
-from core.quota import INF, Ledger, has_room, remaining_daily, remaining_monthly
-from core.types import Decision, Model, Payment
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.quota import INF, Ledger, has_room, remaining_daily, remaining_monthly
+from model_assigner.core.types import Decision, Model, Payment
 
 
 def format_payment(payment: Payment | None) -> str:
@@ -116,7 +116,7 @@ def idle_notes(
     lowest value that reaches a band allowing one of its models, and what
     would lift the task there; or the band's tiers in the repository's
     settings). ``ledger``: the quota before this decision's charge."""
-    from core.selection import band_for, levers_for
+    from model_assigner.core.selection import band_for, levers_for
 
     if decision.payment is not None and decision.payment.kind == "subscription":
         return []

@@ -14,7 +14,12 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from core.config import CatalogConfig, EngineConfig, ScoringConfig, SubscriptionsConfig
+from model_assigner.core.config import (
+    CatalogConfig,
+    EngineConfig,
+    ScoringConfig,
+    SubscriptionsConfig,
+)
 
 SCORING_FILE = "scoring.yaml"
 MODELS_FILE = "models.yaml"

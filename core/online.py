@@ -39,11 +39,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.assessment import Assessment
-from core.catalog import price_key
-from core.config import ScoringConfig
-from core.optimal import fit_worth, ranked_models, task_band, window_passed_over
-from core.quota import (
+from model_assigner.core.assessment import Assessment
+from model_assigner.core.catalog import price_key
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.optimal import fit_worth, ranked_models, task_band, window_passed_over
+from model_assigner.core.quota import (
     COST_EPSILON,
     INF,
     Ledger,
@@ -54,8 +54,16 @@ from core.quota import (
     remaining_daily,
     remaining_monthly,
 )
-from core.selection import defer_unaffordable, make_decision, why_unaffordable
-from core.types import Decision, Model, Observation, PassedOver, Payment, Subscription, as_utc
+from model_assigner.core.selection import defer_unaffordable, make_decision, why_unaffordable
+from model_assigner.core.types import (
+    Decision,
+    Model,
+    Observation,
+    PassedOver,
+    Payment,
+    Subscription,
+    as_utc,
+)
 
 STRATEGY = "online"
 API = ""  # the payer key of the API budget, as in core/optimal.py
@@ -506,7 +514,7 @@ def decide_online(
     the caller charges ``decision.payment``)."""
     prices = estimate_prices(history, ledger, models, config, now)
     if prices is None:
-        from core.batch import minimize_cost_one
+        from model_assigner.core.batch import minimize_cost_one
 
         greedy = minimize_cost_one(assessment, ledger, models, config, STRATEGY)
         seen = sum(1 for h in history if period_of(ledger, now).start <= h.seen_at)

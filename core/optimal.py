@@ -49,10 +49,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.assessment import Assessment
-from core.catalog import filter_models, fits_window, price_key, too_small
-from core.config import ScoringConfig, ValueBand
-from core.quota import (
+from model_assigner.core.assessment import Assessment
+from model_assigner.core.catalog import filter_models, fits_window, price_key, too_small
+from model_assigner.core.config import ScoringConfig, ValueBand
+from model_assigner.core.quota import (
     COST_EPSILON,
     INF,
     Ledger,
@@ -63,11 +63,17 @@ from core.quota import (
     remaining_monthly,
     update_quota_tracking,
 )
-from core.selection import band_for, bands_below, make_decision, preferred_order_for, quota_summary
-from core.types import Decision, Model, PassedOver, Payment, Subscription
+from model_assigner.core.selection import (
+    band_for,
+    bands_below,
+    make_decision,
+    preferred_order_for,
+    quota_summary,
+)
+from model_assigner.core.types import Decision, Model, PassedOver, Payment, Subscription
 
 if TYPE_CHECKING:
-    from core.batch import BatchPlan
+    from model_assigner.core.batch import BatchPlan
 
 STRATEGY = "optimal"
 API = ""  # the payer key of the API budget; subscriptions are keyed by family
@@ -725,7 +731,7 @@ def plan_optimal(
 ) -> BatchPlan:
     """The optimal plan for ``scored`` against ``ledger`` (a copy the caller
     owns; it is charged with the plan's payments)."""
-    from core.batch import BatchPlan
+    from model_assigner.core.batch import BatchPlan
 
     options = build_options(scored, ledger, models, config)
     problem = build_knapsack(options, ledger)

@@ -10,7 +10,7 @@ import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from core.types import ApiBudget, Model, Payment, Subscription, as_utc
+from model_assigner.core.types import ApiBudget, Model, Payment, Subscription, as_utc
 
 INF = float("inf")
 # Money is compared with a little slack so that 0.1 + 0.2 fits a budget of 0.3.

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from core.types import Model
-from core.usage import TokenUsage, list_price, resolve_model
-from core.usage_parse import UsageParseError
+from model_assigner.core.types import Model
+from model_assigner.core.usage import TokenUsage, list_price, resolve_model
+from model_assigner.core.usage_parse import UsageParseError
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import re
 from collections.abc import Container, Iterable
 from datetime import datetime
 
-from core.config import ScoringConfig
-from core.text import find_keyword, find_path_hint, first_label
-from core.types import Complexity, ScoreBreakdown, Task, as_utc
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.text import find_keyword, find_path_hint, first_label
+from model_assigner.core.types import Complexity, ScoreBreakdown, Task, as_utc
 
 # Float noise must not move a task across a band boundary: with a weight of 15,
 # a domain modifier of 3.0 and a risk modifier of 1.4, (15 * 1 + 0) * 3.0 * 1.4

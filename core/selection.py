@@ -14,10 +14,16 @@ from __future__ import annotations
 from collections.abc import Container
 from datetime import datetime
 
-from core.assessment import Assessment, assess
-from core.catalog import filter_models, find_model, fits_window, price_key, window_reason
-from core.config import ScoringConfig, ValueBand
-from core.quota import (
+from model_assigner.core.assessment import Assessment, assess
+from model_assigner.core.catalog import (
+    filter_models,
+    find_model,
+    fits_window,
+    price_key,
+    window_reason,
+)
+from model_assigner.core.config import ScoringConfig, ValueBand
+from model_assigner.core.quota import (
     INF,
     Ledger,
     calculate_cost,
@@ -28,8 +34,8 @@ from core.quota import (
     remaining_daily,
     remaining_monthly,
 )
-from core.scoring import clamp, combine_terms
-from core.types import (
+from model_assigner.core.scoring import clamp, combine_terms
+from model_assigner.core.types import (
     Decision,
     Model,
     PassedOver,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from core.config import MAX_ESTIMATE_TOKENS, ScoringConfig
-from core.types import Complexity, Task, TokenEstimate
+from model_assigner.core.config import MAX_ESTIMATE_TOKENS, ScoringConfig
+from model_assigner.core.types import Complexity, Task, TokenEstimate
 
 
 @lru_cache(maxsize=256)

@@ -15,8 +15,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.quota import Ledger, add_months
-from core.types import Decision, Model, Payment, as_utc
+from model_assigner.core.quota import Ledger, add_months
+from model_assigner.core.types import Decision, Model, Payment, as_utc
 
 # A run may use several models (Claude Code's sub-agents): one line each.
 MAX_LINES = 20

@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.loader import describe_validation_error
-from core.usage import TokenUsage, UsageReport
+from model_assigner.core.loader import describe_validation_error
+from model_assigner.core.usage import TokenUsage, UsageReport
 
 
 class UsageParseError(ValueError):

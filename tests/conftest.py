@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import EngineConfig, ScoringConfig
-from core.loader import load_engine_config
-from core.types import Model
+from model_assigner.core.config import EngineConfig, ScoringConfig
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.types import Model
 from tests.helpers import (
     CONFIG_DIR,
     NOW,
@@ -99,8 +99,8 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_database: str) -> str:
     """The session's database, its tables emptied: a fresh store."""
-    from bot.pg import Database
-    from bot.pg_schema import migrate
+    from model_assigner.bot.pg import Database
+    from model_assigner.bot.pg_schema import migrate
     from tests.pg_support import empty_tables
 
     db = Database(pg_database, pool_size=1)

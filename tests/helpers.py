@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.quota import Ledger
-from core.types import ApiBudget, Subscription, Task
+from model_assigner.core.quota import Ledger
+from model_assigner.core.types import ApiBudget, Subscription, Task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "config"

@@ -85,11 +85,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 
 def test_the_wheel_ships_the_defaults_inside_the_package(installed: Installed) -> None:
-    shipped = installed.site_packages / "bot" / "shipped"
+    shipped = installed.site_packages / "model_assigner" / "bot" / "shipped"
     for name in ("scoring.yaml", "models.yaml", "subscriptions.yaml", "labels.yaml"):
         assert (shipped / "config" / name).read_bytes() == (ROOT / "config" / name).read_bytes()
-    # Nothing generic lands at the top of site-packages beyond the two packages.
-    assert not (installed.site_packages / "config").exists()
+    # Nothing generic lands at the top of site-packages: one import name, ours.
+    for generic in ("config", "core", "bot", "tests", "bench"):
+        assert not (installed.site_packages / generic).exists(), generic
+    dist_info = next(installed.site_packages.glob("model_assigner-*.dist-info"))
+    top_level = dist_info / "top_level.txt"
+    if top_level.exists():
+        assert top_level.read_text().split() == ["model_assigner"]
+    record = (dist_info / "RECORD").read_text().splitlines()
+    assert {line.split("/")[0] for line in record} == {"model_assigner", dist_info.name} | {
+        line.split("/")[0] for line in record if line.startswith("../")
+    }
 
 
 def test_assign_and_config_work_from_another_folder(installed: Installed) -> None:
@@ -155,3 +164,24 @@ def test_serve_in_dry_run_from_another_folder(served: tuple[Installed, int]) -> 
     listed = installed.run("reservations", "--json")
     assert listed.returncode == 0, listed.stderr
     assert "Codertocat/Hello-World#1" in json.loads(listed.stdout)
+
+
+def test_every_import_of_our_code_goes_through_the_one_import_name() -> None:
+    """In a checkout ``core`` and ``bot`` are also importable bare (the
+    repository root is on sys.path); a module imported under both names would
+    exist twice, with two copies of its state. Only ``model_assigner.`` is used."""
+    import re
+
+    bare = re.compile(r"^\s*(from|import)\s+(core|bot)(\.|\s|$)", re.M)
+    offenders = []
+    for folder in ("core", "bot", "tests", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if ".venv" in path.parts:
+                continue
+            for match in bare.finditer(path.read_text(encoding="utf-8")):
+                line = path.read_text(encoding="utf-8").count("\n", 0, match.start()) + 1
+                offenders.append(f"{path.relative_to(ROOT)}:{line}")
+    assert offenders == []
+    for link in ("core", "bot"):
+        target = ROOT / "model_assigner" / link
+        assert target.is_symlink() and target.resolve() == (ROOT / link).resolve()

@@ -136,7 +136,7 @@ def test_readme_assign_examples_say_the_same_thing_on_any_day(
 ) -> None:
     import time_machine
 
-    from bot.cli import main
+    from model_assigner.bot.cli import main
 
     monkeypatch.chdir(ROOT)
     outputs = []

@@ -19,7 +19,7 @@ from typing import Any
 import responses
 from responses import matchers
 
-from bot.comment import MARKER
+from model_assigner.bot.comment import MARKER
 from tests.bot.support import BOT, INSTALLATION, REPO, SLUG, rest_example
 
 API = "https://api.github.com:443"

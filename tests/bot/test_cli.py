@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import build_parser, main
+from model_assigner.bot.cli import build_parser, main
 
 
 def test_version_is_the_distribution_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.cli import main
+from model_assigner.bot.cli import main
 from tests.helpers import CONFIG_DIR, EXAMPLES_DIR
 
 SEED_FILE = EXAMPLES_DIR / "seed-task.yaml"

@@ -49,8 +49,8 @@ def test_assign_json_optimal_on_a_tight_batch_is_json(
     tasks.write_text(json.dumps([t.model_dump(mode="json")
                                  for t in generate_tasks(200, NOW, seed)]), encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "assign", str(tasks), "--json", "--strategy",
-         "optimal", "--config", str(tight_config), "--now", NOW.isoformat()],
+        [sys.executable, "-m", "model_assigner.bot.cli", "assign", str(tasks), "--json",
+         "--strategy", "optimal", "--config", str(tight_config), "--now", NOW.isoformat()],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.cli import main
-from bot.store import Reservation, Store
-from core.loader import load_engine_config
-from core.types import Payment
+from model_assigner.bot.cli import main
+from model_assigner.bot.store import Reservation, Store
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.types import Payment
 
 # A fixed clock: the store is seeded with it and every command gets it (--now).
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

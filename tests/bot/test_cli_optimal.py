@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.cli import main
+from model_assigner.bot.cli import main
 from tests.bot.test_cli_assign import JSON_FIELDS, SEED_FILE, SEED_NOW, run, task, write_tasks
 
 SEED_MODEL_FIELDS = {

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from bot.store import Reservation, Store
-from core.loader import load_engine_config
-from core.types import Observation, Payment
+from model_assigner.bot.cli import main
+from model_assigner.bot.store import Reservation, Store
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.types import Observation, Payment
 from tests.helpers import EXAMPLES_DIR
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from bot.store import Store
-from core.loader import load_engine_config
+from model_assigner.bot.cli import main
+from model_assigner.bot.store import Store
+from model_assigner.core.loader import load_engine_config
 from tests.bot.test_cli_ops import NOW, state_file  # noqa: F401  (the fixture)
 
 AT = ["--now", NOW.isoformat()]
@@ -160,10 +160,10 @@ def test_calibration_prints_the_table(
 def test_calibration_counts_finished_issues(
     state_file: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
-    from bot.store import Reservation
-    from bot.usage_store import record_report
-    from core.selection import select_model
-    from core.usage import TokenUsage, UsageReport, estimate_class
+    from model_assigner.bot.store import Reservation
+    from model_assigner.bot.usage_store import record_report
+    from model_assigner.core.selection import select_model
+    from model_assigner.core.usage import TokenUsage, UsageReport, estimate_class
     from tests.helpers import seed_task
 
     engine = load_engine_config()

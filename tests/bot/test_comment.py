@@ -6,16 +6,16 @@ import re
 
 import pytest
 
-from bot.comment import MARKER, Override, digest, render_comment
-from bot.repo_config import PROBLEM_MAX_CHARS, LabelsConfig, effective_config
-from core.assessment import assess
-from core.batch import optimize_task_assignments
-from core.catalog import find_model
-from core.config import EngineConfig, ScoringConfig
-from core.loader import load_engine_config
-from core.quota import Ledger, payment_for
-from core.selection import make_decision, select_model
-from core.types import Decision, Task
+from model_assigner.bot.comment import MARKER, Override, digest, render_comment
+from model_assigner.bot.repo_config import PROBLEM_MAX_CHARS, LabelsConfig, effective_config
+from model_assigner.core.assessment import assess
+from model_assigner.core.batch import optimize_task_assignments
+from model_assigner.core.catalog import find_model
+from model_assigner.core.config import EngineConfig, ScoringConfig
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.quota import Ledger, payment_for
+from model_assigner.core.selection import make_decision, select_model
+from model_assigner.core.types import Decision, Task
 from tests.helpers import NOW, build_ledger, build_task, seed_task
 
 GITHUB_COMMENT_MAX_CHARS = 65_536

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.comment import Override, render_comment
-from core.assessment import assess
-from core.batch import plan_assessed
-from core.catalog import find_model
-from core.config import EngineConfig
-from core.explain import idle_notes, plain_payment
-from core.loader import load_engine_config
-from core.online import decide_online, observe
-from core.quota import Ledger, payment_for
-from core.selection import make_decision
-from core.types import Decision, Task
+from model_assigner.bot.comment import Override, render_comment
+from model_assigner.core.assessment import assess
+from model_assigner.core.batch import plan_assessed
+from model_assigner.core.catalog import find_model
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.explain import idle_notes, plain_payment
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.online import decide_online, observe
+from model_assigner.core.quota import Ledger, payment_for
+from model_assigner.core.selection import make_decision
+from model_assigner.core.types import Decision, Task
 from tests.helpers import NOW, build_ledger, build_task, seed_task
 
 SNAPSHOTS = Path(__file__).resolve().parent.parent / "fixtures" / "comments"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-import bot.deadline as deadline
-from bot.app import create_app
-from bot.gateway import GitHubUnavailable
-from bot.github_api import BudgetTimeout, GitHubApp, InstallationGateway
-from bot.settings import Settings
+import model_assigner.bot.deadline as deadline
+from model_assigner.bot.app import create_app
+from model_assigner.bot.gateway import GitHubUnavailable
+from model_assigner.bot.github_api import BudgetTimeout, GitHubApp, InstallationGateway
+from model_assigner.bot.settings import Settings
 from tests.bot.support import (
     APP_ID,
     INSTALLATION,

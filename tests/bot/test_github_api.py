@@ -12,12 +12,18 @@ import jwt
 import pytest
 import responses
 
-import bot.github_api as github_api
-from bot.comment import MARKER
-from bot.deadline import delivery_budget
-from bot.gateway import CommentGone, GitHubRateLimited, GitHubUnavailable, IssueGone, Workspace
-from bot.github_api import GitHubApp, InstallationGateway
-from bot.settings import Settings
+import model_assigner.bot.github_api as github_api
+from model_assigner.bot.comment import MARKER
+from model_assigner.bot.deadline import delivery_budget
+from model_assigner.bot.gateway import (
+    CommentGone,
+    GitHubRateLimited,
+    GitHubUnavailable,
+    IssueGone,
+    Workspace,
+)
+from model_assigner.bot.github_api import GitHubApp, InstallationGateway
+from model_assigner.bot.settings import Settings
 from tests.bot.rest_mock import API, COMMIT_SHA, TOKEN, TREE_SHA, R, RestMock
 from tests.bot.support import APP_ID, BOT, INSTALLATION, REPO, app_key, rest_example, webhook
 from tests.github_standin import GitHubStandIn, StandInServer

@@ -16,12 +16,17 @@ import pytest
 import responses
 from flask.testing import FlaskClient
 
-from bot.app import create_app
-from bot.issue_task import issue_to_task
-from bot.repo_config import EffectiveConfig, LabelsConfig, effective_config, load_labels_config
-from bot.store import MAX_DEPENDENCIES, State, Store
-from core.config import ScoringConfig
-from core.loader import ConfigError, load_engine_config
+from model_assigner.bot.app import create_app
+from model_assigner.bot.issue_task import issue_to_task
+from model_assigner.bot.repo_config import (
+    EffectiveConfig,
+    LabelsConfig,
+    effective_config,
+    load_labels_config,
+)
+from model_assigner.bot.store import MAX_DEPENDENCIES, State, Store
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.loader import ConfigError, load_engine_config
 from tests.bot.support import REPO, SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
 from tests.bot.test_hostile_webhook import AnyGitHub, make_settings
 from tests.helpers import CONFIG_DIR
@@ -205,9 +210,9 @@ def test_scoring_runs_outside_the_store_lock(tmp_path: Path, monkeypatch: pytest
     store's lock is free (another process could take it)."""
     import fcntl
 
-    import core.assessment
+    import model_assigner.core.assessment as assessment
 
-    real = core.assessment.calculate_task_value
+    real = assessment.calculate_task_value
     lock_path = tmp_path / "data" / "state.json.lock"
     free: list[bool] = []
 
@@ -222,7 +227,7 @@ def test_scoring_runs_outside_the_store_lock(tmp_path: Path, monkeypatch: pytest
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(core.assessment, "calculate_task_value", watched)
+    monkeypatch.setattr(assessment, "calculate_task_value", watched)
     app = create_app(make_settings(tmp_path, dry_run=True))
     body = encode(webhook("issues.opened", **issue_fields(["P1"], "Depends on #3")))
     status, answer = post(app.test_client(), body)
@@ -577,8 +582,8 @@ def test_a_repository_holding_its_share_of_the_budget_cannot_take_more(
 ) -> None:
     import dataclasses
 
-    from bot.store import Reservation
-    from core.types import Payment
+    from model_assigner.bot.store import Reservation
+    from model_assigner.core.types import Payment
 
     subs = config_copy / "subscriptions.yaml"
     subs.write_text(subs.read_text() + "\nrepository_share: 0.5\n")

@@ -10,8 +10,8 @@ from typing import Any
 
 import responses
 
-from bot.store import CommentRecord
-from core.types import Payment
+from model_assigner.bot.store import CommentRecord
+from model_assigner.core.types import Payment
 from tests.bot import test_handler
 from tests.bot.support import BIG_HOTFIX, SMALL_BACKEND, issue_fields, webhook
 from tests.bot.test_handler import (

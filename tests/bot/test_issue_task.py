@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.issue_task import (
+from model_assigner.bot.issue_task import (
     MAX_BODY_CHARS,
     MAX_ESTIMATE,
     issue_key,
@@ -21,10 +21,10 @@ from bot.issue_task import (
     parse_dependencies,
     priority_of,
 )
-from bot.repo_config import LabelsConfig
-from core.assessment import assess
-from core.config import ScoringConfig
-from core.types import Task
+from model_assigner.bot.repo_config import LabelsConfig
+from model_assigner.core.assessment import assess
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.types import Task
 from tests.bot.conftest import PayloadFactory, rest_example, webhook_payload
 from tests.helpers import NOW
 

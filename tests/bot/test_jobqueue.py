@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from bot.gateway import GitHubRateLimited
-from bot.jobqueue import JobQueue, SqliteJobQueue
-from bot.pg import Database
-from bot.pg_queue import PgJobQueue, PgRateLimiter
-from bot.queue_db import QueueDb
-from bot.ratelimit import RateLimiter, RateLimits, RatePolicy
+from model_assigner.bot.gateway import GitHubRateLimited
+from model_assigner.bot.jobqueue import JobQueue, SqliteJobQueue
+from model_assigner.bot.pg import Database
+from model_assigner.bot.pg_queue import PgJobQueue, PgRateLimiter
+from model_assigner.bot.queue_db import QueueDb
+from model_assigner.bot.ratelimit import RateLimiter, RateLimits, RatePolicy
 
 
 class Clock:

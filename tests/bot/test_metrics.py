@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Store
-from core.loader import load_engine_config
+from model_assigner.bot.store import Store
+from model_assigner.core.loader import load_engine_config
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -16,7 +16,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def test_metrics_have_no_float_noise(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from bot.metrics import QuotaCollector
+    from model_assigner.bot.metrics import QuotaCollector
 
     store = Store(tmp_path / "state.json", load_engine_config().quotas)
     with store.transaction(NOW) as state:
@@ -39,7 +39,7 @@ def test_an_unreadable_metrics_file_is_skipped_never_a_traceback(
     from prometheus_client import CollectorRegistry, Counter
     from prometheus_client.values import MultiProcessValue
 
-    from bot.metrics import ENV, metrics
+    from model_assigner.bot.metrics import ENV, metrics
 
     folder = tmp_path / "metrics"
     folder.mkdir()

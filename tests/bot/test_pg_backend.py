@@ -21,14 +21,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from bot.app import create_app
-from bot.cli import main
-from bot.pg_schema import LATEST
-from bot.pg_store import PgStore
-from bot.settings import Settings
-from bot.store import Reservation, State, Store, StoreError, parse_state, serialize
-from core.loader import load_engine_config
-from core.types import Payment
+from model_assigner.bot.app import create_app
+from model_assigner.bot.cli import main
+from model_assigner.bot.pg_schema import LATEST
+from model_assigner.bot.pg_store import PgStore
+from model_assigner.bot.settings import Settings
+from model_assigner.bot.store import Reservation, State, Store, StoreError, parse_state, serialize
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.types import Payment
 from tests.bot.support import SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
 from tests.helpers import CONFIG_DIR
 from tests.pg_support import CuttableProxy
@@ -324,8 +324,8 @@ def test_the_queue_command_lists_and_retries_the_databases_jobs(
     cli_env: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bot.pg import Database
-    from bot.pg_queue import PgJobQueue
+    from model_assigner.bot.pg import Database
+    from model_assigner.bot.pg_queue import PgJobQueue
 
     database = Database(pg_url, pool_size=2)
     queue = PgJobQueue(database)

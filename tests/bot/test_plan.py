@@ -15,11 +15,11 @@ import pytest
 import responses
 from responses import matchers
 
-from bot.app import build_handler
-from bot.github_api import GitHubApp, InstallationGateway
-from bot.handler import Handler
-from bot.plan import apply_plan, build_plan, plan_rows
-from core.types import Payment
+from model_assigner.bot.app import build_handler
+from model_assigner.bot.github_api import GitHubApp, InstallationGateway
+from model_assigner.bot.handler import Handler
+from model_assigner.bot.plan import apply_plan, build_plan, plan_rows
+from model_assigner.core.types import Payment
 from tests.bot.rest_mock import API, BRANCH, R, RestMock
 from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, rest_example
 from tests.helpers import seed_strategy_config
@@ -64,7 +64,7 @@ def rsps() -> Iterator[responses.RequestsMock]:
 
 @pytest.fixture
 def parts(tmp_path: Path, rsps: responses.RequestsMock) -> tuple[Handler, InstallationGateway]:
-    from bot.settings import Settings
+    from model_assigner.bot.settings import Settings
 
     settings = Settings(
         app_id=APP_ID, private_key=app_key().private_pem, webhook_secret=SECRET,
@@ -175,7 +175,7 @@ def test_plan_cli_bad_input_is_one_line(
     argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bot.cli import main
+    from model_assigner.bot.cli import main
 
     for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"):
         monkeypatch.delenv(name, raising=False)
@@ -228,7 +228,7 @@ def test_plan_command_prints_the_table_and_changes_nothing(
     parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bot.cli import main
+    from model_assigner.bot.cli import main
 
     state = cli_env(monkeypatch, tmp_path / "cli", rsps)
     two_pages(rsps)
@@ -249,10 +249,10 @@ def test_plan_apply_command_queues_a_failed_write_back(
     parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bot.cli import main
-    from bot.jobqueue import SqliteJobQueue
-    from bot.queue_db import QueueDb
-    from bot.store import parse_state
+    from model_assigner.bot.cli import main
+    from model_assigner.bot.jobqueue import SqliteJobQueue
+    from model_assigner.bot.queue_db import QueueDb
+    from model_assigner.bot.store import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
     gh = RestMock(rsps)
@@ -281,7 +281,7 @@ def test_plan_apply_command_queues_a_failed_write_back(
 def a_delivery_decides_issue_3(handler: Handler, model: str) -> Any:
     """What a webhook delivery leaves in the store once it has decided issue
     3: a $0.01 API reservation for ``model`` and its comment record."""
-    from bot.store import CommentRecord, Reservation
+    from model_assigner.bot.store import CommentRecord, Reservation
 
     record = CommentRecord(id=903, label=f"model:{model}", issue_updated_at="2026-11-10T12:00:05Z")
 
@@ -360,7 +360,7 @@ def test_apply_leaves_an_issue_a_delivery_is_handling(
     """A delivery holds issue 2's lock (it may have reserved and be writing to
     GitHub): the plan neither releases nor replaces its reservation, and
     writes nothing to issue 2; the others are planned as usual."""
-    from bot.locks import issue_lock, issue_lock_path
+    from model_assigner.bot.locks import issue_lock, issue_lock_path
 
     handler, gateway = parts
     gh = RestMock(rsps)
@@ -394,7 +394,7 @@ def test_plan_against_a_github_that_does_not_answer_is_one_line(
 ) -> None:
     """Nothing listens on 127.0.0.1:9 here: a refused connection, not an HTTP
     error, and still one line, exit 2."""
-    from bot.cli import main
+    from model_assigner.bot.cli import main
 
     cli_env(monkeypatch, tmp_path)
     monkeypatch.setenv("GITHUB_API_URL", "http://127.0.0.1:9")
@@ -407,8 +407,8 @@ def test_plan_against_a_github_that_does_not_answer_is_one_line(
 def test_re_planning_after_a_usage_report_reserves_nothing_more(
     parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
 ) -> None:
-    from bot.usage_store import record_report
-    from core.usage import TokenUsage, UsageReport
+    from model_assigner.bot.usage_store import record_report
+    from model_assigner.core.usage import TokenUsage, UsageReport
 
     handler, gateway = parts
     gh = RestMock(rsps)
@@ -436,7 +436,7 @@ def test_plan_due_re_decides_only_the_deferred_issues_whose_time_has_come(
     decided again (the others keep what they hold)."""
     from datetime import timedelta
 
-    from core.types import Observation
+    from model_assigner.core.types import Observation
 
     handler, gateway = parts
 
@@ -473,7 +473,7 @@ def test_plan_offline_from_a_saved_issue_list_needs_no_app(
     """`plan --issues FILE`: GitHub's list answer saved to a file, planned with
     no credentials and no network (responses refuses any request here), and
     nothing written; --state and --config name the store and config."""
-    from bot.cli import main
+    from model_assigner.bot.cli import main
 
     for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH",
                  "MODEL_ASSIGNER_STATE", "MODEL_ASSIGNER_CONFIG"):
@@ -503,7 +503,7 @@ def test_plan_offline_bad_input_is_one_line(
     argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bot.cli import main
+    from model_assigner.bot.cli import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MODEL_ASSIGNER_STATE", str(tmp_path / "state.json"))
@@ -518,8 +518,8 @@ def test_plan_state_option_names_the_store_it_writes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """--state over MODEL_ASSIGNER_STATE: --apply reserves in the named store."""
-    from bot.cli import main
-    from bot.store import parse_state
+    from model_assigner.bot.cli import main
+    from model_assigner.bot.store import parse_state
 
     env_state = cli_env(monkeypatch, tmp_path / "env", rsps)
     chosen = tmp_path / "chosen" / "state.json"
@@ -546,8 +546,8 @@ def test_plan_apply_waits_out_a_rate_limit_and_reports_it(
     half-written, nothing is queued, exit 0."""
     import time
 
-    from bot.cli import main
-    from bot.store import parse_state
+    from model_assigner.bot.cli import main
+    from model_assigner.bot.store import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
     monkeypatch.setenv("MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS", "0")

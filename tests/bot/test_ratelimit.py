@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.gateway import GitHubRateLimited
-from bot.queue_db import QueueDb
-from bot.ratelimit import RateLimiter, RatePolicy
+from model_assigner.bot.gateway import GitHubRateLimited
+from model_assigner.bot.queue_db import QueueDb
+from model_assigner.bot.ratelimit import RateLimiter, RatePolicy
 
 
 class Clock:

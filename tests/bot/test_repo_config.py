@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.repo_config import (
+from model_assigner.bot.repo_config import (
     PROBLEM_MAX_CHARS,
     REPO_CONFIG_MAX_BYTES,
     REPO_CONFIG_PATH,
@@ -19,9 +19,9 @@ from bot.repo_config import (
     load_labels_config,
     parse_untrusted_yaml,
 )
-from core.assessment import assess
-from core.config import EngineConfig
-from core.loader import ConfigError
+from model_assigner.core.assessment import assess
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.loader import ConfigError
 from tests.helpers import CONFIG_DIR, NOW, build_task
 
 

@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.settings import DEFAULT_API_URL, DEFAULT_STATE, SettingsError, load_settings
-from core.loader import DEFAULT_CONFIG_DIR
+from model_assigner.bot.settings import DEFAULT_API_URL, DEFAULT_STATE, SettingsError, load_settings
+from model_assigner.core.loader import DEFAULT_CONFIG_DIR
 
 SECRET = "whsec-do-not-print-7f3a"
 
@@ -331,7 +331,7 @@ def test_log_level_is_checked_with_the_other_settings() -> None:
 def test_a_bad_log_level_stops_the_server_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.app import create_app
+    from model_assigner.bot.app import create_app
 
     monkeypatch.setenv("MODEL_ASSIGNER_LOG_LEVEL", "LOUD")
     with pytest.raises(SystemExit) as exited:

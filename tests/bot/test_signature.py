@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.signature import PREFIX, sign, verify
+from model_assigner.bot.signature import PREFIX, sign, verify
 from tests.bot.conftest import WEBHOOKS_DIR
 
 SECRET = "It's a Secret to Everybody"

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from bot.backends import open_state_store
-from bot.locks import ISSUE_LOCK_STRIPES, file_lock, issue_lock, issue_lock_path
-from bot.pg_store import PRUNE_EVERY, PgStore
-from bot.store import (
+from model_assigner.bot.backends import open_state_store
+from model_assigner.bot.locks import ISSUE_LOCK_STRIPES, file_lock, issue_lock, issue_lock_path
+from model_assigner.bot.pg_store import PRUNE_EVERY, PgStore
+from model_assigner.bot.store import (
     DELIVERY_LIMIT,
     DELIVERY_MEMORY,
     Reservation,
@@ -38,9 +38,9 @@ from bot.store import (
     parse_state,
     serialize,
 )
-from core.config import SubscriptionsConfig
-from core.loader import load_engine_config
-from core.types import ApiBudget, Payment, Subscription
+from model_assigner.core.config import SubscriptionsConfig
+from model_assigner.core.loader import load_engine_config
+from model_assigner.core.types import ApiBudget, Payment, Subscription
 from tests.helpers import CONFIG_DIR
 
 NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
@@ -297,7 +297,7 @@ def test_settle_keeps_the_usage(store: Any) -> None:
 
 
 def _comment() -> Any:
-    from bot.store import CommentRecord
+    from model_assigner.bot.store import CommentRecord
 
     return CommentRecord(id=1, digest="abc")
 

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.store import (
+from model_assigner.bot.store import (
     DELIVERY_LIMIT,
     DELIVERY_MEMORY,
     CommentRecord,
@@ -34,7 +34,7 @@ from bot.store import (
     parse_state,
     serialize,
 )
-from core.types import Payment, as_utc
+from model_assigner.core.types import Payment, as_utc
 from tests.bot.test_store import NOW, held, quotas, sub_payment
 
 keys = st.sampled_from([f"o/r#{n}" for n in range(12)] + ["ö/ü#1", "a/b#😀", 'q"/x#1'])
@@ -251,7 +251,7 @@ def test_pruning_keeps_what_the_plain_way_keeps(
 ) -> None:
     from unittest import mock
 
-    import bot.store
+    import model_assigner.bot.store as bot_store
 
     deliveries: dict[str, datetime] = {}
     for i in range(LIMIT - 10 + extra):  # around the limit, in order
@@ -262,7 +262,7 @@ def test_pruning_keeps_what_the_plain_way_keeps(
         deliveries[f"b{i}"] = moment.replace(tzinfo=None) if naive and i % 2 else moment
     state = initial_state(quotas(), NOW)
     state.deliveries = dict(deliveries)
-    with mock.patch.object(bot.store, "DELIVERY_LIMIT", LIMIT):
+    with mock.patch.object(bot_store, "DELIVERY_LIMIT", LIMIT):
         state.prune_deliveries(NOW)
     assert state.deliveries == reference_prune(deliveries, NOW)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import Reservation, State, Store, apply_resets
+from model_assigner.bot.store import Reservation, State, Store, apply_resets
 from tests.bot import test_handler
 from tests.bot.support import SMALL_BACKEND, issue_fields, webhook
 from tests.bot.test_handler import ISSUE, KEY, NOW, Bot, expect_new_assignment

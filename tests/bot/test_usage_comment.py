@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bot.comment import render_comment
-from bot.usage_comment import END, START, render_usage, with_usage
-from core.calibration import Sample, learn, with_learned
-from core.config import EngineConfig
-from core.selection import select_model
-from core.types import Payment
-from core.usage import Charge, EstimateSnapshot, IssueUsage, Run, TokenUsage
+from model_assigner.bot.comment import render_comment
+from model_assigner.bot.usage_comment import END, START, render_usage, with_usage
+from model_assigner.core.calibration import Sample, learn, with_learned
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.selection import select_model
+from model_assigner.core.types import Payment
+from model_assigner.core.usage import Charge, EstimateSnapshot, IssueUsage, Run, TokenUsage
 from tests.helpers import NOW, build_ledger, seed_task
 
 

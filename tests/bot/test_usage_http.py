@@ -13,10 +13,10 @@ import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.app import create_app
-from bot.comment import MARKER
-from bot.store import Store
-from core.loader import load_engine_config
+from model_assigner.bot.app import create_app
+from model_assigner.bot.comment import MARKER
+from model_assigner.bot.store import Store
+from model_assigner.core.loader import load_engine_config
 from tests.bot.oidc_support import AUDIENCE, Issuer, oidc_issuer
 from tests.bot.rest_mock import API, RestMock
 from tests.bot.support import BOT, REPO, delivery_headers, encode, rest_example, webhook
@@ -265,7 +265,7 @@ def test_a_broken_marker_is_400(bot: Bot) -> None:
 def test_too_many_waiting_reports_are_429_and_change_nothing(
     bot: Bot, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.usage_store as usage_store
+    import model_assigner.bot.usage_store as usage_store
 
     assigned(bot)
     installed(bot.gh)

@@ -9,12 +9,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot.store import Reservation, State, apply_resets, initial_state
-from bot.usage_store import calibrated, calibration_samples, note_decision, record_report
-from core.config import EngineConfig
-from core.selection import select_model
-from core.types import Decision
-from core.usage import TokenUsage, UsageReport, estimate_class
+from model_assigner.bot.store import Reservation, State, apply_resets, initial_state
+from model_assigner.bot.usage_store import (
+    calibrated,
+    calibration_samples,
+    note_decision,
+    record_report,
+)
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.selection import select_model
+from model_assigner.core.types import Decision
+from model_assigner.core.usage import TokenUsage, UsageReport, estimate_class
 from tests.helpers import NOW, build_ledger, seed_task
 
 KEY = "octo/repo#7"
@@ -166,7 +171,7 @@ def test_finished_issues_teach_the_calibration(engine_config: EngineConfig) -> N
 def test_what_a_reporter_can_make_the_store_hold_is_bounded(
     engine_config: EngineConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.usage_store as usage_store
+    import model_assigner.bot.usage_store as usage_store
 
     monkeypatch.setattr(usage_store, "MAX_RUNS_PER_ISSUE", 3)
     monkeypatch.setattr(usage_store, "MAX_WAITING_ISSUES", 2)
@@ -188,7 +193,7 @@ def test_what_a_reporter_can_make_the_store_hold_is_bounded(
 
 
 def test_the_learned_table_follows_every_change(engine_config: EngineConfig) -> None:
-    from bot.usage_store import learned_table
+    from model_assigner.bot.usage_store import learned_table
 
     state = fresh_state(engine_config)
     for number in range(20):
@@ -212,7 +217,7 @@ def test_the_learned_table_follows_every_change(engine_config: EngineConfig) -> 
 def test_closed_issues_records_are_bounded_oldest_idle_first(
     engine_config: EngineConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.store as store
+    import model_assigner.bot.store as store
 
     monkeypatch.setattr(store, "USAGE_HIGH", 6)
     monkeypatch.setattr(store, "USAGE_KEEP", 4)

@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from bot.worker import DEFAULT_READ_SECONDS, DeadlineSocket, RequestTimeout, read_seconds
+from model_assigner.bot.worker import (
+    DEFAULT_READ_SECONDS,
+    DeadlineSocket,
+    RequestTimeout,
+    read_seconds,
+)
 
 
 def test_the_deadline_is_for_the_whole_request_not_each_read() -> None:

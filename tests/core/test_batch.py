@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from core.assessment import assess
-from core.batch import BatchPlan, optimize_task_assignments, try_subscription_models
-from core.config import ScoringConfig
-from core.quota import Ledger
-from core.types import GREEDY_STRATEGIES, STRATEGIES, Model, Task
+from model_assigner.core.assessment import assess
+from model_assigner.core.batch import BatchPlan, optimize_task_assignments, try_subscription_models
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.quota import Ledger
+from model_assigner.core.types import GREEDY_STRATEGIES, STRATEGIES, Model, Task
 from tests.helpers import NOW, build_ledger, build_task, seed_task, task_for
 
 AT_90_INFRA = ("P0", "complex", 15, "infrastructure", "development")  # 90.0, 94,000 tokens

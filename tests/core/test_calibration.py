@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.assessment import assess
-from core.calibration import Sample, learn, trimmed_mean, with_learned
-from core.config import CalibrationSettings, ScoringConfig
+from model_assigner.core.assessment import assess
+from model_assigner.core.calibration import Sample, learn, trimmed_mean, with_learned
+from model_assigner.core.config import CalibrationSettings, ScoringConfig
 from tests.helpers import NOW, seed_task
 
 SETTINGS = CalibrationSettings()

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from core.catalog import filter_models, find_model, get_cheapest_capable_model, price_key
-from core.types import Model
+from model_assigner.core.catalog import (
+    filter_models,
+    find_model,
+    get_cheapest_capable_model,
+    price_key,
+)
+from model_assigner.core.types import Model
 from tests.helpers import build_ledger
 
 SEED_MODELS = {

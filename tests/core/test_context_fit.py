@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from core.assessment import Assessment, assess
-from core.batch import plan_assessed
-from core.config import ContextFit, ScoringConfig, WorkspaceWorkingSet
-from core.explain import explain
-from core.tokens import working_set_tokens
-from core.types import STRATEGIES, Model
+from model_assigner.core.assessment import Assessment, assess
+from model_assigner.core.batch import plan_assessed
+from model_assigner.core.config import ContextFit, ScoringConfig, WorkspaceWorkingSet
+from model_assigner.core.explain import explain
+from model_assigner.core.tokens import working_set_tokens
+from model_assigner.core.types import STRATEGIES, Model
 from tests.helpers import NOW, build_ledger, seed_task
 
 GPT4_WINDOW = 8192

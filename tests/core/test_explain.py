@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from core.config import ScoringConfig
-from core.explain import explain, format_payment, formula, score_rows
-from core.selection import select_model
-from core.types import Decision, Model, Payment, Task
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.explain import explain, format_payment, formula, score_rows
+from model_assigner.core.selection import select_model
+from model_assigner.core.types import Decision, Model, Payment, Task
 from tests.helpers import NOW, build_ledger, build_task, seed_task, task_for
 
 

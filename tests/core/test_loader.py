@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from core.batch import optimize_task_assignments
-from core.config import EngineConfig
-from core.loader import (
+from model_assigner.core.batch import optimize_task_assignments
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.loader import (
     ConfigError,
     deep_merge,
     load_engine_config,
     override_scoring,
 )
-from core.scoring import calculate_task_value
-from core.selection import select_model
-from core.tokens import estimate_token_usage
+from model_assigner.core.scoring import calculate_task_value
+from model_assigner.core.selection import select_model
+from model_assigner.core.tokens import estimate_token_usage
 from tests.helpers import (
     NOW,
     SEED_COMPLEXITY,

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.assessment import Assessment, assess
-from core.batch import minimize_cost_one, plan_assessed
-from core.config import ScoringConfig
-from core.online import (
+from model_assigner.core.assessment import Assessment, assess
+from model_assigner.core.batch import minimize_cost_one, plan_assessed
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.online import (
     Need,
     decide_online,
     due_for_redecision,
@@ -18,8 +18,8 @@ from core.online import (
     options_for,
     period_of,
 )
-from core.quota import update_quota_tracking
-from core.types import Model, Observation
+from model_assigner.core.quota import update_quota_tracking
+from model_assigner.core.types import Model, Observation
 from tests.helpers import NOW, SEED_RESET, build_ledger, build_task, seed_task
 
 # NOW is 2026-02-10 12:00; the ledgers reset on 2026-03-01: the period is
@@ -198,7 +198,7 @@ def test_optimal_under_the_fit_objective_takes_the_better_rated_model(
     """The seed's example (78.65, the high band): sonnet is the band's first
     choice and what the value objective pays claude for; under ``fit`` the
     claude subscription buys opus (rated 0.95 for backend, sonnet 0.9)."""
-    from core.batch import plan_worth
+    from model_assigner.core.batch import plan_worth
 
     a = high(scoring)
     (by_value,) = plan_assessed([a], build_ledger(), models, scoring, NOW, "optimal").decisions
@@ -214,7 +214,7 @@ def test_optimal_under_the_fit_objective_takes_the_better_rated_model(
 def test_the_fit_exponent_weighs_the_rating_harder(
     models: list[Model], scoring: ScoringConfig
 ) -> None:
-    from core.online import worth
+    from model_assigner.core.online import worth
 
     opus = next(m for m in models if m.name == "opus-4.6")  # 0.95 for backend
     glm = next(m for m in models if m.name == "glm-4.7")  # 0.75 for backend

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.assessment import Assessment, assess
-from core.batch import BatchPlan, optimize_task_assignments, plan_assessed
-from core.config import EngineConfig, ScoringConfig
-from core.loader import ConfigError, load_engine_config
-from core.optimal import lagrangian_bound
-from core.quota import (
+from model_assigner.core.assessment import Assessment, assess
+from model_assigner.core.batch import BatchPlan, optimize_task_assignments, plan_assessed
+from model_assigner.core.config import EngineConfig, ScoringConfig
+from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.optimal import lagrangian_bound
+from model_assigner.core.quota import (
     COST_EPSILON,
     Ledger,
     calculate_cost,
@@ -25,8 +25,8 @@ from core.quota import (
     remaining_daily,
     remaining_monthly,
 )
-from core.scoring import depended_on_ids
-from core.types import GREEDY_STRATEGIES, ApiBudget, Model, Subscription, Task
+from model_assigner.core.scoring import depended_on_ids
+from model_assigner.core.types import GREEDY_STRATEGIES, ApiBudget, Model, Subscription, Task
 from tests.core.test_properties import (
     PROPERTY_SETTINGS,
     batches,
@@ -438,7 +438,7 @@ def test_the_bound_holds_for_any_multipliers(models: list[Model], scoring: Scori
     plan can beat, so the reported bound does not rest on solver tolerances."""
     import numpy as np
 
-    from core.optimal import _matrices, build_knapsack, build_options
+    from model_assigner.core.optimal import _matrices, build_knapsack, build_options
 
     for seed in range(10):
         tasks, ledger = random_batch(random.Random(200 + seed))
@@ -569,7 +569,7 @@ def test_no_optimal_plan_exceeds_a_quota_or_the_budget(
     for decision in sorted(plan.decisions, key=lambda d: -d.value_score):
         check_payment(decision, ledger, engine_config)
         if decision.payment is not None:
-            from core.quota import update_quota_tracking
+            from model_assigner.core.quota import update_quota_tracking
 
             update_quota_tracking(charged, decision.payment)
             assert within_limits(charged)

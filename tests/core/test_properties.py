@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.batch import optimize_task_assignments
-from core.catalog import filter_models
-from core.config import EngineConfig
-from core.quota import (
+from model_assigner.core.batch import optimize_task_assignments
+from model_assigner.core.catalog import filter_models
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.quota import (
     COST_EPSILON,
     Ledger,
     calculate_cost,
@@ -20,9 +20,9 @@ from core.quota import (
     remaining_monthly,
     update_quota_tracking,
 )
-from core.scoring import calculate_task_value, clamp
-from core.selection import bands_below, select_model
-from core.types import STRATEGIES, ApiBudget, Decision, Subscription, Task
+from model_assigner.core.scoring import calculate_task_value, clamp
+from model_assigner.core.selection import bands_below, select_model
+from model_assigner.core.types import STRATEGIES, ApiBudget, Decision, Subscription, Task
 from tests.helpers import (
     NOW,
     SEED_COMPLEXITY,

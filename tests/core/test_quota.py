@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from core.config import EngineConfig, SubscriptionsConfig
-from core.quota import (
+from model_assigner.core.config import EngineConfig, SubscriptionsConfig
+from model_assigner.core.quota import (
     INF,
     add_months,
     calculate_cost,
@@ -26,7 +26,7 @@ from core.quota import (
     roll_over_subscription,
     update_quota_tracking,
 )
-from core.types import ApiBudget, Model, Subscription
+from model_assigner.core.types import ApiBudget, Model, Subscription
 from tests.helpers import NOW, build_ledger
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from core.config import ScoringConfig
-from core.scoring import (
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.scoring import (
     assess_risk,
     calculate_task_value,
     clamp,

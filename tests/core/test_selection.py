@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from core.assessment import assess
-from core.config import ScoringConfig, ValueBand
-from core.quota import Ledger
-from core.selection import band_for, bands_below, preferred_order_for, select_model
-from core.types import ApiBudget, Decision, Model, Subscription, Task
+from model_assigner.core.assessment import assess
+from model_assigner.core.config import ScoringConfig, ValueBand
+from model_assigner.core.quota import Ledger
+from model_assigner.core.selection import band_for, bands_below, preferred_order_for, select_model
+from model_assigner.core.types import ApiBudget, Decision, Model, Subscription, Task
 from tests.helpers import NOW, SEED_RESET, build_ledger, seed_task, task_for
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.text import find_keyword, find_path_hint, first_label, path_words
+from model_assigner.core.text import find_keyword, find_path_hint, first_label, path_words
 
 
 @pytest.mark.parametrize(

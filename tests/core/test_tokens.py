@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ScoringConfig
-from core.scoring import calculate_task_value
-from core.tokens import count_workspace_files, estimate_token_usage, workspace_size
-from core.types import Task, TokenEstimate
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.scoring import calculate_task_value
+from model_assigner.core.tokens import count_workspace_files, estimate_token_usage, workspace_size
+from model_assigner.core.types import Task, TokenEstimate
 from tests.helpers import NOW, SEED_TOKENS, build_task, seed_task
 
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from core.config import EngineConfig
-from core.types import Payment
-from core.usage import (
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.types import Payment
+from model_assigner.core.usage import (
     EstimateSnapshot,
     TokenUsage,
     charge_in_periods,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.usage_parse import UsageParseError, parse_text
+from model_assigner.core.usage_parse import UsageParseError, parse_text
 
 CLAUDE_RESULT = {
     "type": "result",

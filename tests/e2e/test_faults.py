@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import requests
 
-from bot.store import parse_state
+from model_assigner.bot.store import parse_state
 from tests.bot.support import (
     APP_ID,
     BIG_HOTFIX,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from bot.store import MAX_DEPENDENCIES
+from model_assigner.bot.store import MAX_DEPENDENCIES
 from tests.bot.support import (
     API,
     APP_ID,
