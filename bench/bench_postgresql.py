@@ -10,8 +10,10 @@ queue. Runs: the JSON store with one server, PostgreSQL with one and with
 three servers (on one database).
 
 Round trips are counted in-process (bot.pg.STATEMENTS: every statement the
-pool's connections send, one round trip each): one delivery accepted,
-claimed, decided (dry-run) and finished, averaged over many.
+pool's connections send, one round trip each), and the entry rows the store
+reads (bot.pg.ROWS_READ): one delivery accepted, claimed, decided (dry-run)
+and finished, averaged over many, on an empty store and on one holding 1,000
+other issues (their dependencies, reservations, comments, old history).
 
     .venv/bin/python -m bench.bench_postgresql --database postgresql://... \\
         [--deliveries 600] [--clients 16]
@@ -123,14 +125,47 @@ def run(folder: Path, name: str, url: str | None, servers: int, count: int,
             f"{'  NOT 202: ' + str(len(bad)) if bad else ''}")
 
 
-def round_trips(url: str, count: int) -> str:
-    """Statements per delivery on PostgreSQL, in-process: accepted, then
-    decided by a worker (claim, the decision's store transactions, finish)."""
+def fill(url: str, others: int) -> None:
+    """What ``others`` busy issues of another repository leave in the store:
+    20 dependencies each (the most one may keep), a reservation, a comment
+    record, an entry of the online history from before the period it reads."""
+    from datetime import UTC, datetime, timedelta
+
+    from model_assigner.bot.pg_store import PgStore
+    from model_assigner.bot.store import CommentRecord, Reservation, State
+    from model_assigner.core.loader import load_engine_config
+    from model_assigner.core.types import Observation, Payment
+
+    now = datetime.now(UTC)
+
+    def change(state: State) -> None:
+        for n in range(others):
+            key = f"other/repo#{n}"
+            state.dependencies[key] = [f"other/repo#{100_000 + m}" for m in range(20)]
+            state.reservations[key] = Reservation(
+                model="sonnet-4.5", charged_at=now,
+                payment=Payment(kind="subscription", family="claude", tokens=1, cost_usd=0.0))
+            state.comments[key] = CommentRecord(id=n + 1)
+            state.seen[key] = Observation(value=1.0, domain="backend", working_set=1,
+                                          input_tokens=1, output_tokens=1,
+                                          seen_at=now - timedelta(days=100))
+
+    store = PgStore(url, load_engine_config(ROOT / "config").quotas, pool_size=1)
+    store.apply(now, change)
+    store.release()
+
+
+def round_trips(url: str, count: int, others: int = 0) -> str:
+    """Statements and rows read per delivery on PostgreSQL, in-process:
+    accepted, then decided by a worker (claim, the decision's store
+    transactions, finish); the store holding ``others`` other issues."""
     from model_assigner.bot.app import accept, build_services
-    from model_assigner.bot.pg import STATEMENTS
+    from model_assigner.bot.pg import ROWS_READ, STATEMENTS
     from model_assigner.bot.settings import Settings
 
     empty(url)
+    if others:
+        fill(url, others)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(app_id=None, private_key=None, webhook_secret=SECRET,
                             api_url="https://api.github.com",
@@ -141,6 +176,7 @@ def round_trips(url: str, count: int) -> str:
         accept(services, "issues", "warm-up", payload(1))  # the pool, the ledger
         worker.drain()
         accepted = decided = 0
+        rows = ROWS_READ.count
         for n in range(count):
             before = STATEMENTS.count
             accept(services, "issues", str(uuid.uuid4()), payload(100 + n))
@@ -148,10 +184,13 @@ def round_trips(url: str, count: int) -> str:
             worker.drain()
             accepted += middle - before
             decided += STATEMENTS.count - middle
+        rows = ROWS_READ.count - rows
         getattr(services.store, "release", lambda: None)()
-    return (f"round trips per delivery: {accepted / count:.1f} to acknowledge, "
+    return (f"store with {others} other issues: round trips per delivery: "
+            f"{accepted / count:.1f} to acknowledge, "
             f"{decided / count:.1f} to decide and finish "
-            f"({(accepted + decided) / count:.1f} in all, over {count} deliveries)")
+            f"({(accepted + decided) / count:.1f} in all, over {count} deliveries); "
+            f"rows read {rows / count:.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(machine())
     print(round_trips(args.database, 100))
+    print(round_trips(args.database, 100, others=1000))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(run(folder, "json, 1 server", None, 1, args.deliveries, args.clients))

@@ -57,12 +57,55 @@ def totals(state: State) -> dict[str, Any]:
     return figures
 
 
+def queued_jobs(store: StateStore) -> int:
+    """The jobs in the queue beside ``store`` (waiting, running or dead):
+    deliveries acknowledged to GitHub and not yet decided, or kept for an
+    operator. Zero when there is no queue."""
+    if store.kind == "postgresql":
+        from model_assigner.bot.pg_queue import PgJobQueue
+
+        stats = PgJobQueue(_pg(store).db).stats()
+    else:
+        from model_assigner.bot.jobqueue import SqliteJobQueue
+        from model_assigner.bot.queue_db import QueueDb
+        from model_assigner.bot.settings import load_settings
+        from model_assigner.bot.store import Store
+
+        assert isinstance(store, Store)
+        settings = load_settings()
+        # the server's queue when this is the server's store, else the one beside it
+        path = (settings.queue_path if store.path == settings.state_path
+                else store.path.with_name("queue.sqlite3"))
+        if not path.exists():
+            return 0
+        stats = SqliteJobQueue(QueueDb(path)).stats()
+    return stats.waiting + stats.running + stats.dead
+
+
 def migrate_state(args: argparse.Namespace, source: StateStore) -> int:
     """Copy ``source`` into the empty store ``--to`` names (a database, or a
-    file that does not exist yet), then compare their totals."""
+    file that does not exist yet), then compare their totals.
+
+    The queue is not copied: its jobs are deliveries GitHub was told were
+    accepted, and a copy would be decided twice if the old servers still ran.
+    So the copy is refused while the source's queue holds any job: the
+    servers drain it (or ``model-assigner queue`` retries or drops what is
+    left) before the store moves."""
     if not args.to:
         raise _fail("state migrate: --to is required (a postgresql:// URL or a file)")
     target = open_store(args, location=args.to)
+    try:
+        waiting = queued_jobs(source)
+    except Exception as exc:  # a queue that cannot be read: say so, copy nothing
+        raise _fail(f"not copied: the queue beside {describe_store(source)} cannot be "
+                    f"read: {exc}") from None
+    if waiting:
+        raise _fail(
+            f"not copied: the queue beside {describe_store(source)} holds {waiting} "
+            f"job{'s' if waiting != 1 else ''} (deliveries not yet decided, or dead "
+            "letters); the queue is not moved: let the servers drain it, or retry or "
+            "drop them with `model-assigner queue`, then copy"
+        )
     state = _read(source)
     try:
         if target.kind == "postgresql":

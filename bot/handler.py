@@ -174,7 +174,19 @@ class _Undo:
 
 def _dependents(state: State, key: str) -> list[str]:
     """The issues known to depend on ``key`` (each list is bounded in size)."""
-    return [other for other, deps in state.dependencies.items() if other != key and key in deps]
+    return state.dependents_of(key)
+
+
+def _history(state: State, key: str, strategy: str, now: datetime) -> list[Observation]:
+    """The online strategy's history for a decision on ``key``: the issues
+    seen this period and the last but this one. Only ``online`` reads it, so
+    no other strategy reads it at all (on PostgreSQL, a decision's cost does
+    not grow with how many issues were seen)."""
+    if strategy != "online":
+        return []
+    from model_assigner.core.online import history_start  # imports scipy: only when asked for
+
+    return state.history_since(history_start(state.ledger(), now), key)
 
 
 def _known_time(value: object) -> str | None:
@@ -555,8 +567,8 @@ class Handler:
         previous_seen = state.seen.get(event.key)
         previous_deferred = state.deferred.get(event.key)
         state.release(event.key)
-        # The online strategy's history: every issue seen but this one.
-        history = [seen for key, seen in state.seen.items() if key != event.key]
+        # The online strategy's history: the issues seen but this one.
+        history = _history(state, event.key, settings.scoring.quota_strategy, now)
         decision = self._decide(
             assessment, state, settings, override, now, history, event.repo
         )
@@ -757,12 +769,9 @@ class Handler:
         share = self.engine.quotas.repository_share
         if repo is None or share >= 1:
             return state.ledger()
-        prefix = f"{repo}#"
         tokens: dict[str, int] = {}
         spent = 0.0
-        for key, held in state.reservations.items():
-            if not key.startswith(prefix):
-                continue
+        for held in state.reservations_of(repo):
             if held.payment.kind == "subscription" and held.payment.family:
                 family = held.payment.family
                 tokens[family] = tokens.get(family, 0) + held.payment.tokens

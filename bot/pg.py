@@ -48,6 +48,9 @@ class _Statements:
 
 
 STATEMENTS = _Statements()
+# Entry rows the store has read (not the counters row): what one decision
+# costs beside its round trips (tests, bench/bench_postgresql.py).
+ROWS_READ = _Statements()
 
 
 class CountingConnection(psycopg.Connection[Any]):

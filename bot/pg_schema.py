@@ -110,6 +110,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        3,
+        "indexes for a decision's reads",
+        """
+        CREATE INDEX ma_dependencies_refs ON ma_dependencies USING gin (doc jsonb_path_ops);
+        """,
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -27,6 +27,7 @@ REPEATABLE READ snapshot and no lock.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -36,9 +37,17 @@ from typing import Any, TypeVar
 import psycopg
 from pydantic import PrivateAttr, TypeAdapter
 
-from model_assigner.bot.pg import HEALTH_WAIT, STATEMENTS, Database, DatabaseError, lock_key
+from model_assigner.bot.pg import (
+    HEALTH_WAIT,
+    ROWS_READ,
+    STATEMENTS,
+    Database,
+    DatabaseError,
+    lock_key,
+)
 from model_assigner.bot.pg_schema import current_version, migrate, require_current
 from model_assigner.bot.store import (
+    DELIVERY_LIMIT,
     DELIVERY_MEMORY,
     CommentRecord,
     Dependencies,
@@ -61,7 +70,7 @@ ISSUE_ROWS = 0x6D62  # advisory lock namespace: an issue's rows, for one transac
 ISSUE_WORK = 0x6D63  # advisory lock namespace: an issue's decision (session lock)
 OTHER_ROWS = 0x6D64  # delivery ids, applied exports
 DEADLOCK_RETRIES = 5
-PRUNE_EVERY = 200  # deliveries remembered between two prunes of old ids, per process
+PRUNE_EVERY = 200  # ids (or decisions) recorded between two prunes, per process
 
 # Per section: its table, its key column, and how its entries are read.
 # Each table keeps its entries' order (``seq``), as the document keeps its
@@ -220,6 +229,7 @@ class _LazyState(State):
     ``_Section``\\s. Lives for one transaction."""
 
     _load_ledger: Any = PrivateAttr(default=None)
+    _tx: Any = PrivateAttr(default=None)
 
     def __getattr__(self, name: str) -> Any:
         if name in ("subscriptions", "api_budget"):
@@ -231,6 +241,67 @@ class _LazyState(State):
 
     def ledger_loaded(self) -> bool:
         return "api_budget" in self.__dict__
+
+    def dependents_of(self, issue: str) -> list[str]:
+        """Only the rows that name ``issue`` (a GIN index), not the table."""
+        section: _Section = self.__dict__["dependencies"]
+        if section.complete or self._tx is None:
+            return super().dependents_of(issue)
+        rows = self._tx.run(
+            "SELECT issue FROM ma_dependencies WHERE doc @> %s::jsonb AND issue <> %s "
+            "ORDER BY seq", (json.dumps([issue]), issue),
+        ).fetchall()
+        ROWS_READ.add(len(rows))
+        found = [key for (key,) in rows if key not in section.dirty]
+        found += [key for key in section.dirty if key != issue and dict.__contains__(section, key)
+                  and issue in dict.__getitem__(section, key)]
+        return found
+
+    def reservations_of(self, repo: str) -> list[Reservation]:
+        """Only the repository's rows."""
+        section: _Section = self.__dict__["reservations"]
+        if section.complete or self._tx is None:
+            return super().reservations_of(repo)
+        prefix = f"{repo}#"
+        rows = self._tx.run(
+            "SELECT issue, doc::text FROM ma_reservations WHERE starts_with(issue, %s) "
+            "ORDER BY seq", (prefix,),
+        ).fetchall()
+        ROWS_READ.add(len(rows))
+        decode = self._tx.store.decode
+        found = [decode("reservations", key, text) for key, text in rows
+                 if key not in section.dirty]
+        found += [dict.__getitem__(section, key) for key in section.dirty
+                  if key.startswith(prefix) and dict.__contains__(section, key)]
+        return found
+
+    def history_since(self, since: datetime, but: str) -> list[Observation]:
+        """Only the rows of the window the online strategy reads."""
+        section: _Section = self.__dict__["seen"]
+        if section.complete or self._tx is None:
+            return super().history_since(since, but)
+        rows = self._tx.run(
+            "SELECT issue, doc::text FROM ma_seen WHERE (doc->>'seen_at')::timestamptz >= %s "
+            "AND issue <> %s ORDER BY seq", (as_utc(since), but),
+        ).fetchall()
+        ROWS_READ.add(len(rows))
+        decode = self._tx.store.decode
+        found = [decode("seen", key, text) for key, text in rows if key not in section.dirty]
+        since = as_utc(since)
+        for key in section.dirty:
+            if key != but and dict.__contains__(section, key):
+                seen: Observation = dict.__getitem__(section, key)
+                if as_utc(seen.seen_at) >= since:
+                    found.append(seen)
+        return found
+
+    def forget_history_before(self, cutoff: datetime) -> None:
+        """Noted, and done by a delete now and then (``_Tx.commit``): the
+        history is not read whole to find its oldest entries."""
+        if self._tx is None or self.__dict__["seen"].complete:
+            super().forget_history_before(cutoff)
+        else:
+            self._tx.history_cutoff = cutoff
 
     def materialized(self) -> State:
         """A plain State with every row read (for a copy that outlives the
@@ -258,6 +329,7 @@ class _Tx:
         self.write = write
         self.locked: set[tuple[int, int]] = set()
         self.ledger_before: tuple[str, str] | None = None
+        self.history_cutoff: datetime | None = None
         self.state = self._state()
 
     def run(
@@ -271,6 +343,7 @@ class _Tx:
         state.__dict__.pop("subscriptions", None)
         state.__dict__.pop("api_budget", None)
         state._load_ledger = self._load_ledger
+        state._tx = self
         return state
 
     # -- reading ---------------------------------------------------------
@@ -288,6 +361,7 @@ class _Tx:
             # for all four, and none of them can change under us.
             self._lock(ISSUE_ROWS, key)
             rows = self.run(_ISSUE_ROWS, {"k": key}).fetchall()
+            ROWS_READ.add(len(rows))
             found = {name: text for name, text in rows}
             for name in ISSUE_SECTIONS:
                 text = found.get(name)
@@ -297,6 +371,7 @@ class _Tx:
         table, column = _TABLES[section]
         self._lock(OTHER_ROWS, f"{section}:{key}")
         row = self.run(f"SELECT at FROM {table} WHERE {column} = %s", (key,)).fetchone()
+        ROWS_READ.add(row is not None)
         sections[section]._loaded(key, _MISSING if row is None else as_utc(row[0]))
 
     def _fetch_all(self, section: str) -> dict[str, Any]:
@@ -306,8 +381,10 @@ class _Tx:
             rows = self.run(
                 f"SELECT {column}, doc::text FROM {table} ORDER BY seq{lock}"
             ).fetchall()
+            ROWS_READ.add(len(rows))
             return {key: self.store.decode(section, key, text) for key, text in rows}
         rows = self.run(f"SELECT {column}, at FROM {table} ORDER BY seq{lock}").fetchall()
+        ROWS_READ.add(len(rows))
         return {key: as_utc(at) for key, at in rows}
 
     def _load_ledger(self, state: _LazyState) -> None:
@@ -347,6 +424,10 @@ class _Tx:
 
     def commit(self) -> None:
         state = self.state
+        if self.history_cutoff is not None and self.store.history_prune_due():
+            # Before the writes: an entry this transaction re-observed stays.
+            self.run("DELETE FROM ma_seen WHERE (doc->>'seen_at')::timestamptz < %s",
+                     (as_utc(self.history_cutoff),))
         for name, (table, column) in _TABLES.items():
             section: _Section = state.__dict__[name]
             keep, gone = section.changes()
@@ -381,6 +462,16 @@ class _Tx:
                 )
 
 
+def _prune_statements(now: datetime) -> list[tuple[str, tuple[Any, ...]]]:
+    """By age, then the oldest beyond DELIVERY_LIMIT (among equal times, the
+    first recorded), as State.prune_deliveries."""
+    return [
+        ("DELETE FROM ma_deliveries WHERE at < %s", (as_utc(now) - DELIVERY_MEMORY,)),
+        ("DELETE FROM ma_deliveries WHERE id IN (SELECT id FROM ma_deliveries "
+         "ORDER BY at DESC, seq DESC OFFSET %s)", (DELIVERY_LIMIT,)),
+    ]
+
+
 def _ledger_texts(state: State) -> tuple[str, str]:
     subs = _SUBSCRIPTIONS.dump_json(state.subscriptions).decode()
     return subs, state.api_budget.model_dump_json()
@@ -399,6 +490,7 @@ class PgStore:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.display = self.db.display
         self._since_prune = 0
+        self._since_history_prune = PRUNE_EVERY  # the first decision prunes
         self._prune_lock = threading.Lock()
 
     def __str__(self) -> str:
@@ -530,24 +622,39 @@ class PgStore:
                     raise
         raise AssertionError("unreachable")
 
+    def history_prune_due(self) -> bool:
+        """Whether this decision should drop the history's old entries: one
+        in PRUNE_EVERY of this process's (each a scan of the history)."""
+        with self._prune_lock:
+            self._since_history_prune += 1
+            due = self._since_history_prune >= PRUNE_EVERY
+            if due:
+                self._since_history_prune = 0
+        return due
+
     def note_deliveries(self, tx: _Tx, count: int) -> None:
-        """Forget delivery ids older than DELIVERY_MEMORY now and then (the
-        JSON store caps their number to keep its document small; rows cost
-        nothing of the kind)."""
+        """Forget delivery ids as the JSON store does, by age (DELIVERY_MEMORY)
+        and by count (the newest DELIVERY_LIMIT are kept), every PRUNE_EVERY
+        ids this process records (so at most DELIVERY_LIMIT plus PRUNE_EVERY
+        per server process are ever held), and in any transaction that
+        records more than PRUNE_EVERY at once."""
         with self._prune_lock:
             self._since_prune += count
             due = self._since_prune >= PRUNE_EVERY
             if due:
                 self._since_prune = 0
         if due and tx.now is not None:
-            tx.run("DELETE FROM ma_deliveries WHERE at < %s", (as_utc(tx.now) - DELIVERY_MEMORY,))
+            for sql, params in _prune_statements(tx.now):
+                tx.run(sql, params)
 
     def prune_deliveries(self, now: datetime) -> int:
+        """Forget old ids and those beyond the newest DELIVERY_LIMIT now; how
+        many went."""
+        gone = 0
         with self.db.transaction() as conn:
-            cursor = conn.execute(
-                "DELETE FROM ma_deliveries WHERE at < %s", (as_utc(now) - DELIVERY_MEMORY,)
-            )
-            return cursor.rowcount
+            for sql, params in _prune_statements(now):
+                gone += conn.execute(sql.encode(), params).rowcount
+        return gone
 
     # -- backup, restore, moving over -----------------------------------
 

@@ -275,12 +275,37 @@ class State(BaseModel):
             self.deferred[issue] = seen
         else:
             self.deferred.pop(issue, None)
-        cutoff = seen.seen_at - HISTORY_MEMORY
+        self.forget_history_before(seen.seen_at - HISTORY_MEMORY)
+
+    def forget_history_before(self, cutoff: datetime) -> None:
+        """Drop the history's entries seen before ``cutoff``, oldest first.
+        The database's state overrides it: a delete now and then, not a
+        read of the whole history per decision."""
         while self.seen:
             oldest = next(iter(self.seen))
             if self.seen[oldest].seen_at >= cutoff:
                 break
             del self.seen[oldest]
+
+    def dependents_of(self, issue: str) -> list[str]:
+        """The issues whose stored dependencies name ``issue`` (each list is
+        bounded). The database's state asks its index for just those rows."""
+        return [other for other, deps in self.dependencies.items()
+                if other != issue and issue in deps]
+
+    def reservations_of(self, repo: str) -> list[Reservation]:
+        """The live reservations of one repository's issues (its share of the
+        quota). The database's state reads just those rows."""
+        prefix = f"{repo}#"
+        return [held for key, held in self.reservations.items() if key.startswith(prefix)]
+
+    def history_since(self, since: datetime, but: str) -> list[Observation]:
+        """The online strategy's history seen at or after ``since``, but the
+        issue ``but``: what a decision reads of it (core.online.forecast
+        ignores anything older). The database's state reads just those rows."""
+        since = as_utc(since)
+        return [seen for key, seen in self.seen.items()
+                if key != but and as_utc(seen.seen_at) >= since]
 
     def remember_delivery(self, delivery_id: str, now: datetime) -> None:
         self.deliveries[delivery_id] = as_utc(now)

@@ -114,6 +114,13 @@ def period_of(ledger: Ledger, now: datetime) -> Period:
     return Period(start=add_months(end, -1), end=end, now=now)
 
 
+def history_start(ledger: Ledger, now: datetime) -> datetime:
+    """The oldest an issue of the history may have been seen and still count:
+    the start of the last period (``forecast`` reads this period and the last,
+    nothing older). A store reads only the history from here on."""
+    return add_months(period_of(ledger, now).start, -1)
+
+
 # --- how an issue may be paid ---------------------------------------------------
 
 

@@ -115,6 +115,44 @@ def test_state_migrate_copies_a_json_store_into_an_empty_database_and_back(
     assert parse_state(back.read_text(), "back") == parse_state(source.path.read_text(), "src")
 
 
+def test_state_migrate_refuses_while_the_queue_holds_jobs_on_either_back_end(
+    cli_env: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The queue is not moved (a copy could be decided twice by the old
+    servers): a store whose queue still holds a job is not copied, and says
+    why; once the job is gone the copy goes ahead."""
+    from model_assigner.bot.jobqueue import SqliteJobQueue
+    from model_assigner.bot.pg import Database
+    from model_assigner.bot.pg_queue import PgJobQueue
+    from model_assigner.bot.queue_db import QueueDb
+
+    source = seeded_file(cli_env / "state.json")
+    payload = webhook("issues.opened", number=5)
+    beside = SqliteJobQueue(QueueDb(cli_env / "queue.sqlite3"))
+    assert beside.accept("d-file", "issues", payload, "Codertocat/Hello-World#5", 1)
+    assert run("state", "migrate", "--state", str(source.path), "--to", pg_url) == 2
+    err = capsys.readouterr().err
+    assert "holds 1 job" in err and "model-assigner queue" in err
+    assert "Traceback" not in err
+    target = released(PgStore(pg_url, load_engine_config().quotas))
+    assert target.is_empty(), "nothing copied"
+
+    assert beside.drop("Codertocat/Hello-World#5")
+    assert run("state", "migrate", "--state", str(source.path), "--to", pg_url) == 0
+    assert "totals match" in capsys.readouterr().out
+
+    # And back: the database's queue holds a job.
+    database = Database(pg_url, 1)
+    try:
+        assert PgJobQueue(database).accept("d-db", "issues", payload,
+                                           "Codertocat/Hello-World#5", 1)
+    finally:
+        database.release()
+    assert run("state", "migrate", "--state", pg_url, "--to", str(cli_env / "back.json")) == 2
+    assert "holds 1 job" in capsys.readouterr().err
+    assert not (cli_env / "back.json").exists()
+
+
 def test_backup_of_the_database_restores_into_a_file_and_back(
     cli_env: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -918,10 +918,25 @@ def test_sigkill_between_temp_file_and_rename_keeps_the_old_document(file_store:
     assert _lock_is_free(store)
 
 
+def test_delivery_ids_are_capped_by_count_on_both_back_ends(store: Any) -> None:
+    """Ids are not signed: a flood of fresh ones must not grow the store
+    without end on either back end. The newest DELIVERY_LIMIT are kept (the
+    database as the file: by time, then by the order recorded)."""
+    flood = DELIVERY_LIMIT + 300
+    with store.transaction(NOW) as state:
+        for n in range(flood):
+            state.remember_delivery(f"flood-{n:05d}", NOW - timedelta(seconds=flood - n))
+    kept = on_disk(store).deliveries
+    assert len(kept) == DELIVERY_LIMIT
+    assert set(kept) == {f"flood-{n:05d}" for n in range(300, flood)}
+    assert store.seen_delivery(f"flood-{flood - 1:05d}")
+    assert not store.seen_delivery("flood-00299")
+
+
 def test_database_forgets_delivery_ids_by_age(pg_url: str) -> None:
     """The database keeps ids for DELIVERY_MEMORY, like the file; it prunes
     them now and then (every PRUNE_EVERY ids a process records), not on every
-    transaction, and never caps their number (rows are not one document)."""
+    transaction (the count cap is tested with the file's above)."""
     store = PgStore(pg_url, quotas())
     ages = {"five-days": timedelta(days=5), "exactly-at-cutoff": DELIVERY_MEMORY,
             "yesterday": timedelta(days=1)}
