@@ -36,7 +36,7 @@ from model_assigner.bot.store import Reservation, State, apply_resets, initial_s
 from model_assigner.bot.usage_store import calibrated, note_decision, record_report
 from model_assigner.core.assessment import assess
 from model_assigner.core.calibration import Sample, learn, with_learned
-from model_assigner.core.config import CalibrationSettings, EngineConfig, ScoringConfig
+from model_assigner.core.config import CalibrationConfig, EngineConfig, ScoringConfig
 from model_assigner.core.loader import load_engine_config
 from model_assigner.core.selection import select_model
 from model_assigner.core.types import Task
@@ -203,7 +203,7 @@ def main() -> None:
     print("\n2. quota drift at the month's end, (store - true) / true, "
           f"median of {args.seeds} months")
     off = config.scoring.model_copy(
-        update={"calibration": CalibrationSettings(enabled=False)})
+        update={"calibration": CalibrationConfig(enabled=False)})
     print(f"{'usage reports':<22} {'calibration':<12} {'claude tokens':>14} {'API dollars':>12}")
     for reported, label in ((0.0, "none"), (0.8, "80% of runs"), (1.0, "every run")):
         for scoring, cal in ((off, "off"), (config.scoring, "on")):

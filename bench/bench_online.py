@@ -120,7 +120,7 @@ def month(config: EngineConfig, count: int, seed: int, order: str, start: dateti
 
 def demand(arrivals: Sequence[tuple[datetime, Assessment]], config: EngineConfig
            ) -> tuple[int, float]:
-    from model_assigner.core.batch import minimize_cost_one
+    from model_assigner.core.greedy import minimize_cost_one
 
     unlimited = Ledger([], ApiBudget(monthly_limit_usd=1e15, reset_date=END))
     tokens = sum(a.total_tokens for _, a in arrivals)

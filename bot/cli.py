@@ -192,7 +192,7 @@ SEED_SUBSCRIPTION_FIELDS = (
 )
 
 
-def effective_config(config: EngineConfig, ledger: Ledger) -> dict[str, Any]:
+def config_document(config: EngineConfig, ledger: Ledger) -> dict[str, Any]:
     """What `assign` plans with: the catalog, the quota state after the resets
     due at --now, and every scoring setting. With a plan's JSON, enough to
     check the plan independently."""
@@ -217,7 +217,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     now = parse_now(args.now)
     config = load_config(args.config)
     ledger, _history = starting_point(config, args.state, now)
-    document = effective_config(config, ledger)
+    document = config_document(config, ledger)
     if args.json:
         json.dump(document, sys.stdout, indent=2)
         print()

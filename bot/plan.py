@@ -453,7 +453,7 @@ def print_plan(repo_plan: RepoPlan, as_json: bool) -> None:
     summary = _summary(repo_plan.plan.decisions)
     print(f"\nassigned {summary['assigned']}, deferred {summary['deferred']}, "
           f"value {summary['value']:.1f}, API spend ${summary['api']:,.2f}")
-    bound = getattr(repo_plan.plan, "bound", None)
+    bound = repo_plan.plan.upper_bound
     if bound:
         print(f"LP bound {bound:.1f}, gap {(bound - summary['value']) / bound:.2%}")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from model_assigner.bot.store import UNKNOWN_CLASS, USAGE_HIGH, USAGE_KEEP, State
 from model_assigner.core.calibration import Sample, learn, with_learned
-from model_assigner.core.config import CalibrationSettings, LearnedFactor, ScoringConfig
+from model_assigner.core.config import CalibrationConfig, LearnedFactor, ScoringConfig
 from model_assigner.core.quota import add_months, release_charge
 from model_assigner.core.types import Decision, Model, as_utc
 from model_assigner.core.usage import (
@@ -202,7 +202,7 @@ def calibrated(state: State, scoring: ScoringConfig) -> ScoringConfig:
 # changed are looked at again; the record itself is held, so its id cannot
 # be reused by another while it is in here.
 _SAMPLES: dict[int, tuple[IssueUsage, Sample | None]] = {}
-_LAST_TABLE: tuple[CalibrationSettings, list[Sample], dict[str, LearnedFactor]] | None = None
+_LAST_TABLE: tuple[CalibrationConfig, list[Sample], dict[str, LearnedFactor]] | None = None
 
 
 def _sample(record: IssueUsage) -> Sample | None:

@@ -12,105 +12,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from model_assigner.core.assessment import Assessment, assess
-from model_assigner.core.catalog import (
-    filter_models,
-    find_model,
-    fits_window,
-    get_cheapest_capable_model,
-    price_key,
-    window_reason,
-)
-from model_assigner.core.config import ScoringConfig, ValueBand
-from model_assigner.core.quota import Ledger, has_room, payment_for, update_quota_tracking
+from model_assigner.core.batch_plan import BatchPlan
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.greedy import minimize_cost_one, try_subscription_models
+from model_assigner.core.online import decide_online, observe
+from model_assigner.core.optimal import plan_optimal
+from model_assigner.core.quota import Ledger, update_quota_tracking
 from model_assigner.core.scoring import depended_on_ids
-from model_assigner.core.selection import (
-    band_for,
-    defer_low_value,
-    defer_unaffordable,
-    make_decision,
-    preferred_order_for,
-    select_model,
-    why_unaffordable,
-)
+from model_assigner.core.selection import defer_low_value, select_model
 from model_assigner.core.types import (
     GREEDY_STRATEGIES,
     STRATEGIES,
     Decision,
     Model,
     Observation,
-    PassedOver,
     Task,
 )
 
-
-@dataclass
-class BatchPlan:
-    """Decisions in the order the tasks were given, and the ledger after them.
-
-    ``upper_bound`` is the LP bound on the value any plan can capture: set by
-    ``optimal`` (core/optimal.py), None for the greedy strategies. ``method``
-    says how ``optimal`` found its plan ("milp" or "lp-round"), and
-    ``proven_optimal`` whether HiGHS proved it the best possible."""
-
-    decisions: list[Decision]
-    ledger: Ledger
-    upper_bound: float | None = None
-    method: str | None = None
-    proven_optimal: bool | None = None
-
-    @property
-    def value(self) -> float:
-        """The total value score of the tasks the plan assigns."""
-        return math.fsum(d.value_score for d in self.decisions if d.model is not None)
-
-    @property
-    def api_spend_usd(self) -> float:
-        return math.fsum(d.payment.cost_usd for d in self.decisions if d.payment is not None)
-
-    @property
-    def bound(self) -> float | None:
-        """Alias of ``upper_bound`` (bot/plan.py reads this name)."""
-        return self.upper_bound
-
-    @property
-    def gap(self) -> float | None:
-        """How much value the bound leaves room for (never negative)."""
-        return None if self.upper_bound is None else max(0.0, self.upper_bound - self.value)
-
-    @property
-    def gap_ratio(self) -> float | None:
-        """The gap as a fraction of the bound (0 when the bound is 0)."""
-        gap = self.gap
-        if gap is None or self.upper_bound is None:
-            return None
-        return gap / self.upper_bound if self.upper_bound > 0 else 0.0
-
-
-def try_subscription_models(
-    assessment: Assessment, ledger: Ledger, models: list[Model], config: ScoringConfig
-) -> Model | None:
-    """A model of the task's band that a subscription can pay for: preferred
-    order first, then the band's other models from the cheapest. The band still
-    applies so that "free" subscription tokens never put a trivial task on a
-    premium model (the seed leaves this helper undefined)."""
-    band = band_for(assessment.value, config) or config.low_value_band
-    total = assessment.total_tokens
-    available = [sub for sub in ledger.subscriptions if has_room(sub, total)]
-    candidates = filter_models(models, band.tiers)
-    order = preferred_order_for(
-        band, available, assessment.domain, assessment.value, models, config
-    )
-    ranked = [m for name in order for m in candidates if m.name == name]
-    ranked += sorted((m for m in candidates if m not in ranked), key=price_key)
-    for model in ranked:
-        sub = ledger.subscription_for(model.family)
-        if sub is not None and has_room(sub, total):
-            return model
-    return None
+__all__ = [
+    "BatchPlan",
+    "best_of_greedy",
+    "minimize_cost_one",
+    "optimize_task_assignments",
+    "plan_assessed",
+    "plan_worth",
+    "try_subscription_models",
+]
 
 
 def _commit(ledger: Ledger, decision: Decision) -> None:
@@ -162,19 +92,12 @@ def plan_assessed(
     given = ledger
     ledger = ledger.copy()
     if strategy == "optimal":
-        from model_assigner.core.optimal import plan_optimal  # imports scipy: only when asked for
-
         plan = plan_optimal(scored, ledger, models, config)
         if plan.proven_optimal or len(scored) > config.optimal.greedy_check_max_tasks:
             return plan
         return best_of_greedy(plan, scored, given, models, config, now)
     decisions: dict[str, Decision] = {}
     if strategy == "online":
-        from model_assigner.core.online import (  # imports scipy: only when asked for
-            decide_online,
-            observe,
-        )
-
         seen = list(history)
         for a in scored:
             decisions[a.task.id] = decide_online(a, ledger, models, config, now, seen)
@@ -269,86 +192,3 @@ def best_of_greedy(
                 proven_optimal=False,
             )
     return best
-
-
-def minimize_cost_one(
-    a: Assessment, ledger: Ledger, models: list[Model], config: ScoringConfig, strategy: str
-) -> Decision:
-    tokens = a.tokens
-    band = band_for(a.value, config) or config.low_value_band
-    catalog, models = models, [m for m in models if fits_window(m, tokens)]
-    model = try_subscription_models(a, ledger, models, config)
-    if model is not None:
-        payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
-        reason = f"{model.name} fits the {model.family} subscription (value {a.value:.1f})"
-        passed = cost_passed_over(a, model, band, ledger, catalog, config)
-        return make_decision(a, model, payment, band.name, strategy, reason, passed)
-    overflow = config.batch_thresholds.minimize_cost_api_overflow
-    if a.value < overflow:
-        return defer_low_value(a, config, strategy, overflow)
-    model = get_cheapest_capable_model(
-        models, a.domain, config.capability_floor, ledger, tokens.input_tokens, tokens.output_tokens
-    )
-    if model is None:
-        passed = cost_passed_over(a, None, band, ledger, catalog, config)
-        return defer_unaffordable(a, band, ledger, strategy, passed)
-    payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
-    reason = (
-        f"no subscription can pay for a model the {band.name} band allows; "
-        f"{model.name} is the cheapest model rated "
-        f">= {config.capability_floor:g} for {a.domain} that the API budget can pay for"
-    )
-    passed = cost_passed_over(a, model, band, ledger, catalog, config)
-    return make_decision(a, model, payment, band.name, strategy, reason, passed)
-
-
-def cost_passed_over(
-    a: Assessment,
-    chosen: Model | None,
-    band: ValueBand,
-    ledger: Ledger,
-    models: list[Model],
-    config: ScoringConfig,
-) -> list[PassedOver]:
-    """Why minimize_cost did not take the models the task's band prefers,
-    each reason the filter that really set it aside: nothing pays for it; a
-    subscription pays for the model taken, which comes first among the
-    band's models such a subscription covers; or, on the API, the cheapest
-    model rated at least capability_floor was taken."""
-    t = a.tokens
-    available = [sub for sub in ledger.subscriptions if has_room(sub, t.total)]
-    order = preferred_order_for(band, available, a.domain, a.value, models, config)
-    by_subscription = chosen is not None and _paid_by_subscription(chosen, ledger, t.total)
-    taken = chosen.name if chosen is not None else ""
-    family = chosen.family if chosen is not None else ""
-    passed = []
-    for name in order:
-        model = find_model(models, name)
-        if model is None or (chosen is not None and model.name == chosen.name):
-            continue
-        rating = model.capabilities.get(a.domain, 0.0)
-        if not fits_window(model, t):
-            reason = window_reason(model, t)
-        elif payment_for(model, ledger, t.input_tokens, t.output_tokens) is None:
-            reason = why_unaffordable(model, ledger, t.input_tokens, t.output_tokens)
-        elif by_subscription and model.tier not in band.tiers:
-            reason = f"not in the {band.name} band's tiers ({', '.join(band.tiers)})"
-        elif by_subscription and _paid_by_subscription(model, ledger, t.total):
-            reason = f"{taken} comes first among the band's subscription-paid models"
-        elif by_subscription:
-            reason = f"only on the API, while the {family} subscription pays for {taken}"
-        elif rating < config.capability_floor:
-            reason = (f"rated {rating:g} for {a.domain}, below the capability floor "
-                      f"{config.capability_floor:g}")
-        elif chosen is not None:
-            reason = (f"dearer per token than {taken}, the cheapest model rated "
-                      f">= {config.capability_floor:g} for {a.domain}")
-        else:
-            reason = "nothing was assigned"
-        passed.append(PassedOver(model=name, reason=reason))
-    return passed
-
-
-def _paid_by_subscription(model: Model, ledger: Ledger, tokens: int) -> bool:
-    sub = ledger.subscription_for(model.family)
-    return sub is not None and has_room(sub, tokens)

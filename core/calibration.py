@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from model_assigner.core.config import (
     COMPLEXITY_LEVELS,
-    CalibrationSettings,
+    CalibrationConfig,
     LearnedFactor,
     ScoringConfig,
 )
@@ -44,12 +44,12 @@ def trimmed_mean(values: list[float], trim: float) -> float:
     return sum(kept) / len(kept)
 
 
-def _log_ratio(sample: Sample, settings: CalibrationSettings) -> float:
+def _log_ratio(sample: Sample, config: CalibrationConfig) -> float:
     ratio = sample.actual / sample.estimated
-    return math.log(min(max(ratio, settings.min_factor), settings.max_factor))
+    return math.log(min(max(ratio, config.min_factor), config.max_factor))
 
 
-def learn(samples: Iterable[Sample], settings: CalibrationSettings) -> dict[str, LearnedFactor]:
+def learn(samples: Iterable[Sample], config: CalibrationConfig) -> dict[str, LearnedFactor]:
     """The factor for every complexity of every domain that has samples,
     keyed ``complexity/domain``."""
     by_domain: dict[str, list[float]] = defaultdict(list)
@@ -57,19 +57,19 @@ def learn(samples: Iterable[Sample], settings: CalibrationSettings) -> dict[str,
     for sample in samples:
         if sample.estimated <= 0:
             continue
-        value = _log_ratio(sample, settings)
+        value = _log_ratio(sample, config)
         by_domain[sample.domain].append(value)
         by_cell[(sample.complexity, sample.domain)].append(value)
-    k = settings.prior_samples
+    k = config.prior_samples
     table: dict[str, LearnedFactor] = {}
     for domain, values in sorted(by_domain.items()):
         n_domain = len(values)
-        domain_log = n_domain / (n_domain + k) * trimmed_mean(values, settings.trim)
+        domain_log = n_domain / (n_domain + k) * trimmed_mean(values, config.trim)
         for complexity in COMPLEXITY_LEVELS:
             cell = by_cell.get((complexity, domain), [])
             n_cell = len(cell)
-            cell_log = (n_cell * trimmed_mean(cell, settings.trim) + k * domain_log) / (n_cell + k)
-            factor = min(max(math.exp(cell_log), settings.min_factor), settings.max_factor)
+            cell_log = (n_cell * trimmed_mean(cell, config.trim) + k * domain_log) / (n_cell + k)
+            factor = min(max(math.exp(cell_log), config.min_factor), config.max_factor)
             table[f"{complexity}/{domain}"] = LearnedFactor(
                 factor=round(factor, 4), samples=n_cell, domain_samples=n_domain
             )

@@ -1,4 +1,4 @@
-"""The engine's settings: every number the seed uses, as a validated schema.
+"""The engine's configuration: every number the seed uses, as a validated schema.
 
 The seed hard-codes its thresholds inside functions; here they are data, so a
 repository can tune them and a reader can find each one by name. Validation is
@@ -135,7 +135,7 @@ class BatchThresholds(_Strict):
     minimize_cost_api_overflow: float = Field(default=40, ge=0)
 
 
-class OptimalSettings(_Strict):
+class OptimalConfig(_Strict):
     """How the ``optimal`` strategy solves its plan (core/optimal.py).
 
     The upper limits keep a repository's override from tying up the App."""
@@ -163,7 +163,7 @@ class LearnedFactor(_Strict):
     domain_samples: int = Field(ge=0)  # finished issues of this domain
 
 
-class CalibrationSettings(_Strict):
+class CalibrationConfig(_Strict):
     """How reported usage corrects the token estimate (core/calibration.py).
 
     The factor for a complexity and domain is the trimmed mean of
@@ -179,7 +179,7 @@ class CalibrationSettings(_Strict):
     # Filled in by the bot from its store (complexity/domain -> factor); the
     # estimate reads it only while ``enabled``.
     learned: dict[str, LearnedFactor] = Field(default_factory=dict)
-class OnlineSettings(_Strict):
+class OnlineConfig(_Strict):
     """The ``online`` strategy's bid prices (core/online.py, docs/online-strategy.md)."""
 
     # Fewer issues seen this period than this, and none from the last one:
@@ -308,9 +308,9 @@ class ScoringConfig(_Strict):
     allow_downgrade: bool = True
     capability_floor: float = Field(default=0.7, ge=0)
     batch_thresholds: BatchThresholds = BatchThresholds()
-    optimal: OptimalSettings = OptimalSettings()
-    calibration: CalibrationSettings = CalibrationSettings()
-    online: OnlineSettings = OnlineSettings()
+    optimal: OptimalConfig = OptimalConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    online: OnlineConfig = OnlineConfig()
     context_fit: ContextFit = DEFAULT_CONTEXT_FIT
     # What optimal and online maximize: "value", the sum of the value scores
     # of the tasks assigned (the seed's); "fit", each value scaled by the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.quota import INF, Ledger, has_room, remaining_daily, remaining_monthly
+from model_assigner.core.selection import band_for, levers_for
 from model_assigner.core.types import Decision, Model, Payment
 
 
@@ -116,8 +117,6 @@ def idle_notes(
     lowest value that reaches a band allowing one of its models, and what
     would lift the task there; or the band's tiers in the repository's
     settings). ``ledger``: the quota before this decision's charge."""
-    from model_assigner.core.selection import band_for, levers_for
-
     if decision.payment is not None and decision.payment.kind == "subscription":
         return []
     band = band_for(decision.value_score, config) or config.low_value_band

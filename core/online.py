@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from model_assigner.core.assessment import Assessment
 from model_assigner.core.catalog import price_key
 from model_assigner.core.config import ScoringConfig
+from model_assigner.core.greedy import minimize_cost_one
 from model_assigner.core.optimal import fit_worth, ranked_models, task_band, window_passed_over
 from model_assigner.core.quota import (
     COST_EPSILON,
@@ -336,7 +337,7 @@ def forecast(
     """The issues expected in the rest of the period, each with a weight,
     a phrase saying where they come from, and how many issues of this
     period and the last one were seen."""
-    settings = config.online
+    online = config.online
     this, last = [], []
     before = add_months(period.start, -1)
     # the same point of the last period: its issues from then on forecast ours
@@ -353,9 +354,9 @@ def forecast(
     # The issues seen count as at least min_elapsed_hours' worth: a few
     # issues in the first hours say little about a month's arrival rate.
     length = (period.end - period.start).total_seconds()
-    floor = settings.min_elapsed_hours * 3600 / length if length > 0 else 1.0
+    floor = online.min_elapsed_hours * 3600 / length if length > 0 else 1.0
     elapsed = min(1.0, max(period.elapsed, floor))
-    weight_last = settings.last_period_weight if had_last else 0.0
+    weight_last = online.last_period_weight if had_last else 0.0
     scale = (1 - elapsed) / elapsed if elapsed > 0 else 0.0
     items = [(item, scale * (1 - weight_last)) for item in this]
     items += [(item, weight_last) for item in last]
@@ -521,8 +522,6 @@ def decide_online(
     the caller charges ``decision.payment``)."""
     prices = estimate_prices(history, ledger, models, config, now)
     if prices is None:
-        from model_assigner.core.batch import minimize_cost_one
-
         greedy = minimize_cost_one(assessment, ledger, models, config, STRATEGY)
         seen = sum(1 for h in history if period_of(ledger, now).start <= h.seen_at)
         return greedy.model_copy(

@@ -47,9 +47,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from model_assigner.core.assessment import Assessment
+from model_assigner.core.batch_plan import BatchPlan
 from model_assigner.core.catalog import filter_models, fits_window, price_key, too_small
 from model_assigner.core.config import ScoringConfig, ValueBand
 from model_assigner.core.quota import (
@@ -71,9 +72,6 @@ from model_assigner.core.selection import (
     quota_summary,
 )
 from model_assigner.core.types import Decision, Model, PassedOver, Payment, Subscription
-
-if TYPE_CHECKING:
-    from model_assigner.core.batch import BatchPlan
 
 STRATEGY = "optimal"
 API = ""  # the payer key of the API budget; subscriptions are keyed by family
@@ -488,7 +486,7 @@ def lagrangian_bound(values: Any, upper: Sequence[int], matrix: Any, rhs: Any, d
     return math.fsum(terms)
 
 
-def solve(problem: Knapsack, settings_time_limit: float, max_variables: int) -> Solution:
+def solve(problem: Knapsack, time_limit: float, max_variables: int) -> Solution:
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
@@ -524,7 +522,7 @@ def solve(problem: Knapsack, settings_time_limit: float, max_variables: int) -> 
 
     if n <= max_variables:
         constraints = [] if no_rows else [LinearConstraint(matrix, -np.inf, rhs)]
-        options = {"time_limit": settings_time_limit, "mip_rel_gap": 0.0, "presolve": True}
+        options = {"time_limit": time_limit, "mip_rel_gap": 0.0, "presolve": True}
         first = milp(
             -values,
             integrality=np.ones(n),
@@ -731,12 +729,10 @@ def plan_optimal(
 ) -> BatchPlan:
     """The optimal plan for ``scored`` against ``ledger`` (a copy the caller
     owns; it is charged with the plan's payments)."""
-    from model_assigner.core.batch import BatchPlan
-
     options = build_options(scored, ledger, models, config)
     problem = build_knapsack(options, ledger)
-    settings = config.optimal
-    solution = solve(problem, settings.time_limit_seconds, settings.milp_max_variables)
+    limits = config.optimal
+    solution = solve(problem, limits.time_limit_seconds, limits.milp_max_variables)
 
     payer_of: dict[int, str] = {}
     for j, n in enumerate(solution.counts):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from model_assigner.core.types import ApiBudget, Model, Payment, Subscription, as_utc
 
@@ -194,7 +194,3 @@ def roll_over_budget(budget: ApiBudget, now: datetime) -> bool:
 def roll_over(ledger: Ledger, now: datetime) -> bool:
     changed = [roll_over_subscription(sub, now) for sub in ledger.subscriptions]
     return roll_over_budget(ledger.budget, now) or any(changed)
-
-
-def timedelta_to_reset(reset_date: datetime, now: datetime) -> timedelta:
-    return as_utc(reset_date) - as_utc(now)

@@ -150,14 +150,6 @@ class ApiBudget(BaseModel):
         return self
 
 
-class Factor(BaseModel):
-    """One term of the value score, with the signal that set it."""
-
-    name: str
-    value: float
-    why: str
-
-
 class ScoreBreakdown(BaseModel):
     """Every term of ``calculate_task_value``: the comment and CLI show all of it,
     so a maintainer can see which label or deadline moved the score."""
@@ -275,7 +267,3 @@ class Decision(BaseModel):
     @property
     def paid_by(self) -> str | None:
         return None if self.payment is None else self.payment.label
-
-
-def utc_now_iso(value: datetime) -> str:
-    return as_utc(value).isoformat().replace("+00:00", "Z")

@@ -6,10 +6,10 @@ import pytest
 
 from model_assigner.core.assessment import assess
 from model_assigner.core.calibration import Sample, learn, trimmed_mean, with_learned
-from model_assigner.core.config import CalibrationSettings, ScoringConfig
+from model_assigner.core.config import CalibrationConfig, ScoringConfig
 from tests.helpers import NOW, seed_task
 
-SETTINGS = CalibrationSettings()
+SETTINGS = CalibrationConfig()
 
 
 def samples(n: int, ratio: float, complexity: str = "moderate",
@@ -63,7 +63,7 @@ def test_new_estimates_use_the_factor_and_say_so(scoring: ScoringConfig) -> None
 
 
 def test_the_seed_example_stays_exact_with_calibration_off(scoring: ScoringConfig) -> None:
-    off = scoring.model_copy(update={"calibration": CalibrationSettings(enabled=False)})
+    off = scoring.model_copy(update={"calibration": CalibrationConfig(enabled=False)})
     table = learn(samples(100, 2.0, domain="backend"), SETTINGS)
     configured = off.model_copy(update={"calibration": off.calibration.model_copy(
         update={"learned": table})})

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from model_assigner.core.assessment import Assessment, assess
-from model_assigner.core.batch import minimize_cost_one, plan_assessed
+from model_assigner.core.batch import plan_assessed
 from model_assigner.core.config import ScoringConfig
+from model_assigner.core.greedy import minimize_cost_one
 from model_assigner.core.online import (
     Need,
     decide_online,
