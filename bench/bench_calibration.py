@@ -32,12 +32,12 @@ from datetime import UTC, datetime, timedelta
 
 from bench.generate import generate_tasks
 from bench.harness import machine
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import Reservation, State, apply_resets, initial_state
 from model_assigner.bot.usage_store import calibrated, note_decision, record_report
 from model_assigner.core.assessment import assess
 from model_assigner.core.calibration import Sample, learn, with_learned
 from model_assigner.core.config import CalibrationConfig, EngineConfig, ScoringConfig
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.selection import select_model
 from model_assigner.core.types import Task
 from model_assigner.core.usage import TokenUsage, UsageReport, estimate_class, list_price

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bench.generate import generate_tasks
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.core.batch import optimize_task_assignments
 from model_assigner.core.config import EngineConfig
 from model_assigner.core.explain import explain
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.quota import Ledger, update_quota_tracking
 from model_assigner.core.selection import select_model
 from model_assigner.core.types import STRATEGIES, Task

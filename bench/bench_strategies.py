@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bench.generate import generate_tasks
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.core.assessment import Assessment, assess
 from model_assigner.core.batch import BatchPlan, plan_assessed
 from model_assigner.core.config import TIERS, EngineConfig, ScoringConfig
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.quota import Ledger, remaining_daily, remaining_monthly
 from model_assigner.core.scoring import depended_on_ids
 from model_assigner.core.selection import select_model

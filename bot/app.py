@@ -28,6 +28,7 @@ from model_assigner.bot.backends import (
     open_queue,
     open_state_store,
 )
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
 from model_assigner.bot.github_api import GitHubApp
 from model_assigner.bot.handler import BadPayload, Handler, Outcome
@@ -41,7 +42,7 @@ from model_assigner.bot.settings import Settings, SettingsError, load_settings, 
 from model_assigner.bot.signature import verify
 from model_assigner.bot.store import StateStore, StoreError
 from model_assigner.bot.usage_api import build_usage_intake, register_usage_routes
-from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.loader import ConfigError
 
 if TYPE_CHECKING:
     from model_assigner.bot.credentials import CredentialsCheck

@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.solver_output import solver_output_off_stdout
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments
 from model_assigner.core.config import EngineConfig
 from model_assigner.core.explain import explain
-from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.loader import ConfigError
 from model_assigner.core.quota import Ledger, roll_over
 from model_assigner.core.selection import select_model
 from model_assigner.core.types import GREEDY_STRATEGIES, STRATEGIES, Decision, Observation
@@ -148,13 +149,15 @@ def print_human(decisions: list[Decision], ledger: Ledger, plan: BatchPlan) -> N
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
+    from model_assigner.bot.local_workspace import with_local_workspaces
     from model_assigner.bot.taskfile import TaskFileError, load_tasks
 
     now = parse_now(args.now)
     config = load_config(args.config)
     strategy = args.strategy or config.scoring.quota_strategy
     try:
-        tasks = load_tasks(Path(args.file))
+        # A task file's workspace_path is a folder of the user's: counted here.
+        tasks = with_local_workspaces(load_tasks(Path(args.file)))
     except TaskFileError as exc:
         raise CliError(str(exc)) from None
     ledger, history = starting_point(config, args.state, now)

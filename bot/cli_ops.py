@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from model_assigner.bot.backends import describe_store, open_state_store
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.locks import file_lock
 from model_assigner.bot.settings import SettingsError, is_database_url, load_settings
 from model_assigner.bot.store import (
@@ -29,7 +30,7 @@ from model_assigner.bot.store import (
     serialize,
     write_atomically,
 )
-from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.loader import ConfigError
 from model_assigner.core.quota import (
     INF,
     get_remaining_monthly_budget,

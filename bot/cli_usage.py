@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from model_assigner.bot.cli_ops import _fail, _read, open_store
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import State, StateStore, StoreError
 from model_assigner.bot.usage_intake import BadReport, parse_issue
 from model_assigner.bot.usage_store import (
@@ -26,7 +27,7 @@ from model_assigner.bot.usage_store import (
 )
 from model_assigner.core.calibration import learn
 from model_assigner.core.config import EngineConfig
-from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.loader import ConfigError
 from model_assigner.core.quota import add_months
 from model_assigner.core.reconcile import Difference, UsageRow, compare, provider_rows
 from model_assigner.core.types import as_utc

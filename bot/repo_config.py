@@ -15,6 +15,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from model_assigner.bot.config_files import read_yaml_file
 from model_assigner.core.config import CatalogConfig, ScoringConfig
 from model_assigner.core.loader import (
     ConfigError,
@@ -22,7 +23,6 @@ from model_assigner.core.loader import (
     deep_merge,
     override_scoring,
     parse_yaml,
-    read_yaml_file,
     validate,
 )
 from model_assigner.core.types import Priority

@@ -1,14 +1,15 @@
-"""Reading the YAML settings into validated config, with errors a person can act on.
+"""Turning the YAML configuration's text into validated config, with errors a
+person can act on.
 
 A config error names the file, the key and the problem in one line, because the
 operator reading it is usually looking at a crash-looping container, not at a
-traceback.
+traceback. Pure: the texts come in as arguments (bot/config_files.py reads
+the files and knows where the default folder is).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import yaml
@@ -24,8 +25,6 @@ from model_assigner.core.config import (
 SCORING_FILE = "scoring.yaml"
 MODELS_FILE = "models.yaml"
 SUBSCRIPTIONS_FILE = "subscriptions.yaml"
-
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -74,16 +73,6 @@ def parse_yaml(
         raise ConfigError(f"{source}: not valid {kind} ({exc})") from None
 
 
-def read_yaml_file(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    return parse_yaml(text, str(path))
-
-
 def validate(schema: type[T], data: Any, source: str) -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: (top level): expected a mapping of settings")
@@ -129,22 +118,17 @@ def check_references(scoring: ScoringConfig, catalog: CatalogConfig, source: str
             )
 
 
-def load_engine_config(config_dir: Path | str = DEFAULT_CONFIG_DIR) -> EngineConfig:
-    folder = Path(config_dir)
-    if not folder.is_dir():
-        # Said plainly: "models.yaml/scoring.yaml: Not a directory" is a riddle.
-        problem = "is a file, not a folder" if folder.exists() else "no such folder"
-        raise ConfigError(
-            f"{folder}: {problem} (the config folder holds {SCORING_FILE}, {MODELS_FILE} "
-            f"and {SUBSCRIPTIONS_FILE})"
-        )
-    scoring_path = folder / SCORING_FILE
-    scoring = validate(ScoringConfig, read_yaml_file(scoring_path), str(scoring_path))
-    models_path = folder / MODELS_FILE
-    catalog = validate(CatalogConfig, read_yaml_file(models_path), str(models_path))
-    subs_path = folder / SUBSCRIPTIONS_FILE
-    quotas = validate(SubscriptionsConfig, read_yaml_file(subs_path), str(subs_path))
-    check_references(scoring, catalog, str(scoring_path))
+def engine_config(read: Callable[[str], tuple[str, str]]) -> EngineConfig:
+    """The engine's config from its three files, each asked of ``read``
+    (a file name -> its text and the name to give it in errors) in turn, so
+    that the first problem found is the one reported."""
+    scoring_text, scoring_source = read(SCORING_FILE)
+    scoring = validate(ScoringConfig, parse_yaml(scoring_text, scoring_source), scoring_source)
+    models_text, models_source = read(MODELS_FILE)
+    catalog = validate(CatalogConfig, parse_yaml(models_text, models_source), models_source)
+    subs_text, subs_source = read(SUBSCRIPTIONS_FILE)
+    quotas = validate(SubscriptionsConfig, parse_yaml(subs_text, subs_source), subs_source)
+    check_references(scoring, catalog, scoring_source)
     return EngineConfig(scoring=scoring, catalog=catalog, quotas=quotas)
 
 

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
-
 from model_assigner.core.config import MAX_ESTIMATE_TOKENS, ScoringConfig
 from model_assigner.core.types import Complexity, Task, TokenEstimate
 
 
-@lru_cache(maxsize=256)
-def count_workspace_files(workspace_path: str) -> int:
-    """Files under a local folder, ``.git`` skipped; 0 when it is not a folder.
-
-    The seed calls this without defining it. A caller that knows the size some
-    other way (the GitHub App counts the repository's git tree) sets
-    ``Task.workspace_files`` instead. Cached because a batch names the same
-    folder many times and a walk of a large tree costs far more than a decision.
-    """
-    if not workspace_path or not os.path.isdir(workspace_path):
-        return 0
-    total = 0
-    for _root, dirs, files in os.walk(workspace_path):
-        dirs[:] = [name for name in dirs if name != ".git"]
-        total += len(files)
-    return total
-
-
 def workspace_size(task: Task) -> int:
-    if task.workspace_files is not None:
-        return task.workspace_files
-    return count_workspace_files(task.workspace_path) if task.workspace_path else 0
+    """The number of files in the task's workspace, as the caller measured it
+    (the seed's count_workspace_files): the App counts the repository's git
+    tree, the ``assign`` command a local folder (bot/local_workspace.py).
+    Not given: 0. The engine never reads a disk, so a path is only a name
+    here (a webhook's ``owner/repo`` is no folder of the server's)."""
+    return task.workspace_files if task.workspace_files is not None else 0
 
 
 def estimate_token_usage(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.core.config import EngineConfig, ScoringConfig
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.types import Model
 from tests.helpers import (
     CONFIG_DIR,

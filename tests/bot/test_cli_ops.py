@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from model_assigner.bot.cli import main
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import Reservation, Store
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.types import Payment
 
 # A fixed clock: the store is seeded with it and every command gets it (--now).

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from model_assigner.bot.cli import main
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import Reservation, Store
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.types import Observation, Payment
 from tests.helpers import EXAMPLES_DIR
 

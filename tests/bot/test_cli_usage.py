@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from model_assigner.bot.cli import main
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import Store
-from model_assigner.core.loader import load_engine_config
 from tests.bot.test_cli_ops import NOW, state_file  # noqa: F401  (the fixture)
 
 AT = ["--now", NOW.isoformat()]

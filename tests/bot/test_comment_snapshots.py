@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from model_assigner.bot.comment import Override, render_comment
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.core.assessment import assess
 from model_assigner.core.batch import plan_assessed
 from model_assigner.core.catalog import find_model
 from model_assigner.core.config import EngineConfig
 from model_assigner.core.explain import idle_notes, plain_payment
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.online import decide_online, observe
 from model_assigner.core.quota import Ledger, payment_for
 from model_assigner.core.selection import make_decision

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.metrics import ENV, prepare_multiprocess_dir
 from model_assigner.bot.settings import Settings, load_settings, redacted_url
 from model_assigner.bot.store import Store, StoreError
-from model_assigner.core.loader import load_engine_config
 from tests.bot.support import APP_ID, SECRET, app_key
 from tests.helpers import CONFIG_DIR
 

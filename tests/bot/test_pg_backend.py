@@ -23,11 +23,11 @@ import pytest
 
 from model_assigner.bot.app import create_app
 from model_assigner.bot.cli import main
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.pg_schema import LATEST
 from model_assigner.bot.pg_store import PgStore
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store import Reservation, State, Store, StoreError, parse_state, serialize
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.types import Payment
 from tests.bot.support import SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
 from tests.helpers import CONFIG_DIR

@@ -8,8 +8,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from model_assigner.bot.resources import default_config_dir
 from model_assigner.bot.settings import DEFAULT_API_URL, DEFAULT_STATE, SettingsError, load_settings
-from model_assigner.core.loader import DEFAULT_CONFIG_DIR
+
+DEFAULT_CONFIG_DIR = default_config_dir()
 
 SECRET = "whsec-do-not-print-7f3a"
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from model_assigner.bot.backends import open_state_store
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.locks import ISSUE_LOCK_STRIPES, file_lock, issue_lock, issue_lock_path
 from model_assigner.bot.pg_store import PRUNE_EVERY, PgStore
 from model_assigner.bot.store import (
@@ -39,7 +40,6 @@ from model_assigner.bot.store import (
     serialize,
 )
 from model_assigner.core.config import SubscriptionsConfig
-from model_assigner.core.loader import load_engine_config
 from model_assigner.core.types import ApiBudget, Payment, Subscription
 from tests.helpers import CONFIG_DIR
 

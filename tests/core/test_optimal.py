@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.core.assessment import Assessment, assess
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments, plan_assessed
 from model_assigner.core.config import EngineConfig, ScoringConfig
-from model_assigner.core.loader import ConfigError, load_engine_config
+from model_assigner.core.loader import ConfigError
 from model_assigner.core.optimal import lagrangian_bound
 from model_assigner.core.quota import (
     COST_EPSILON,

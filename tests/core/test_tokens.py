@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.scoring import calculate_task_value
-from model_assigner.core.tokens import count_workspace_files, estimate_token_usage, workspace_size
+from model_assigner.core.tokens import estimate_token_usage, workspace_size
 from model_assigner.core.types import Task, TokenEstimate
 from tests.helpers import NOW, SEED_TOKENS, build_task, seed_task
-
-
-@pytest.fixture(autouse=True)
-def _fresh_count_cache() -> Iterator[None]:
-    count_workspace_files.cache_clear()
-    yield
-    count_workspace_files.cache_clear()
 
 
 def estimate(task: Task, scoring: ScoringConfig) -> TokenEstimate:
     """Through Phase 1, as the engine does: complexity and domain from the task."""
     breakdown = calculate_task_value(task, scoring, NOW)
     return estimate_token_usage(task, scoring, breakdown.complexity, breakdown.domain)
-
-
-def make_tree(root: Path, files: int, git_files: int = 0) -> Path:
-    """``files`` files spread over nested folders, plus ``git_files`` under .git
-    (and a nested .git) that must not be counted."""
-    root.mkdir(parents=True, exist_ok=True)
-    for index in range(files):
-        folder = root / f"pkg{index % 3}" / f"sub{index % 2}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"f{index}.py").write_text("x = 1\n")
-    for index in range(git_files):
-        git = root / ".git" / "objects" / f"{index:02x}"
-        git.mkdir(parents=True, exist_ok=True)
-        (git / "obj").write_text("blob")
-        nested = root / "vendor" / "lib" / ".git"
-        nested.mkdir(parents=True, exist_ok=True)
-        (nested / f"HEAD{index}").write_text("ref")
-    return root
 
 
 def test_seed_example_tokens(scoring: ScoringConfig) -> None:
@@ -114,40 +88,22 @@ def test_domain_and_workspace_factors_multiply(scoring: ScoringConfig) -> None:
     assert len(tokens.adjustments) == 3
 
 
-def test_count_workspace_files_skips_git(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "repo", files=7, git_files=4)
-    (root / "README.md").write_text("hi")
-    assert count_workspace_files(str(root)) == 8
-
-
-@pytest.mark.parametrize("path", ["", "/definitely/not/here"])
-def test_count_workspace_files_of_a_missing_folder_is_zero(path: str) -> None:
-    assert count_workspace_files(path) == 0
-
-
-def test_count_workspace_files_of_a_file_is_zero(tmp_path: Path) -> None:
-    file = tmp_path / "one.txt"
-    file.write_text("x")
-    assert count_workspace_files(str(file)) == 0
-
-
-@pytest.mark.parametrize(("files", "factor"), [(50, 1.0), (51, 1.15), (100, 1.15), (101, 1.3)])
-def test_workspace_path_is_counted(
-    scoring: ScoringConfig, tmp_path: Path, files: int, factor: float
+def test_a_workspace_path_alone_is_only_a_name(
+    scoring: ScoringConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # .git holds 30 files that would cross a threshold if they were counted
-    root = make_tree(tmp_path / "ws", files=files, git_files=30)
-    task = build_task(estimated_files=3, workspace_path=str(root))
-    tokens = estimate(task, scoring)
-    assert tokens.workspace_files == files
-    assert tokens.input_tokens == round(27500 * factor)
-
-
-def test_workspace_files_field_wins_over_the_path(scoring: ScoringConfig, tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "ws", files=101)
-    task = build_task(estimated_files=3, workspace_path=str(root), workspace_files=0)
-    assert workspace_size(task) == 0
-    assert estimate(task, scoring).input_tokens == 27500
+    """The engine never reads a disk: a task that names a folder but gives
+    no size counts as an empty workspace, even when the folder is there
+    (the caller measures it: bot/local_workspace.py for the CLI)."""
+    root = tmp_path / "octo" / "repo"
+    for index in range(150):
+        (root / f"d{index % 5}").mkdir(parents=True, exist_ok=True)
+        (root / f"d{index % 5}" / f"f{index}.py").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    for path in ("octo/repo", str(root)):
+        task = build_task(estimated_files=3, workspace_path=path)
+        assert workspace_size(task) == 0
+        tokens = estimate(task, scoring)
+        assert (tokens.workspace_files, tokens.input_tokens) == (0, 27500)
 
 
 def test_token_numbers_come_from_config(scoring: ScoringConfig) -> None:

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from model_assigner.bot.config_files import load_engine_config
 from model_assigner.core.batch import optimize_task_assignments
 from model_assigner.core.config import EngineConfig
-from model_assigner.core.loader import (
-    ConfigError,
-    deep_merge,
-    load_engine_config,
-    override_scoring,
-)
+from model_assigner.core.loader import ConfigError, deep_merge, override_scoring
 from model_assigner.core.scoring import calculate_task_value
 from model_assigner.core.selection import select_model
 from model_assigner.core.tokens import estimate_token_usage
