@@ -53,8 +53,8 @@ from bench.harness import (
     start_server,
     stop_server,
 )
-from model_assigner.bot.jobqueue import SqliteJobQueue
-from model_assigner.bot.queue_db import QueueDb
+from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.jobs import SqliteJobQueue
 
 BYSTANDER = "octo/bystander"
 BODY_CHARS = 65_536

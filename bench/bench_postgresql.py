@@ -131,9 +131,9 @@ def fill(url: str, others: int) -> None:
     record, an entry of the online history from before the period it reads."""
     from datetime import UTC, datetime, timedelta
 
+    from model_assigner.bot.config_files import load_engine_config
     from model_assigner.bot.pg_store import PgStore
     from model_assigner.bot.store import CommentRecord, Reservation, State
-    from model_assigner.core.loader import load_engine_config
     from model_assigner.core.types import Observation, Payment
 
     now = datetime.now(UTC)
@@ -159,9 +159,10 @@ def round_trips(url: str, count: int, others: int = 0) -> str:
     """Statements and rows read per delivery on PostgreSQL, in-process:
     accepted, then decided by a worker (claim, the decision's store
     transactions, finish); the store holding ``others`` other issues."""
-    from model_assigner.bot.app import accept, build_services
     from model_assigner.bot.pg import ROWS_READ, STATEMENTS
     from model_assigner.bot.settings import Settings
+    from model_assigner.bot.web.app import accept
+    from model_assigner.bot.wiring import build_services
 
     empty(url)
     if others:

@@ -13,7 +13,7 @@ import os
 
 from flask import Flask, Response, request
 
-from model_assigner.bot.signature import verify
+from model_assigner.bot.web.signature import verify
 
 
 def create_app() -> Flask:

@@ -32,7 +32,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from model_assigner.bot.signature import sign
+from model_assigner.bot.web.signature import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS = ROOT / "tests" / "fixtures" / "github" / "webhooks"
@@ -42,7 +42,7 @@ SLUG = "model-assigner-bench"
 INSTALLATION = 1
 REPO = "Codertocat/Hello-World"  # the documented payloads' repository
 SECRET = "webhook-secret-for-the-benchmark"
-BOT_APP = "model_assigner.bot.app:create_app()"
+BOT_APP = "model_assigner.bot.web.app:create_app()"
 FLOOR_APP = "bench.floor_app:create_app()"
 
 # Issue bodies and labels that the shipped config/ assigns (not defers), mixed

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from model_assigner.bot.jobqueue import JobQueue
 from model_assigner.bot.locks import FileIssueLocks, IssueLocks
-from model_assigner.bot.ratelimit import RateLimits, RatePolicy
+from model_assigner.bot.queue.jobs import JobQueue
+from model_assigner.bot.queue.ratelimit import RateLimits, RatePolicy
 from model_assigner.bot.store import StateStore, Store
 from model_assigner.core.config import SubscriptionsConfig
 
@@ -35,12 +35,12 @@ def open_queue(
     JSON store (every process of the machine shares them)."""
     database = getattr(store, "db", None)
     if store.kind == "postgresql" and database is not None:
-        from model_assigner.bot.pg_queue import PgJobQueue, PgRateLimiter
+        from model_assigner.bot.queue.pg import PgJobQueue, PgRateLimiter
 
         return PgJobQueue(database), PgRateLimiter(database, policy)
-    from model_assigner.bot.jobqueue import SqliteJobQueue
-    from model_assigner.bot.queue_db import QueueDb
-    from model_assigner.bot.ratelimit import RateLimiter
+    from model_assigner.bot.queue.db import QueueDb
+    from model_assigner.bot.queue.jobs import SqliteJobQueue
+    from model_assigner.bot.queue.ratelimit import RateLimiter
 
     db = QueueDb(queue_path)
     return SqliteJobQueue(db), RateLimiter(db, policy)

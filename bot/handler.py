@@ -34,7 +34,13 @@ from typing import Any, NamedTuple
 
 from model_assigner.bot.comment import MARKER, Override, _code, digest, render_comment
 from model_assigner.bot.deadline import delivery_budget
-from model_assigner.bot.gateway import CommentGone, GitHubUnavailable, IssueGateway, IssueGone
+from model_assigner.bot.github.gateway import (
+    CommentGone,
+    GitHubUnavailable,
+    IssueGateway,
+    IssueGone,
+)
+from model_assigner.bot.github.repo_config import EffectiveConfig, LabelsConfig, effective_config
 from model_assigner.bot.issue_task import (
     MAX_BODY_CHARS,
     issue_key,
@@ -43,7 +49,6 @@ from model_assigner.bot.issue_task import (
     parse_blocks,
 )
 from model_assigner.bot.locks import FileIssueLocks, IssueLocks
-from model_assigner.bot.repo_config import EffectiveConfig, LabelsConfig, effective_config
 from model_assigner.bot.store import (
     DELIVERY_ID,
     CommentRecord,

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from model_assigner.bot.repo_config import LabelsConfig
+from model_assigner.bot.github.repo_config import LabelsConfig
 from model_assigner.bot.store import MAX_DEPENDENCIES
 from model_assigner.core.types import Priority, Task, as_utc
 

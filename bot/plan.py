@@ -30,10 +30,10 @@ from github import GithubException
 from github.GithubObject import GithubObject
 
 from model_assigner.bot.comment import Override, render_comment
-from model_assigner.bot.gateway import GitHubRateLimited, GitHubUnavailable, IssueGateway
+from model_assigner.bot.github.gateway import GitHubRateLimited, GitHubUnavailable, IssueGateway
+from model_assigner.bot.github.repo_config import EffectiveConfig, effective_config
 from model_assigner.bot.handler import Handler, IssueEvent
 from model_assigner.bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
-from model_assigner.bot.repo_config import EffectiveConfig, effective_config
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.solver_output import solver_output_off_stdout
 from model_assigner.bot.store import CommentRecord, Reservation, State
@@ -481,17 +481,17 @@ def with_paths(settings: Settings, args: argparse.Namespace) -> Settings:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from model_assigner.bot.app import build_services
-    from model_assigner.bot.cli import CliError, parse_now
-    from model_assigner.bot.queue_db import QueueDbError
+    from model_assigner.bot.cli.errors import CliError, parse_now
+    from model_assigner.bot.queue.db import QueueDbError
     from model_assigner.bot.settings import SettingsError, load_settings, redacted_url
     from model_assigner.bot.store import StoreError
+    from model_assigner.bot.wiring import build_services
     from model_assigner.core.loader import ConfigError
 
     if args.repo.count("/") != 1:
         raise CliError(f"{args.repo!r}: expected OWNER/REPO")
     if args.issues is not None:
-        from model_assigner.bot.plan_offline import run_offline
+        from model_assigner.bot.cli.plan_offline import run_offline
 
         return run_offline(args)
     try:

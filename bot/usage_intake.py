@@ -17,11 +17,16 @@ from datetime import datetime
 from typing import Any
 
 from model_assigner.bot.comment import MARKER, digest
-from model_assigner.bot.gateway import GitHubUnavailable, IssueGateway
+from model_assigner.bot.github.gateway import GitHubUnavailable, IssueGateway
+from model_assigner.bot.github.oidc import (
+    GITHUB_ISSUER,
+    GITHUB_JWKS_URL,
+    OidcRejected,
+    OidcVerifier,
+)
 from model_assigner.bot.handler import REPO_NAME, Outcome
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.locks import IssueLocks
-from model_assigner.bot.oidc import GITHUB_ISSUER, GITHUB_JWKS_URL, OidcRejected, OidcVerifier
 from model_assigner.bot.settings import SettingsError
 from model_assigner.bot.store import CommentRecord, State, StateStore
 from model_assigner.bot.usage_comment import with_usage

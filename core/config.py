@@ -241,7 +241,7 @@ DEFAULT_CONTEXT_FIT = ContextFit(
 # The scoring keys a repository's `.github/model-assigner.yml` may set unless
 # the operator says otherwise (ScoringConfig.repository_may_override): how its
 # issues are classified and valued, each number clamped to the operator's own
-# range (bot/repo_config.py). Never what an issue costs (token estimates and
+# range (bot/github/repo_config.py). Never what an issue costs (token estimates and
 # factors), nor how the shared quota is spent (strategy, bands, floors).
 REPOSITORY_KEYS: tuple[str, ...] = (
     "priority_weights",

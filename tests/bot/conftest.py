@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from model_assigner.bot.repo_config import LabelsConfig, load_labels_config
+from model_assigner.bot.github.repo_config import LabelsConfig, load_labels_config
 from tests.helpers import CONFIG_DIR, REPO_ROOT
 
 WEBHOOKS_DIR = REPO_ROOT / "tests" / "fixtures" / "github" / "webhooks"

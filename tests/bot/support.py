@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from model_assigner.bot.signature import sign
+from model_assigner.bot.web.signature import sign
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "github"
 WEBHOOKS = FIXTURES / "webhooks"

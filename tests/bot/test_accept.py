@@ -14,10 +14,10 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model_assigner.bot.app import create_app
-from model_assigner.bot.jobqueue import SqliteJobQueue
-from model_assigner.bot.queue_db import QueueDb
+from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.jobs import SqliteJobQueue
 from model_assigner.bot.settings import QueueSettings, Settings
+from model_assigner.bot.web.app import create_app
 from tests.bot.support import APP_ID, BOT, REPO, SECRET, app_key, delivery_headers, encode, webhook
 from tests.helpers import CONFIG_DIR
 

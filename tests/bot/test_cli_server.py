@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from model_assigner.bot.cli_server import serve_host
+from model_assigner.bot.cli.server import serve_host
 from tests.bot.support import app_key
 
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ import pytest
 
 from model_assigner.bot.comment import MARKER, Override, digest, render_comment
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.repo_config import PROBLEM_MAX_CHARS, LabelsConfig, effective_config
+from model_assigner.bot.github.repo_config import PROBLEM_MAX_CHARS, LabelsConfig, effective_config
 from model_assigner.core.assessment import assess
 from model_assigner.core.batch import optimize_task_assignments
 from model_assigner.core.catalog import find_model

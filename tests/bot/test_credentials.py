@@ -17,7 +17,7 @@ import pytest
 import responses
 from flask import Flask
 
-from model_assigner.bot import credentials
+from model_assigner.bot.github import credentials
 from tests.bot.rest_mock import API, RestMock
 from tests.bot.support import APP_ID, SECRET, app_key
 
@@ -32,8 +32,8 @@ def rsps() -> Iterator[responses.RequestsMock]:
 
 
 def served() -> Flask:
-    from model_assigner.bot.app import create_app
     from model_assigner.bot.settings import load_settings
+    from model_assigner.bot.web.app import create_app
 
     settings = replace(load_settings(), inline_delivery=True)
     return create_app(settings, check_credentials=True)
@@ -56,7 +56,7 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rejected_credentials_stop_the_server_with_one_line(
     app_env: None, rsps: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from model_assigner.bot.app import create_app
+    from model_assigner.bot.web.app import create_app
 
     rsps.get(f"{API}/app", status=401, json=REJECTED)
     with pytest.raises(SystemExit) as exited:

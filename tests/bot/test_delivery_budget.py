@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import model_assigner.bot.deadline as deadline
-from model_assigner.bot.app import create_app
-from model_assigner.bot.gateway import GitHubUnavailable
-from model_assigner.bot.github_api import BudgetTimeout, GitHubApp, InstallationGateway
+from model_assigner.bot.github.api import BudgetTimeout, GitHubApp, InstallationGateway
+from model_assigner.bot.github.gateway import GitHubUnavailable
 from model_assigner.bot.settings import Settings
+from model_assigner.bot.web.app import create_app
 from tests.bot.support import (
     APP_ID,
     INSTALLATION,

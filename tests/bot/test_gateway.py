@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from model_assigner.bot.comment import MARKER
-from model_assigner.bot.gateway import DryRunGateway
+from model_assigner.bot.github.gateway import DryRunGateway
 
 
 def test_dry_run_logs_every_write_and_the_comment_itself(

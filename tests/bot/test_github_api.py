@@ -1,4 +1,4 @@
-"""bot/github_api.py against the exact REST calls PyGithub makes (`responses`),
+"""bot/github/api.py against the exact REST calls PyGithub makes (`responses`),
 and against the GitHub stand-in over real HTTP where timing matters (waits,
 timeouts), since `responses` never sleeps."""
 
@@ -12,17 +12,17 @@ import jwt
 import pytest
 import responses
 
-import model_assigner.bot.github_api as github_api
+import model_assigner.bot.github.api as github_api
 from model_assigner.bot.comment import MARKER
 from model_assigner.bot.deadline import delivery_budget
-from model_assigner.bot.gateway import (
+from model_assigner.bot.github.api import GitHubApp, InstallationGateway
+from model_assigner.bot.github.gateway import (
     CommentGone,
     GitHubRateLimited,
     GitHubUnavailable,
     IssueGone,
     Workspace,
 )
-from model_assigner.bot.github_api import GitHubApp, InstallationGateway
 from model_assigner.bot.settings import Settings
 from tests.bot.rest_mock import API, COMMIT_SHA, TOKEN, TREE_SHA, R, RestMock
 from tests.bot.support import APP_ID, BOT, INSTALLATION, REPO, app_key, rest_example, webhook

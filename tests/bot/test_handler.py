@@ -14,12 +14,13 @@ import pytest
 import responses
 from flask.testing import FlaskClient
 
-from model_assigner.bot.app import build_handler, create_app
 from model_assigner.bot.comment import MARKER
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.gateway import GitHubUnavailable
+from model_assigner.bot.github.gateway import GitHubUnavailable
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store import Reservation, State, Store
+from model_assigner.bot.web.app import create_app
+from model_assigner.bot.wiring import build_handler
 from model_assigner.core.types import Payment
 from tests.bot.rest_mock import COMMIT_SHA, TREE_SHA, Call, RestMock
 from tests.bot.support import (

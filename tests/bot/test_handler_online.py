@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import responses
 
-from model_assigner.bot.app import create_app
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import Store
+from model_assigner.bot.web.app import create_app
 from tests.bot.rest_mock import RestMock
 from tests.bot.support import webhook
 from tests.bot.test_handler import (

@@ -72,7 +72,7 @@ def test_a_store_that_is_a_folder_or_unreadable_fails_the_file_check(tmp_path: P
 
 
 def test_healthz_fails_while_the_store_is_gone_or_broken(tmp_path: Path) -> None:
-    from model_assigner.bot.app import create_app
+    from model_assigner.bot.web.app import create_app
 
     settings = dry_settings(tmp_path)
     client = create_app(settings).test_client()
@@ -111,7 +111,7 @@ def test_credentials_in_a_url_are_masked(url: str, shown: str) -> None:
 def test_the_start_up_line_and_the_settings_never_show_url_credentials(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from model_assigner.bot.app import create_app
+    from model_assigner.bot.web.app import create_app
 
     settings = load_settings({
         "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY": app_key().private_pem,
@@ -176,7 +176,7 @@ def test_a_store_holding_a_number_it_cannot_write_back_is_refused(
 
 @pytest.mark.parametrize("value", [".inf", ".nan", "1" + "0" * 320])
 def test_a_repository_number_that_is_not_finite_is_a_problem_not_a_500(value: str) -> None:
-    from model_assigner.bot.repo_config import effective_config, load_labels_config
+    from model_assigner.bot.github.repo_config import effective_config, load_labels_config
 
     engine = load_engine_config(CONFIG_DIR)
     result = effective_config(

@@ -16,16 +16,16 @@ import pytest
 import responses
 from flask.testing import FlaskClient
 
-from model_assigner.bot.app import create_app
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.issue_task import issue_to_task
-from model_assigner.bot.repo_config import (
+from model_assigner.bot.github.repo_config import (
     EffectiveConfig,
     LabelsConfig,
     effective_config,
     load_labels_config,
 )
+from model_assigner.bot.issue_task import issue_to_task
 from model_assigner.bot.store import MAX_DEPENDENCIES, State, Store
+from model_assigner.bot.web.app import create_app
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.loader import ConfigError
 from tests.bot.support import REPO, SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook

@@ -25,10 +25,10 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model_assigner.bot.app import create_app
 from model_assigner.bot.comment import MARKER
 from model_assigner.bot.settings import Settings
-from model_assigner.bot.signature import sign
+from model_assigner.bot.web.app import create_app
+from model_assigner.bot.web.signature import sign
 from tests.bot.rest_mock import COMMIT_SHA, RestMock
 from tests.bot.support import (
     APP_ID,

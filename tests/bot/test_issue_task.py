@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from model_assigner.bot.github.repo_config import LabelsConfig
 from model_assigner.bot.issue_task import (
     MAX_BODY_CHARS,
     MAX_ESTIMATE,
@@ -21,7 +22,6 @@ from model_assigner.bot.issue_task import (
     parse_dependencies,
     priority_of,
 )
-from model_assigner.bot.repo_config import LabelsConfig
 from model_assigner.core.assessment import assess
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.types import Task

@@ -1,6 +1,6 @@
 """The delivery queue and the GitHub rate policy, on both back ends: the
-SQLite file (bot/jobqueue.py, bot/ratelimit.py) and PostgreSQL
-(bot/pg_queue.py, a real server). Two queue objects stand for two processes
+SQLite file (bot/queue/jobs.py, bot/queue/ratelimit.py) and PostgreSQL
+(bot/queue/pg.py, a real server). Two queue objects stand for two processes
 (or two replicas): what one does, the other sees."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from model_assigner.bot.gateway import GitHubRateLimited
-from model_assigner.bot.jobqueue import JobQueue, SqliteJobQueue
+from model_assigner.bot.github.gateway import GitHubRateLimited
 from model_assigner.bot.pg import Database
-from model_assigner.bot.pg_queue import PgJobQueue, PgRateLimiter
-from model_assigner.bot.queue_db import QueueDb
-from model_assigner.bot.ratelimit import RateLimiter, RateLimits, RatePolicy
+from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.jobs import JobQueue, SqliteJobQueue
+from model_assigner.bot.queue.pg import PgJobQueue, PgRateLimiter
+from model_assigner.bot.queue.ratelimit import RateLimiter, RateLimits, RatePolicy
 
 
 class Clock:

@@ -94,10 +94,10 @@ def test_a_webhook_never_counts_a_local_folder_named_like_the_repository(
     that happened to share the repository's name (here 150 files, over the
     workspace factors' thresholds) changed the estimate. A dry-run knows no
     size: the estimate is the one for an empty workspace."""
-    from model_assigner.bot.app import create_app
     from model_assigner.bot.config_files import load_engine_config
+    from model_assigner.bot.github.repo_config import load_labels_config
     from model_assigner.bot.issue_task import issue_to_task
-    from model_assigner.bot.repo_config import load_labels_config
+    from model_assigner.bot.web.app import create_app
     from model_assigner.core.assessment import assess
     from tests.bot.support import REPO, SMALL_BACKEND, encode, issue_fields, webhook
     from tests.bot.test_hostile_round2 import post

@@ -21,13 +21,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from model_assigner.bot.app import create_app
 from model_assigner.bot.cli import main
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.pg_schema import LATEST
 from model_assigner.bot.pg_store import PgStore
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store import Reservation, State, Store, StoreError, parse_state, serialize
+from model_assigner.bot.web.app import create_app
 from model_assigner.core.types import Payment
 from tests.bot.support import SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
 from tests.helpers import CONFIG_DIR
@@ -121,10 +121,10 @@ def test_state_migrate_refuses_while_the_queue_holds_jobs_on_either_back_end(
     """The queue is not moved (a copy could be decided twice by the old
     servers): a store whose queue still holds a job is not copied, and says
     why; once the job is gone the copy goes ahead."""
-    from model_assigner.bot.jobqueue import SqliteJobQueue
     from model_assigner.bot.pg import Database
-    from model_assigner.bot.pg_queue import PgJobQueue
-    from model_assigner.bot.queue_db import QueueDb
+    from model_assigner.bot.queue.db import QueueDb
+    from model_assigner.bot.queue.jobs import SqliteJobQueue
+    from model_assigner.bot.queue.pg import PgJobQueue
 
     source = seeded_file(cli_env / "state.json")
     payload = webhook("issues.opened", number=5)
@@ -363,7 +363,7 @@ def test_the_queue_command_lists_and_retries_the_databases_jobs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from model_assigner.bot.pg import Database
-    from model_assigner.bot.pg_queue import PgJobQueue
+    from model_assigner.bot.queue.pg import PgJobQueue
 
     database = Database(pg_url, pool_size=2)
     queue = PgJobQueue(database)

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from model_assigner.bot.app import Services, accept, build_services
 from model_assigner.bot.pg import ROWS_READ, STATEMENTS
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store import CommentRecord, Reservation, State
+from model_assigner.bot.web.app import accept
+from model_assigner.bot.wiring import Services, build_services
 from model_assigner.core.types import Observation, Payment
 from tests.bot.support import SECRET, webhook
 from tests.helpers import CONFIG_DIR

@@ -15,10 +15,10 @@ import pytest
 import responses
 from responses import matchers
 
-from model_assigner.bot.app import build_handler
-from model_assigner.bot.github_api import GitHubApp, InstallationGateway
+from model_assigner.bot.github.api import GitHubApp, InstallationGateway
 from model_assigner.bot.handler import Handler
 from model_assigner.bot.plan import apply_plan, build_plan, plan_rows
+from model_assigner.bot.wiring import build_handler
 from model_assigner.core.types import Payment
 from tests.bot.rest_mock import API, BRANCH, R, RestMock
 from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, rest_example
@@ -250,8 +250,8 @@ def test_plan_apply_command_queues_a_failed_write_back(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     from model_assigner.bot.cli import main
-    from model_assigner.bot.jobqueue import SqliteJobQueue
-    from model_assigner.bot.queue_db import QueueDb
+    from model_assigner.bot.queue.db import QueueDb
+    from model_assigner.bot.queue.jobs import SqliteJobQueue
     from model_assigner.bot.store import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)

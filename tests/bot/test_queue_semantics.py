@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from model_assigner.bot.jobqueue import SqliteJobQueue, owner_id
-from model_assigner.bot.queue_db import QueueDb
-from model_assigner.bot.ratelimit import RateLimiter
+from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.jobs import SqliteJobQueue, owner_id
+from model_assigner.bot.queue.ratelimit import RateLimiter
 
 KEY = "octo/repo#1"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from model_assigner.bot.gateway import GitHubRateLimited
-from model_assigner.bot.queue_db import QueueDb
-from model_assigner.bot.ratelimit import RateLimiter, RatePolicy
+from model_assigner.bot.github.gateway import GitHubRateLimited
+from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.ratelimit import RateLimiter, RatePolicy
 
 
 class Clock:

@@ -1,15 +1,15 @@
-"""The deferred issues the queue's catch-up decides again (bot/redecide.py)."""
+"""The deferred issues the queue's catch-up decides again (bot/queue/redecide.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from model_assigner.bot.app import build_handler
 from model_assigner.bot.handler import Handler
-from model_assigner.bot.redecide import due_issue_keys
+from model_assigner.bot.queue.redecide import due_issue_keys
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store import State
+from model_assigner.bot.wiring import build_handler
 from model_assigner.core.types import Observation
 from tests.bot.support import SECRET
 from tests.helpers import CONFIG_DIR, seed_strategy_config
@@ -67,8 +67,8 @@ def test_the_catch_up_enqueues_a_due_issue_as_an_edit(tmp_path: Path) -> None:
     delivery of its current state) once its price has fallen."""
     import responses
 
-    from model_assigner.bot.app import build_services
-    from model_assigner.bot.catchup import CatchUp
+    from model_assigner.bot.queue.catchup import CatchUp
+    from model_assigner.bot.wiring import build_services
     from tests.bot.rest_mock import API, RestMock
     from tests.bot.support import (
         APP_ID,
@@ -113,8 +113,8 @@ def test_the_sweep_reads_every_page_of_the_installations_repositories(tmp_path: 
     import responses
     from responses import matchers
 
-    from model_assigner.bot.app import build_services
-    from model_assigner.bot.catchup import CatchUp
+    from model_assigner.bot.queue.catchup import CatchUp
+    from model_assigner.bot.wiring import build_services
     from tests.bot.rest_mock import API, RestMock
     from tests.bot.support import APP_ID, INSTALLATION, REPO, app_key, rest_example, webhook
 

@@ -1,5 +1,5 @@
 """Label settings and the per-repository `.github/model-assigner.yml`
-(bot/repo_config.py). The repository file is hostile input."""
+(bot/github/repo_config.py). The repository file is hostile input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model_assigner.bot.repo_config import (
+from model_assigner.bot.github.repo_config import (
     PROBLEM_MAX_CHARS,
     REPO_CONFIG_MAX_BYTES,
     REPO_CONFIG_PATH,

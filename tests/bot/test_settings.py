@@ -333,7 +333,7 @@ def test_log_level_is_checked_with_the_other_settings() -> None:
 def test_a_bad_log_level_stops_the_server_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from model_assigner.bot.app import create_app
+    from model_assigner.bot.web.app import create_app
 
     monkeypatch.setenv("MODEL_ASSIGNER_LOG_LEVEL", "LOUD")
     with pytest.raises(SystemExit) as exited:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import responses
 
+from model_assigner.bot.cli.setup import api_url_for, create_setup_app, new_app_url
 from model_assigner.bot.settings import load_settings
-from model_assigner.bot.setup_flow import api_url_for, create_setup_app, new_app_url
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/github/rest-examples/apps"
 
@@ -97,8 +97,8 @@ def test_failed_exchange_writes_nothing(tmp_path: Path, status: int) -> None:
 def test_setup_refuses_a_webhook_url_that_is_not_http(
     url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from model_assigner.bot import setup_flow
     from model_assigner.bot.cli import main
+    from model_assigner.bot.cli import setup as setup_flow
 
     def started(_args: object) -> int:  # the local page would wait for a browser
         raise AssertionError(f"setup started with --webhook-url {url!r}")
@@ -112,6 +112,6 @@ def test_setup_refuses_a_webhook_url_that_is_not_http(
 
 
 def test_setup_accepts_an_https_webhook_url() -> None:
-    from model_assigner.bot.setup_flow import webhook_url
+    from model_assigner.bot.cli.setup import webhook_url
 
     assert webhook_url(" https://hooks.example.com/webhook ") == "https://hooks.example.com/webhook"

@@ -1,4 +1,4 @@
-"""X-Hub-Signature-256 checks (bot/signature.py)."""
+"""X-Hub-Signature-256 checks (bot/web/signature.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_assigner.bot.signature import PREFIX, sign, verify
+from model_assigner.bot.web.signature import PREFIX, sign, verify
 from tests.bot.conftest import WEBHOOKS_DIR
 
 SECRET = "It's a Secret to Everybody"

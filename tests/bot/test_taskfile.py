@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model_assigner.bot.taskfile import TaskFileError, load_tasks, parse_tasks
+from model_assigner.bot.cli.taskfile import TaskFileError, load_tasks, parse_tasks
 from tests.helpers import EXAMPLES_DIR
 
 GOOD = {

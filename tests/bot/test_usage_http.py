@@ -13,10 +13,10 @@ import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from model_assigner.bot.app import create_app
 from model_assigner.bot.comment import MARKER
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import Store
+from model_assigner.bot.web.app import create_app
 from tests.bot.oidc_support import AUDIENCE, Issuer, oidc_issuer
 from tests.bot.rest_mock import API, RestMock
 from tests.bot.support import BOT, REPO, delivery_headers, encode, rest_example, webhook

@@ -1,4 +1,4 @@
-"""bot.worker: one deadline for reading a whole request, on a real socket pair."""
+"""bot.web.worker: one deadline for reading a whole request, on a real socket pair."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from model_assigner.bot.worker import (
+from model_assigner.bot.web.worker import (
     DEFAULT_READ_SECONDS,
     DeadlineSocket,
     RequestTimeout,

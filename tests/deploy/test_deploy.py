@@ -23,7 +23,7 @@ def procfile_web() -> str:
 
 def settings_read_by_code() -> set[str]:
     names: set[str] = set()
-    for path in list((ROOT / "bot").glob("*.py")) + list((ROOT / "core").glob("*.py")):
+    for path in list((ROOT / "bot").rglob("*.py")) + list((ROOT / "core").glob("*.py")):
         text = path.read_text()
         names |= set(re.findall(r"""(?:env|environ)\.get\(\s*["']([A-Z][A-Z0-9_]+)["']""", text))
         names |= set(re.findall(r"""environ\[\s*["']([A-Z][A-Z0-9_]+)["']""", text))
@@ -49,7 +49,7 @@ def test_procfile_runs_the_app_factory_with_several_workers() -> None:
     web = procfile_web()
     args = shlex.split(web)
     assert args[0] == "gunicorn"
-    assert "'model_assigner.bot.app:create_app()'" in web
+    assert "'model_assigner.bot.web.app:create_app()'" in web
     workers = args[args.index("--workers") + 1]
     default = re.search(r":-(\d+)", workers)
     assert default and int(default.group(1)) > 1
@@ -167,9 +167,9 @@ def test_every_call_the_bot_makes_is_listed(
     to GitHub, against the stand-in, and check each request it receives
     against CALLS, the list the manifest's permissions are checked against;
     and that every listed call was made (the list is not stale)."""
-    from model_assigner.bot.app import build_handler
     from model_assigner.bot.cli import main
     from model_assigner.bot.settings import load_settings
+    from model_assigner.bot.wiring import build_handler
     from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, webhook
     from tests.github_standin import GitHubStandIn, StandInServer
 

@@ -29,8 +29,8 @@ import pytest
 import requests
 
 from model_assigner.bot.comment import MARKER
-from model_assigner.bot.jobqueue import SqliteJobQueue
-from model_assigner.bot.queue_db import QueueDb
+from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.jobs import SqliteJobQueue
 from tests.bot.support import (
     API,
     APP_ID,
@@ -320,7 +320,7 @@ def bot_comments(standin: GitHubStandIn, number: int) -> list[str]:
 
 def test_procfile_runs_gunicorn_with_the_app_factory_on_all_interfaces() -> None:
     args = shlex.split(procfile_web())
-    assert args[0] == "gunicorn" and args[-1] == "model_assigner.bot.app:create_app()"
+    assert args[0] == "gunicorn" and args[-1] == "model_assigner.bot.web.app:create_app()"
     assert args[args.index("--workers") + 1] == "${WEB_CONCURRENCY:-2}"
     assert args[args.index("--bind") + 1] == "0.0.0.0:${PORT:-8000}"
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, request
 
-from model_assigner.bot.gateway import GitHubUnavailable, IssueGateway
+from model_assigner.bot.github.gateway import GitHubUnavailable, IssueGateway
 from model_assigner.bot.handler import Handler
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store import StateStore, StoreError
@@ -29,8 +29,8 @@ def build_usage_intake(
         installed = lambda repo: known_repository(handler.store, repo)  # noqa: E731
         gateway_for_repo = lambda _repo: None  # noqa: E731
     else:
-        from model_assigner.bot.github_api import GitHubApp
-        from model_assigner.bot.usage_github import Installations
+        from model_assigner.bot.github.api import GitHubApp
+        from model_assigner.bot.github.usage import Installations
 
         installations = Installations(GitHubApp(settings))
         installed, gateway_for_repo = installations.installed, installations.gateway

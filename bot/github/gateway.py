@@ -1,7 +1,7 @@
 """What the webhook handler needs from GitHub, as a small interface.
 
 The handler talks to this Protocol, never to PyGithub directly: the real
-implementation (bot/github_api.py) and the dry-run one (below) are
+implementation (bot/github/api.py) and the dry-run one (below) are
 interchangeable, and the handler's logic stays readable as a sequence of
 decisions rather than HTTP calls.
 """

@@ -34,14 +34,14 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from model_assigner.bot import deadline
-from model_assigner.bot.gateway import (
+from model_assigner.bot.github.gateway import (
     CommentGone,
     GitHubRateLimited,
     GitHubUnavailable,
     IssueGone,
     Workspace,
 )
-from model_assigner.bot.ratelimit import RateLimits
+from model_assigner.bot.queue.ratelimit import RateLimits
 from model_assigner.bot.settings import Settings
 
 log = logging.getLogger("model_assigner.github")
@@ -119,7 +119,7 @@ class DeliveryRetry(GithubRetry):
         ):
             # A queue worker (no delivery budget): a rate limit is not sat out
             # here, in one thread, but recorded for every worker of the
-            # installation (bot/ratelimit.py), and the job waits in the queue.
+            # installation (bot/queue/ratelimit.py), and the job waits in the queue.
             hit = rate_limit_of(response.status, response.headers, _message(response, url))
             if hit is not None:
                 raise hit
@@ -374,7 +374,7 @@ class InstallationGateway:
         return commit_sha, tree_sha
 
     def repo_config_text(self, repo: str, ref: str | None) -> str | None:
-        from model_assigner.bot.repo_config import (
+        from model_assigner.bot.github.repo_config import (
             REPO_CONFIG_MAX_BYTES,
             REPO_CONFIG_PATH,
             Unreadable,

@@ -8,7 +8,7 @@ and the installation's rate policy through the queue's SQLite file.
 A job's outcome, by what went wrong:
 - nothing: its deliveries' outcomes are recorded and the job goes;
 - a rate limit GitHub answered: the installation is blocked until the limit
-  ends (bot/ratelimit.py), and the job waits that long; it is not an attempt;
+  ends (bot/queue/ratelimit.py), and the job waits that long; it is not an attempt;
 - no write slot soon enough (our own pacing): the job waits for its slot;
 - GitHub failing or timing out, the store failing, anything unexpected: the
   attempt counts, and the job waits ``retry_base * 2**(attempts-1)`` seconds
@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from model_assigner.bot.gateway import GitHubRateLimited, GitHubUnavailable
+from model_assigner.bot.github.gateway import GitHubRateLimited, GitHubUnavailable
 from model_assigner.bot.handler import Handler
-from model_assigner.bot.jobqueue import Job, JobQueue, owner_id
-from model_assigner.bot.queue_db import QueueDbError
-from model_assigner.bot.ratelimit import RateLimits
+from model_assigner.bot.queue.db import QueueDbError
+from model_assigner.bot.queue.jobs import Job, JobQueue, owner_id
+from model_assigner.bot.queue.ratelimit import RateLimits
 from model_assigner.bot.store import StoreError
 
 log = logging.getLogger("model_assigner.queue")
@@ -70,7 +70,7 @@ class Worker:
 
     def start(self) -> None:
         """Start the worker threads (daemons: a process that exits takes them;
-        their leases are then taken again, see bot/jobqueue.py)."""
+        their leases are then taken again, see bot/queue/jobs.py)."""
         if self._started:
             return
         for n in range(self.threads):

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from model_assigner.bot.queue_db import QueueDb
+from model_assigner.bot.queue.db import QueueDb
 
 # GitHub redelivers for three days; ids and outcomes are kept a little longer.
 MEMORY_SECONDS = 4 * 24 * 3600
@@ -128,7 +128,7 @@ class QueueMeta(Protocol):
 
 class JobQueue(Protocol):
     """What the webhook, the workers and the CLI need from a queue: the
-    SQLite one below, or the PostgreSQL one (bot/pg_queue.py)."""
+    SQLite one below, or the PostgreSQL one (bot/queue/pg.py)."""
 
     @property
     def db(self) -> QueueMeta: ...

@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from model_assigner.bot.backends import describe_store
-from model_assigner.bot.cli_ops import _fail, _read, open_store
+from model_assigner.bot.cli.ops import _fail, _read, open_store
 from model_assigner.bot.store import BIG_SECTIONS, State, StateStore, StoreError, serialize
 
 
@@ -62,12 +62,12 @@ def queued_jobs(store: StateStore) -> int:
     deliveries acknowledged to GitHub and not yet decided, or kept for an
     operator. Zero when there is no queue."""
     if store.kind == "postgresql":
-        from model_assigner.bot.pg_queue import PgJobQueue
+        from model_assigner.bot.queue.pg import PgJobQueue
 
         stats = PgJobQueue(_pg(store).db).stats()
     else:
-        from model_assigner.bot.jobqueue import SqliteJobQueue
-        from model_assigner.bot.queue_db import QueueDb
+        from model_assigner.bot.queue.db import QueueDb
+        from model_assigner.bot.queue.jobs import SqliteJobQueue
         from model_assigner.bot.settings import load_settings
         from model_assigner.bot.store import Store
 

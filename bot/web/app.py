@@ -11,12 +11,10 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
@@ -24,32 +22,23 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from model_assigner.bot.backends import (
     describe_store,
-    issue_locks_for,
-    open_queue,
-    open_state_store,
 )
-from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
-from model_assigner.bot.github_api import GitHubApp
-from model_assigner.bot.handler import BadPayload, Handler, Outcome
-from model_assigner.bot.jobqueue import JobQueue
+from model_assigner.bot.github.gateway import GitHubUnavailable
+from model_assigner.bot.handler import Outcome
 from model_assigner.bot.metrics import ENV, metrics, prepare_multiprocess_dir, safely
-from model_assigner.bot.queue_db import QueueDbError
-from model_assigner.bot.queue_worker import Worker
-from model_assigner.bot.ratelimit import RateLimits, RatePolicy
-from model_assigner.bot.repo_config import load_labels_config
+from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.settings import Settings, SettingsError, load_settings, redacted_url
-from model_assigner.bot.signature import verify
-from model_assigner.bot.store import StateStore, StoreError
-from model_assigner.bot.usage_api import build_usage_intake, register_usage_routes
+from model_assigner.bot.store import StoreError
+from model_assigner.bot.web.signature import verify
+from model_assigner.bot.web.usage import build_usage_intake, register_usage_routes
+from model_assigner.bot.wiring import Services, build_services, configure_logging, count_outcome
 from model_assigner.core.loader import ConfigError
 
 if TYPE_CHECKING:
-    from model_assigner.bot.credentials import CredentialsCheck
+    from model_assigner.bot.github.credentials import CredentialsCheck
 
 log = logging.getLogger("model_assigner")
 
-DRY_RUN_BOT_LOGIN = "model-assigner[bot]"
 KNOWN_EVENTS = frozenset(
     {"issues", "issue_comment", "ping", "installation", "installation_repositories"}
 )
@@ -57,165 +46,6 @@ KNOWN_EVENTS = frozenset(
 
 def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(json.dumps(body) + "\n", status=status, mimetype="application/json")
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Plain lines for people, and the decision log as pure JSON lines (one
-    object per line, nothing around it) so log pipelines can parse it."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-    decisions = logging.getLogger("model_assigner.decisions")
-    if not decisions.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        decisions.addHandler(handler)
-        decisions.propagate = False
-        decisions.setLevel(logging.INFO)
-
-
-@dataclass
-class Services:
-    """What a process builds once: the handler (decides and writes back), the
-    queue, the installation rate policy, and the workers."""
-
-    settings: Settings
-    handler: Handler
-    store: StateStore
-    queue: JobQueue
-    limiter: RateLimits
-    github: GitHubApp | None
-    _worker: Worker | None = None
-    _worker_pid: int = 0
-    _login_saved: bool = False
-
-    def known_bot_login(self) -> str | None:
-        """The App's login without asking GitHub: set, learnt by this process,
-        or learnt by another one (kept in the queue's file)."""
-        if self.github is None:
-            return self.handler.bot_login()
-        login = self.github.known_bot_login()
-        if login is not None:
-            if not getattr(self, "_login_saved", False):
-                self.queue.db.set_meta("bot_login", login)
-                self._login_saved = True
-            return login
-        return self.queue.db.get_meta("bot_login")
-
-    def worker(self, threads: int | None = None) -> Worker:
-        q = self.settings.queue
-        from model_assigner.bot.catchup import CatchUp
-
-        catchup = CatchUp(self) if self.github is not None and q.catchup_seconds > 0 else None
-        return Worker(
-            self.handler, self.queue, self.limiter,
-            threads=q.workers if threads is None else threads,
-            max_attempts=q.max_attempts,
-            retry_base=q.retry_base_seconds,
-            on_outcome=count_outcome(frozenset(m.name for m in self.handler.engine.models)),
-            periodic=catchup.run if catchup is not None else None,
-            periodic_seconds=q.catchup_seconds,
-        )
-
-    def start_workers(self) -> None:
-        """Once per process (after gunicorn forks: threads do not survive a fork)."""
-        if self._worker_pid == os.getpid() or self.settings.queue.workers <= 0:
-            return
-        self._worker_pid = os.getpid()
-        self._worker = self.worker()
-        self._worker.start()
-        if self.github is not None:
-            # GET /app once per process, so that the webhook can tell the
-            # App's own events without asking GitHub (kept in the queue file).
-            threading.Thread(target=self._learn_login, name="bot-login", daemon=True).start()
-
-    def _learn_login(self) -> None:
-        assert self.github is not None
-        try:
-            self.github.bot_login()
-            self.known_bot_login()
-        except (GitHubUnavailable, QueueDbError) as exc:
-            log.warning("the App's login is not known yet: %s", exc)
-
-
-def count_outcome(catalog: frozenset[str]) -> Callable[[int, dict[str, Any]], None]:
-    def count(status: int, body: dict[str, Any]) -> None:
-        # Counting must never change an outcome: the delivery's work is done.
-        safely(lambda: _count(status, body))
-
-    def _count(status: int, body: dict[str, Any]) -> None:
-        outcome = str(body.get("status") or status)
-        m = metrics()
-        if outcome in ("assigned", "override") and body.get("model"):
-            # A person's label may name any model: the series stay the catalog's.
-            model = str(body["model"])
-            m.decisions.labels(model if model in catalog else "other").inc()
-        elif outcome == "deferred":
-            m.deferrals.inc()
-
-    return count
-
-
-def build_services(
-    settings: Settings, clock: Callable[[], datetime] | None = None
-) -> Services:
-    engine = load_engine_config(settings.config_dir)
-    labels = load_labels_config(settings.config_dir)
-    clock = clock or (lambda: datetime.now(UTC))
-    store = open_state_store(settings.database_url or settings.state_path, engine.quotas, clock)
-    migrate = getattr(store, "migrate", None)
-    if migrate is not None:  # the schema migrations this database lacks, at start-up
-        for version in migrate():
-            log.info("model-assigner: database schema migrated to version %s", version)
-    store.ensure_writable()
-    store.check()
-    store.remove_stale_temporaries()
-    q = settings.queue
-    policy = RatePolicy(
-        per_minute=q.writes_per_minute, per_hour=q.writes_per_hour,
-        min_interval=q.write_interval_seconds, secondary_wait=q.secondary_wait_seconds,
-    )
-    queue, limiter = open_queue(store, settings.queue_path, policy)
-
-    gateway_for: Callable[[int | None], IssueGateway]
-    bot_login: Callable[[], str]
-    app: GitHubApp | None = None
-    if settings.dry_run:
-        dry = DryRunGateway()
-        gateway_for = lambda _installation: dry  # noqa: E731
-        bot_login = lambda: settings.bot_login or DRY_RUN_BOT_LOGIN  # noqa: E731
-    else:
-        # Inline (unit tests) decides within one request: no shared pacing.
-        github_app = app = GitHubApp(settings, None if settings.inline_delivery else limiter)
-
-        def gateway_for(installation: int | None) -> IssueGateway:
-            if installation is None:  # not a GitHub App's delivery: retrying cannot help
-                raise BadPayload("installation.id: missing (not a GitHub App delivery)")
-            return github_app.installation(installation)
-
-        bot_login = app.bot_login
-
-    handler = Handler(
-        engine=engine,
-        labels=labels,
-        store=store,
-        gateway_for=gateway_for,
-        bot_login=bot_login,
-        clock=clock,
-        lock_dir=settings.state_path.parent / "locks",
-        issue_locks=issue_locks_for(store, settings.state_path.parent / "locks"),
-    )
-    return Services(settings, handler, store, queue, limiter, app)
-
-
-def build_handler(
-    settings: Settings, clock: Callable[[], datetime] | None = None
-) -> tuple[Handler, StateStore]:
-    services = build_services(settings, clock)
-    return services.handler, services.store
 
 
 def accept(services: Services, event: str, delivery: str | None,
@@ -244,10 +74,10 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     check_credentials: bool | None = None,
 ) -> Flask:
-    """Gunicorn calls this (``bot.app:create_app()``). A bad setting, config or
+    """Gunicorn calls this (``bot.web.app:create_app()``). A bad setting, config or
     store stops start-up with one line naming it. With App credentials, the
     server also asks GitHub whether it accepts them, before it serves and then
-    from /healthz (bot/credentials.py): ``check_credentials``, by default only
+    from /healthz (bot/github/credentials.py): ``check_credentials``, by default only
     when the settings come from the environment (gunicorn's call), not for an
     app built from given settings (tests)."""
     from_environment = settings is None if check_credentials is None else check_credentials
@@ -257,7 +87,7 @@ def create_app(
         configure_logging(settings.log_level)
         if from_environment and not settings.dry_run:
             # Before anything is built or started: a rejected App stops here.
-            from model_assigner.bot.credentials import (
+            from model_assigner.bot.github.credentials import (
                 CredentialsCheck,  # PyGithub: only with an App
             )
 
@@ -332,7 +162,7 @@ def create_app(
     def deliver(event: str) -> tuple[int, dict[str, Any]]:
         try:
             body = request.get_data(cache=False)
-        except (OSError, ClientDisconnected):  # bot.worker's read deadline, or a client gone
+        except (OSError, ClientDisconnected):  # bot.web.worker's read deadline, or a client gone
             return 408, {"error": "request body not received in time", "outcome": "timeout"}
         if settings.webhook_secret is not None and not verify(
             settings.webhook_secret, body, request.headers.get("X-Hub-Signature-256")

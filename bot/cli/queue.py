@@ -18,13 +18,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from model_assigner.bot.jobqueue import JobInfo, JobQueue, SqliteJobQueue
-from model_assigner.bot.queue_db import QueueDb, QueueDbError
-from model_assigner.bot.ratelimit import RateLimiter, RateLimits
+from model_assigner.bot.queue.db import QueueDb, QueueDbError
+from model_assigner.bot.queue.jobs import JobInfo, JobQueue, SqliteJobQueue
+from model_assigner.bot.queue.ratelimit import RateLimiter, RateLimits
 
 
 def _fail(message: str) -> Exception:
-    from model_assigner.bot.cli import CliError
+    from model_assigner.bot.cli.errors import CliError
 
     return CliError(message)
 
@@ -38,7 +38,7 @@ def _queue() -> tuple[JobQueue, RateLimits]:
         raise _fail(str(exc)) from None
     if settings.database_url:  # the queue is in the database, with the state
         from model_assigner.bot.pg import Database
-        from model_assigner.bot.pg_queue import PgJobQueue, PgRateLimiter
+        from model_assigner.bot.queue.pg import PgJobQueue, PgRateLimiter
 
         database = Database(settings.database_url)
         return PgJobQueue(database), PgRateLimiter(database)
@@ -121,9 +121,9 @@ def _queue_command(args: argparse.Namespace, queue: JobQueue, limiter: RateLimit
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Queue workers without a web server, until SIGTERM or SIGINT."""
-    from model_assigner.bot.app import build_services, configure_logging
     from model_assigner.bot.settings import SettingsError, load_settings
     from model_assigner.bot.store import StoreError
+    from model_assigner.bot.wiring import build_services, configure_logging
     from model_assigner.core.loader import ConfigError
 
     try:

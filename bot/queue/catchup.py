@@ -20,7 +20,7 @@ when), so the App is not asked once per process.
    whose deliveries are older than three days.
 3. Deferred issues. The issues the online strategy deferred and whose value
    now covers its prices (as a reset nears, every one that fits;
-   bot/redecide.py) are enqueued as an ``edited`` delivery of their current
+   bot/queue/redecide.py) are enqueued as an ``edited`` delivery of their current
    state, at most once an hour each, and decided again like any other.
 Reads are not content-creating, so they are not paced; a rate limit stops
 the run (the workers' rate policy then holds the installation).
@@ -38,11 +38,11 @@ import requests
 from github import GithubException
 
 from model_assigner.bot.issue_task import issue_key, label_names
-from model_assigner.bot.jobqueue import QueueMeta
-from model_assigner.bot.redecide import due_issue_keys
+from model_assigner.bot.queue.jobs import QueueMeta
+from model_assigner.bot.queue.redecide import due_issue_keys
 
 if TYPE_CHECKING:
-    from model_assigner.bot.app import Services
+    from model_assigner.bot.wiring import Services
 
 log = logging.getLogger("model_assigner.catchup")
 

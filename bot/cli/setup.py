@@ -144,7 +144,7 @@ Webhooks go to <code>{html.escape(webhook_url)}</code>.</p>
 def cmd_setup(args: Any) -> int:
     from werkzeug.serving import make_server
 
-    from model_assigner.bot.cli import CliError
+    from model_assigner.bot.cli.errors import CliError
 
     github_url = os.environ.get("GITHUB_URL", "").strip() or DEFAULT_GITHUB_URL
     api_url = os.environ.get("GITHUB_API_URL", "").strip() or api_url_for(github_url)

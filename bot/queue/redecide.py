@@ -2,7 +2,7 @@
 
 As a reset nears (or when fewer issues arrive than forecast) the online
 strategy's prices fall, and an issue it deferred may now be worth its price.
-The queue's periodic catch-up (bot/catchup.py) asks this module which, and
+The queue's periodic catch-up (bot/queue/catchup.py) asks this module which, and
 enqueues each as an ``edited`` delivery of its current state: it is then
 decided again by the same handler and written back through the same path as
 every other delivery. ``model-assigner plan OWNER/REPO --due --apply`` does

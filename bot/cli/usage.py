@@ -15,7 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from model_assigner.bot.cli_ops import _fail, _read, open_store
+from model_assigner.bot.cli.ops import _fail, _read, open_store
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import State, StateStore, StoreError
 from model_assigner.bot.usage_intake import BadReport, parse_issue
@@ -53,7 +53,7 @@ def _issue(text: str | None, where: str) -> tuple[str, int]:
 
 
 def _now(args: argparse.Namespace) -> datetime:
-    from model_assigner.bot.cli import parse_now
+    from model_assigner.bot.cli.errors import parse_now
 
     return parse_now(getattr(args, "now", None))
 

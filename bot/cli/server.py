@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from model_assigner.bot import resources
-from model_assigner.bot.signature import sign
+from model_assigner.bot.web.signature import sign
 
 DEFAULT_PORT = "8000"
 # Dry-run checks no signature unless a secret is set: it listens on loopback
@@ -44,7 +44,7 @@ def procfile_command(process: str = "web") -> str:
 
 
 def _positive(name: str, value: str, upper: int) -> str:
-    from model_assigner.bot.cli import CliError
+    from model_assigner.bot.cli.errors import CliError
 
     if not value.strip().isdigit() or not 1 <= int(value) <= upper:
         raise CliError(f"{name}: must be a whole number from 1 to {upper}, got {value!r}")
@@ -54,7 +54,7 @@ def _positive(name: str, value: str, upper: int) -> str:
 def serve_host(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     """--host, else loopback in dry-run (signatures may be unchecked there) and
     every interface with App credentials (the Procfile's own bind)."""
-    from model_assigner.bot.cli import CliError
+    from model_assigner.bot.cli.errors import CliError
     from model_assigner.bot.settings import SettingsError, load_settings
 
     try:
@@ -68,7 +68,7 @@ def serve_host(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 def check_port_free(host: str, port: int) -> None:
     """One line when the port is taken, instead of gunicorn's ten."""
-    from model_assigner.bot.cli import CliError
+    from model_assigner.bot.cli.errors import CliError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -95,13 +95,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if host != SERVER_HOST:
         # gunicorn's --bind adds a listener: replace the Procfile's, never append.
         if PROCFILE_BIND not in command:
-            from model_assigner.bot.cli import CliError
+            from model_assigner.bot.cli.errors import CliError
 
             raise CliError(f"{resources.procfile()}: the web command does not bind {SERVER_HOST}")
         command = command.replace(PROCFILE_BIND, f"--bind {_bind_host(host)}:")
     # The console script's folder first, so the Procfile's `gunicorn` is ours.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    # gunicorn imports bot.app from the folder it starts in: the checkout, or
+    # gunicorn imports bot.web.app from the folder it starts in: the checkout, or
     # for an installed package its project folder (where the store lives).
     home = resources.project_dir(env)
     home.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_send_sample(args: argparse.Namespace) -> int:
-    from model_assigner.bot.cli import CliError
+    from model_assigner.bot.cli.errors import CliError
 
     path = Path(args.payload) if args.payload else resources.sample_payload()
     try:
@@ -168,8 +168,8 @@ def _wait_for_outcome(delivery: str, timeout: float = 30.0) -> tuple[int, dict[s
     (the one MODEL_ASSIGNER_STATE's folder holds)."""
     import time
 
-    from model_assigner.bot.jobqueue import JobQueue, SqliteJobQueue
-    from model_assigner.bot.queue_db import QueueDb, QueueDbError
+    from model_assigner.bot.queue.db import QueueDb, QueueDbError
+    from model_assigner.bot.queue.jobs import JobQueue, SqliteJobQueue
     from model_assigner.bot.settings import SettingsError, load_settings
     from model_assigner.bot.store import StoreError
 
@@ -180,7 +180,7 @@ def _wait_for_outcome(delivery: str, timeout: float = 30.0) -> tuple[int, dict[s
     queue: JobQueue
     if settings.database_url:
         from model_assigner.bot.pg import Database
-        from model_assigner.bot.pg_queue import PgJobQueue
+        from model_assigner.bot.queue.pg import PgJobQueue
 
         queue = PgJobQueue(Database(settings.database_url, pool_size=1))
     elif not settings.queue_path.exists():

@@ -14,8 +14,8 @@ import time
 import requests
 from github import GithubException
 
-from model_assigner.bot.gateway import IssueGateway
-from model_assigner.bot.github_api import GitHubApp, _unavailable
+from model_assigner.bot.github.api import GitHubApp, _unavailable
+from model_assigner.bot.github.gateway import IssueGateway
 
 INSTALLED_TTL = 600.0  # seconds a "yes, installed" is trusted
 NOT_INSTALLED_TTL = 60.0

@@ -1,5 +1,5 @@
 """The delivery queue and the GitHub rate policy on PostgreSQL: the same
-semantics as the SQLite ones (bot/jobqueue.py, bot/ratelimit.py), shared by
+semantics as the SQLite ones (bot/queue/jobs.py, bot/queue/ratelimit.py), shared by
 every replica on the database.
 
 What SQLite gets from its single write lock, PostgreSQL gets from row and
@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from model_assigner.bot.gateway import GitHubRateLimited
-from model_assigner.bot.jobqueue import (
+from model_assigner.bot.github.gateway import GitHubRateLimited
+from model_assigner.bot.pg import Database, lock_key
+from model_assigner.bot.queue.jobs import (
     DEFAULT_LEASE,
     MEMORY_SECONDS,
     Entry,
@@ -37,8 +38,7 @@ from model_assigner.bot.jobqueue import (
     _owner_gone,
     unfinished,
 )
-from model_assigner.bot.pg import Database, lock_key
-from model_assigner.bot.ratelimit import RatePolicy, _next_slot
+from model_assigner.bot.queue.ratelimit import RatePolicy, _next_slot
 
 JOB_KEYS = 0x6D65  # advisory lock namespace: a job's key
 INSTALLATIONS = 0x6D66  # advisory lock namespace: an installation's write slots
@@ -336,7 +336,7 @@ class PgJobQueue:
 
 
 class PgRateLimiter:
-    """bot.ratelimit.RateLimiter's policy, its state in the database."""
+    """bot.queue.ratelimit.RateLimiter's policy, its state in the database."""
 
     def __init__(self, db: Database, policy: RatePolicy | None = None,
                  clock: Callable[[], float] = time.time,

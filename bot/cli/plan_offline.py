@@ -15,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from model_assigner.bot.github.repo_config import effective_config
 from model_assigner.bot.handler import Handler
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.plan import RepoPlan, RepoSnapshot, plan_repo
-from model_assigner.bot.repo_config import effective_config
 
 
 class IssuesFileError(ValueError):
@@ -64,11 +64,11 @@ def offline_plan(
 def run_offline(args: Any) -> int:
     """``plan --issues FILE``: the settings of the environment (or --state,
     --config), credentials or not; dry-run settings are enough."""
-    from model_assigner.bot.app import build_handler
-    from model_assigner.bot.cli import CliError, parse_now
+    from model_assigner.bot.cli.errors import CliError, parse_now
     from model_assigner.bot.plan import print_plan, with_paths
     from model_assigner.bot.settings import SettingsError, load_settings
     from model_assigner.bot.store import StoreError
+    from model_assigner.bot.wiring import build_handler
     from model_assigner.core.loader import ConfigError
 
     if args.apply:

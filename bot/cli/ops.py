@@ -40,7 +40,7 @@ from model_assigner.core.quota import (
 
 
 def _fail(message: str) -> Exception:
-    from model_assigner.bot.cli import CliError
+    from model_assigner.bot.cli.errors import CliError
 
     return CliError(message)
 
@@ -65,7 +65,7 @@ def open_store(args: argparse.Namespace, location: str | None = None) -> StateSt
 
 def _now(args: argparse.Namespace) -> datetime:
     """--now if given (scripts and tests pin the clock with it), else the time."""
-    from model_assigner.bot.cli import parse_now
+    from model_assigner.bot.cli.errors import parse_now
 
     return parse_now(getattr(args, "now", None))
 
@@ -251,7 +251,7 @@ def cmd_state(args: argparse.Namespace) -> int:
     store = open_store(args)
     name = describe_store(store)
     if args.action == "migrate":
-        from model_assigner.bot.cli_db import migrate_state
+        from model_assigner.bot.cli.db import migrate_state
 
         return migrate_state(args, store)
     if args.action == "check":
@@ -277,7 +277,7 @@ def cmd_state(args: argparse.Namespace) -> int:
                 except OSError as exc:
                     raise _fail(f"backup to {target}: {exc.strerror or exc}") from None
         else:  # the database's rows as the JSON store's document: portable
-            from model_assigner.bot.cli_db import export_text
+            from model_assigner.bot.cli.db import export_text
 
             text = export_text(store)
             try:
@@ -300,7 +300,7 @@ def cmd_state(args: argparse.Namespace) -> int:
         with file_lock(store.lock_path):
             write_atomically(store.path, serialize(state))
     else:
-        from model_assigner.bot.cli_db import restore_into
+        from model_assigner.bot.cli.db import restore_into
 
         restore_into(store, state)
     print(f"restored {name} from {source}")

@@ -1,7 +1,5 @@
-"""The ``model-assigner`` command line.
-
-Every failure a user can cause ends in one line on stderr and exit status 2,
-never a traceback: the CLI is often run from scripts that only show stderr.
+"""``assign`` and ``config``: the engine run on a task file, and the
+configuration it reads, from the current quotas or a live store's.
 """
 
 from __future__ import annotations
@@ -10,11 +8,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from model_assigner.bot.cli.errors import CliError, parse_now
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.solver_output import solver_output_off_stdout
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments
@@ -25,26 +23,11 @@ from model_assigner.core.quota import Ledger, roll_over
 from model_assigner.core.selection import select_model
 from model_assigner.core.types import GREEDY_STRATEGIES, STRATEGIES, Decision, Observation
 
-EXIT_USAGE = 2
 STATE_HELP = (
     "start from this live store (the server's MODEL_ASSIGNER_STATE file): its quota used, "
     "reservations and issues seen, instead of the config's starting quotas"
 )
 CONFIG_HELP = "config folder (default: MODEL_ASSIGNER_CONFIG, else the bundled config/)"
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status 2."""
-
-
-def parse_now(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise CliError(f"--now: not an ISO 8601 date-time: {text!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def load_config(folder: str | None) -> EngineConfig:
@@ -149,8 +132,8 @@ def print_human(decisions: list[Decision], ledger: Ledger, plan: BatchPlan) -> N
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
+    from model_assigner.bot.cli.taskfile import TaskFileError, load_tasks
     from model_assigner.bot.local_workspace import with_local_workspaces
-    from model_assigner.bot.taskfile import TaskFileError, load_tasks
 
     now = parse_now(args.now)
     config = load_config(args.config)
@@ -229,24 +212,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def package_version() -> str:
-    """The installed distribution's version (pyproject.toml's)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("model-assigner")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="model-assigner",
-        description="Decide which LLM should work on each issue, within quotas and budget.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_commands(sub: Any) -> None:
+    """``assign`` and ``config``: the engine on a task file, and what it reads."""
     assign = sub.add_parser("assign", help="assign models to the tasks in a YAML or JSON file")
     assign.add_argument("file", help="one task or a list of tasks, with the seed's field names")
     assign.add_argument("--strategy", choices=STRATEGIES, help="default: quota_strategy in config")
@@ -266,43 +233,3 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--config", help=CONFIG_HELP)
     show.add_argument("--state", help=STATE_HELP)
     show.set_defaults(handler=cmd_config)
-
-    from model_assigner.bot import (
-        cli_db,
-        cli_ops,
-        cli_queue,
-        cli_server,
-        cli_usage,
-        plan,
-        setup_flow,
-    )
-
-    cli_server.add_commands(sub)
-    cli_ops.add_commands(sub)
-    cli_db.add_commands(sub)
-    cli_usage.add_commands(sub)
-    cli_queue.add_commands(sub)
-    setup_flow.add_commands(sub)
-    plan.add_commands(sub, STRATEGIES)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except CliError as exc:
-        print(f"model-assigner: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # `model-assigner ... | head`: the reader left; that is not an error.
-        sys.stderr.close()
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

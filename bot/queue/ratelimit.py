@@ -5,7 +5,7 @@ are about 80 a minute and 500 an hour, with at least a second between
 writes; past them it answers 403 with ``retry-after`` (secondary limit), or
 ``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset`` (primary limit).
 
-The state lives in the queue's SQLite file (bot/queue_db.py), so that every
+The state lives in the queue's SQLite file (bot/queue/db.py), so that every
 thread of every process sees the same figures:
 - ``rate_events``: the send times of the writes of the last hour, including
   slots reserved in the near future. A writer takes the next free slot in
@@ -13,7 +13,7 @@ thread of every process sees the same figures:
   and no two take the same slot.
 - ``rate_blocks``: until when an installation must not send anything, after
   GitHub said so. The queue does not hand out the jobs of a blocked
-  installation (bot/jobqueue.py), so while it is limited, none of its jobs
+  installation (bot/queue/jobs.py), so while it is limited, none of its jobs
   sends a request; they wait in the queue.
 
 Why not pyrate-limiter: its SQLite bucket paces, but the "blocked until"
@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from model_assigner.bot.gateway import GitHubRateLimited
-from model_assigner.bot.queue_db import QueueDb
+from model_assigner.bot.github.gateway import GitHubRateLimited
+from model_assigner.bot.queue.db import QueueDb
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _next_slot(times: list[float], start: float, policy: RatePolicy) -> float:
 
 class RateLimits(Protocol):
     """The rate policy's state: in the queue's SQLite file (RateLimiter) or
-    in PostgreSQL (bot/pg_queue.py, PgRateLimiter)."""
+    in PostgreSQL (bot/queue/pg.py, PgRateLimiter)."""
 
     @property
     def policy(self) -> RatePolicy: ...
