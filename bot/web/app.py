@@ -29,7 +29,7 @@ from model_assigner.bot.metrics import ENV, metrics, prepare_multiprocess_dir, s
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.settings import Settings, SettingsError, load_settings, redacted_url
 from model_assigner.bot.store import StoreError
-from model_assigner.bot.web.signature import verify
+from model_assigner.bot.web.event import Refused, from_http
 from model_assigner.bot.web.usage import build_usage_intake, register_usage_routes
 from model_assigner.bot.wiring import Services, build_services, configure_logging, count_outcome
 from model_assigner.core.loader import ConfigError
@@ -164,21 +164,11 @@ def create_app(
             body = request.get_data(cache=False)
         except (OSError, ClientDisconnected):  # bot.web.worker's read deadline, or a client gone
             return 408, {"error": "request body not received in time", "outcome": "timeout"}
-        if settings.webhook_secret is not None and not verify(
-            settings.webhook_secret, body, request.headers.get("X-Hub-Signature-256")
-        ):
-            return 401, {"error": "missing or wrong X-Hub-Signature-256", "outcome": "unauthorized"}
-        if not event:
-            return 400, {"error": "missing X-GitHub-Event header", "outcome": "bad_request"}
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return 400, {"error": "body is not JSON", "outcome": "bad_request"}
-        except RecursionError:  # nested deeper than Python's stack: no payload of GitHub's
-            return 400, {"error": "body is nested too deeply", "outcome": "bad_request"}
-        if not isinstance(payload, dict):
-            return 400, {"error": "body is not a JSON object", "outcome": "bad_request"}
-        delivery = request.headers.get("X-GitHub-Delivery") or None
+            parsed = from_http(dict(request.headers.items()), body, settings.webhook_secret)
+        except Refused as refused:
+            return refused.status, refused.body()
+        delivery, payload = parsed.delivery, parsed.payload
         try:
             if event == "issue_comment":  # a usage report in a comment, or nothing
                 outcome = usage.comment_event(delivery, payload)
