@@ -19,6 +19,7 @@ comment, one reservation); redeliveries (none are made: the script never
 resends).
 
     .venv/bin/python -m bench.bench_burst [--issues 100] [--only burst|concurrent]
+        [--synchronous NORMAL|FULL]
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from bench.harness import KINDS as ISSUE_KINDS
 from model_assigner.bot.comment import MARKER
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
+# The queue file's SQLite synchronous mode for the server (--synchronous).
+SYNCHRONOUS = ["NORMAL"]
 
 
 def policy_minimum(writes: int, per_minute: int = 80, per_hour: int = 500,
@@ -121,6 +124,7 @@ def scenario(folder: Path, standin: StandIn, private_key: str, name: str,
         "GITHUB_API_URL": standin.url,
         "MODEL_ASSIGNER_LOG_LEVEL": "WARNING",
         "MODEL_ASSIGNER_CATCHUP_SECONDS": "0",
+        "MODEL_ASSIGNER_QUEUE_SYNCHRONOUS": SYNCHRONOUS[0],
     }
     payloads = make_issues(standin, numbers)
     server = start_server(folder, env, name=name)
@@ -184,10 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--issues", type=int, default=100)
     parser.add_argument("--only", choices=("burst", "concurrent"))
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="NORMAL",
+                        help="the queue file's SQLite synchronous mode "
+                        "(MODEL_ASSIGNER_QUEUE_SYNCHRONOUS)")
     args = parser.parse_args(argv)
+    SYNCHRONOUS[0] = args.synchronous
     folder = Path(tempfile.mkdtemp(prefix="bench-burst-"))
     private_key, public_key = app_key(folder)
     print(f"machine: {machine()}")
+    print(f"queue file: synchronous={args.synchronous}")
     results = []
     with standin_process(folder, public_key) as standin:
         start = 1

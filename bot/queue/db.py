@@ -28,6 +28,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BUSY_TIMEOUT_MS = 30_000
+# ``MODEL_ASSIGNER_QUEUE_SYNCHRONOUS``: NORMAL (the default) or FULL, SQLite's
+# ``synchronous`` for the queue file (docs/delivery-pipeline.md, durability).
+SYNCHRONOUS_ENV = "MODEL_ASSIGNER_QUEUE_SYNCHRONOUS"
+
+
+def synchronous_mode() -> str:
+    """FULL when asked for, NORMAL otherwise (anything else is NORMAL: the
+    server must start)."""
+    value = os.environ.get(SYNCHRONOUS_ENV, "").strip().upper()
+    return "FULL" if value == "FULL" else "NORMAL"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -108,7 +118,7 @@ class QueueDb:
             )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA synchronous={synchronous_mode()}")
             with self._schema_lock:
                 if not self._ready:
                     conn.executescript(SCHEMA)
