@@ -44,6 +44,10 @@ KNOWN_EVENTS = frozenset(
 )
 
 
+# app.extensions key: what starts this app's queue workers in a process.
+START_WORKERS = "model_assigner.start_workers"
+
+
 def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(json.dumps(body) + "\n", status=status, mimetype="application/json")
 
@@ -137,9 +141,13 @@ def create_app(
     count = count_outcome(catalog_models)
     if not settings.inline_delivery:
         # gunicorn --preload builds the app in its master and forks the
-        # workers: each starts its queue workers after the fork. Without
-        # --preload, the first request starts them.
-        os.register_at_fork(after_in_child=services.start_workers)
+        # workers: the Procfile's worker class (bot/worker.py) starts each
+        # one's queue workers once it has the app, after the fork; with
+        # another worker class, the first request does. Not
+        # os.register_at_fork: a hook cannot be taken back, so every process
+        # forked later from this one (a test's, a library's) would start
+        # queue workers of its own on this queue.
+        app.extensions[START_WORKERS] = services.start_workers
         app.before_request(services.start_workers)
 
     @app.post("/webhook")

@@ -108,3 +108,14 @@ class BoundedReadWorker(ThreadWorker):  # type: ignore[misc]
             sock = conn.sock = DeadlineSocket(sock, read_seconds())
         sock.start()
         return super().handle(conn)
+
+    def load_wsgi(self) -> None:
+        """In the worker process, once it has the app (after the fork under
+        --preload): start the app's queue workers, so that a process that
+        receives no request still works the queue (bot/app.py)."""
+        from model_assigner.bot.app import START_WORKERS
+
+        super().load_wsgi()
+        start = getattr(self.wsgi, "extensions", {}).get(START_WORKERS)
+        if callable(start):
+            start()
