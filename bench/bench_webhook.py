@@ -97,7 +97,7 @@ def bot_run(folder: Path, standin: StandIn, private_key: str, config: Path,
         "MODEL_ASSIGNER_LOG_LEVEL": "WARNING",
         # Our code's throughput, not GitHub's pace (bench_burst measures that).
         "MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS": "0",
-        "MODEL_ASSIGNER_WRITES_PER_MINUTE": "1000000",
+        "MODEL_ASSIGNER_WRITES_PER_MINUTE": "100000",
         "MODEL_ASSIGNER_WRITES_PER_HOUR": "1000000",
         "MODEL_ASSIGNER_CATCHUP_SECONDS": "0",
     }
