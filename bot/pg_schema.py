@@ -117,6 +117,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX ma_dependencies_refs ON ma_dependencies USING gin (doc jsonb_path_ops);
         """,
     ),
+    (
+        4,
+        "labels created, remembered by every replica",
+        """
+        CREATE TABLE ma_labels (
+            repo text NOT NULL,
+            name text NOT NULL,
+            at double precision NOT NULL,
+            PRIMARY KEY (repo, name)
+        );
+        """,
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 

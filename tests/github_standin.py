@@ -26,6 +26,11 @@ documented examples in ``tests/fixtures/github/rest-examples``)::
     GET    /app/installations                         (Bearer JWT)
     GET    /installation/repositories                 (installation token)
 
+Conditional requests: every 200 answer to a GET carries an ``ETag`` (a
+digest of the answer, as GitHub's); a GET whose ``If-None-Match`` names it is
+answered ``304 Not Modified`` with no body, and does not count against the
+primary limit. ``served(path_glob)`` counts the GETs answered 200 and 304.
+
 GitHub's pace, when asked: ``latency`` (seconds added to every API call,
 a (low, high) range), ``limit_writes(per_minute, per_hour, retry_after)``
 (the secondary limit on content-creating requests: past it, 403 with
@@ -554,9 +559,10 @@ class GitHubStandIn:
             if limited is not None:
                 record.fault = "rate_limit"
                 return self._finish(record, limited)
-            return self._finish(
-                record, self._route(request, raw_path, base, body, auth_kind, installation)
-            )
+            answer = self._route(request, raw_path, base, body, auth_kind, installation)
+            if answer.status_code == 304 and installation is not None:
+                self._refund(installation)  # a 304 does not count against the limit
+            return self._finish(record, answer)
         except HttpError as exc:
             return self._finish(record, _json_response(exc.status, exc.body))
 
@@ -591,6 +597,21 @@ class GitHubStandIn:
         with self.lock:
             self.primary_limit = (remaining, reset_in)
             self.primary.clear()
+
+    def _refund(self, installation: int) -> None:
+        with self.lock:
+            if self.primary_limit is not None and installation in self.primary:
+                left, reset_at = self.primary[installation]
+                self.primary[installation] = (left + 1, reset_at)
+
+    def served(self, path: str) -> dict[int, int]:
+        """How many GETs whose path matches the glob were answered with each
+        status (200: the whole answer; 304: not modified, free of the rate
+        limit)."""
+        counts: dict[int, int] = {}
+        for call in self.calls("GET", path):
+            counts[call.status] = counts.get(call.status, 0) + 1
+        return counts
 
     def _limited(self, method: str, auth: str, installation: int | None,
                  path: str) -> Response | None:
@@ -822,6 +843,15 @@ class GitHubStandIn:
             if isinstance(payload, _Paged):
                 headers["Link"] = payload.link
                 payload = payload.items
+            if request.method == "GET" and status == 200:
+                # GitHub's ETag: a digest of the answer. A GET naming it in
+                # If-None-Match is answered 304 with no body.
+                etag = 'W/"' + hashlib.sha256(
+                    json.dumps(payload, default=str, sort_keys=True).encode()).hexdigest() + '"'
+                headers["ETag"] = etag
+                asked = request.headers.get("If-None-Match", "")
+                if etag in [tag.strip() for tag in asked.split(",")]:
+                    return _not_modified(etag)
             return _json_response(status, payload, headers)
         raise HttpError(404, "Not Found")
 
@@ -1295,6 +1325,12 @@ class GitHubStandIn:
 class _Paged:
     items: list[Any]
     link: str
+
+
+def _not_modified(etag: str) -> Response:
+    response = Response(b"", status=304, headers={"ETag": etag})
+    response.headers.pop("Content-Type", None)
+    return response
 
 
 def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -26,7 +26,7 @@ TABLES = (
     "ma_ledger", "ma_reservations", "ma_comments", "ma_dependencies", "ma_usage",
     "ma_seen", "ma_deferred", "ma_deliveries", "ma_reconciled", "ma_queue_deliveries",
     "ma_jobs", "ma_outcomes",
-    "ma_counters", "ma_meta", "ma_rate_events", "ma_rate_blocks",
+    "ma_counters", "ma_meta", "ma_rate_events", "ma_rate_blocks", "ma_labels",
 )
 
 

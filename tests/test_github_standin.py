@@ -182,3 +182,24 @@ def test_the_standin_runs_as_its_own_process(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_get_naming_its_etag_is_answered_304_and_costs_no_rate_limit(
+    gh: tuple[GitHubStandIn, str],
+) -> None:
+    standin, url = gh
+    standin.limit_requests(remaining=3, reset_in=3600)
+    auth = token(url)
+    first = requests.get(f"{url}/repos/{REPO}/branches/main", headers=auth, timeout=5)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and etag.startswith('W/"')
+    for _ in range(5):  # unchanged: 304, no body, and the limit's count stays
+        again = requests.get(f"{url}/repos/{REPO}/branches/main",
+                             headers={**auth, "If-None-Match": etag}, timeout=5)
+        assert again.status_code == 304 and again.content == b""
+    standin.set_config(REPO, "labels: {prefix: 'm:'}\n")  # a new commit: a new answer
+    moved = requests.get(f"{url}/repos/{REPO}/branches/main",
+                         headers={**auth, "If-None-Match": etag}, timeout=5)
+    assert moved.status_code == 200 and moved.headers["ETag"] != etag
+    assert standin.served(f"/repos/{REPO}/branches/*") == {200: 2, 304: 5}
+    assert standin.refused == 0

@@ -16,9 +16,12 @@ Choices that matter for a webhook handler (GitHub gives it 10 seconds):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import math
+import os
 import threading
 import time
 import urllib.parse
@@ -34,6 +37,7 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from model_assigner.bot import deadline
+from model_assigner.bot.github.conditional import ConditionalReads
 from model_assigner.bot.github.gateway import (
     CommentGone,
     GitHubRateLimited,
@@ -48,7 +52,20 @@ log = logging.getLogger("model_assigner.github")
 
 REQUEST_TIMEOUT = 3  # seconds, per request
 MAX_RETRY_WAIT = 3.0  # longest Retry-After / backoff we sit out inside a delivery
-BRANCH_TTL = 60.0  # seconds a default branch's head commit is trusted
+# Seconds a default branch's head commit is trusted before it is read again
+# (conditionally: an unchanged branch answers 304, free of the rate limit).
+BRANCH_TTL_ENV = "MODEL_ASSIGNER_BRANCH_TTL_SECONDS"
+
+
+def _branch_ttl() -> float:
+    try:
+        value = float(os.environ.get(BRANCH_TTL_ENV, "") or 60.0)
+    except ValueError:
+        return 60.0
+    return value if 0 <= value <= 3600 else 60.0
+
+
+BRANCH_TTL = _branch_ttl()
 PERMISSION_TTL = 300.0  # seconds a person's role on a repository is trusted
 # GitHub's roles; a custom role reads as the base permission GitHub gives with it.
 ROLES = ("none", "read", "triage", "write", "maintain", "admin")
@@ -303,8 +320,14 @@ class InstallationGateway:
         self.limiter = limiter
         self.installation_id = installation_id
         self._branches: BoundedCache[tuple[str, str], tuple[float, str, str]] = BoundedCache()
+        # By tree SHA: a new commit with the same tree costs no request.
         self._tree_counts: BoundedCache[tuple[str, str], int] = BoundedCache()
         self._configs: BoundedCache[tuple[str, str], str | None] = BoundedCache()
+        # The config file's blob SHA at a commit (from its tree), and the text
+        # of a blob: a commit that leaves the config as it was costs no read.
+        self._config_blobs: BoundedCache[tuple[str, str], str] = BoundedCache()
+        self._config_texts: BoundedCache[tuple[str, str], str | None] = BoundedCache()
+        self.reads = ConditionalReads(github.requester)
         self._labels: BoundedCache[tuple[str, str], bool] = BoundedCache(4 * CACHE_SIZE)
         self._permissions: BoundedCache[tuple[str, str], tuple[float, str]] = BoundedCache()
         self._lock = threading.Lock()
@@ -347,12 +370,14 @@ class InstallationGateway:
         try:
             commit_sha, tree_sha = self._head(repo, default_branch)
             with self._lock:
-                count = self._tree_counts.get((repo, commit_sha))
+                count = self._tree_counts.get((repo, tree_sha))
             if count is None:
-                tree = self._repo(repo).get_git_tree(tree_sha, recursive=True)
-                count = sum(1 for element in tree.tree if element.type == "blob")
+                url = f"{self._repo(repo).url}/git/trees/{tree_sha}?recursive=1"
+                count, config_blob = self.reads.get(url, _tree_summary)
                 with self._lock:
-                    self._tree_counts.put((repo, commit_sha), count)
+                    self._tree_counts.put((repo, tree_sha), count)
+                    if config_blob is not None:
+                        self._config_blobs.put((repo, commit_sha), config_blob)
             return Workspace(commit_sha=commit_sha, file_count=count)
         except GithubException as exc:
             if _status(exc) in (404, 409):  # empty repository or missing branch
@@ -367,41 +392,30 @@ class InstallationGateway:
             cached = self._branches.get((repo, branch))
         if cached is not None and now - cached[0] < BRANCH_TTL:
             return cached[1], cached[2]
-        head = self._repo(repo).get_branch(branch).commit
-        commit_sha, tree_sha = head.sha, head.commit.tree.sha
+        url = f"{self._repo(repo).url}/branches/{urllib.parse.quote(branch, safe='')}"
+        commit_sha, tree_sha = self.reads.get(url, _head_of)
         with self._lock:
             self._branches.put((repo, branch), (now, commit_sha, tree_sha))
         return commit_sha, tree_sha
 
     def repo_config_text(self, repo: str, ref: str | None) -> str | None:
-        from model_assigner.bot.github.repo_config import (
-            REPO_CONFIG_MAX_BYTES,
-            REPO_CONFIG_PATH,
-            Unreadable,
-        )
+        from model_assigner.bot.github.repo_config import REPO_CONFIG_PATH
 
         if ref is None:
             return None
         with self._lock:
             if (repo, ref) in self._configs:
                 return self._configs[(repo, ref)]
+            blob = self._config_blobs.get((repo, ref))
+            if blob is not None and (repo, blob) in self._config_texts:
+                text = self._config_texts[(repo, blob)]
+                self._configs.put((repo, ref), text)
+                return text
         self._read_gate()
         try:
-            content = self._repo(repo).get_contents(REPO_CONFIG_PATH, ref=ref)
-            text: str | None
-            if isinstance(content, list):
-                text = Unreadable("a folder, not a file")
-            elif content.type in ("symlink", "submodule"):
-                # GitHub sends no content to decode: PyGithub asserted, and
-                # every delivery of the repository answered 500.
-                text = Unreadable(f"a {content.type}, not a file")
-            elif content.type != "file":
-                text = Unreadable("not a file")
-            elif content.size > REPO_CONFIG_MAX_BYTES or content.encoding != "base64":
-                # Over 1 MB GitHub inlines nothing ("encoding": "none").
-                text = Unreadable(f"larger than {REPO_CONFIG_MAX_BYTES:,} bytes")
-            else:
-                text = content.decoded_content.decode("utf-8", errors="replace")
+            url = (f"{self._repo(repo).url}/contents/{REPO_CONFIG_PATH}"
+                   f"?ref={urllib.parse.quote(ref, safe='')}")
+            text = self.reads.get(url, _config_text)
         except GithubException as exc:
             if _status(exc) != 404:
                 raise _unavailable(f"GET {REPO_CONFIG_PATH} {repo}", exc) from None
@@ -410,6 +424,8 @@ class InstallationGateway:
             raise _unavailable(f"GET {REPO_CONFIG_PATH} {repo}", exc) from None
         with self._lock:
             self._configs.put((repo, ref), text)
+            if blob is not None:
+                self._config_texts.put((repo, blob), text)
         return text
 
     def find_comment(self, repo: str, number: int, marker: str) -> tuple[int, str] | None:
@@ -451,20 +467,33 @@ class InstallationGateway:
             raise _unavailable(f"PATCH comment {repo}/{comment_id}", exc) from None
 
     def ensure_label(self, repo: str, name: str, color: str, description: str) -> None:
-        """Create the label once per repository and worker; 422 means it exists."""
+        """Create the label once per repository, whatever the number of
+        workers, processes and replicas: the first to claim it in the queue's
+        database sends the POST (422 means it exists); the others, and this
+        process afterwards, do not."""
         with self._lock:
             if (repo, name.lower()) in self._labels:
                 return
-        self._write_gate()
-        try:
-            self._repo(repo).create_label(name, color, description)
-        except GithubException as exc:
-            if _status(exc) != 422:
+        if self.limiter is None or self.limiter.claim_label(repo, name):
+            try:
+                self._write_gate()
+                self._repo(repo).create_label(name, color, description)
+            except GithubException as exc:
+                if _status(exc) != 422:
+                    self._forget_label(repo, name)
+                    raise _unavailable(f"POST label {repo} {name}", exc) from None
+            except requests.RequestException as exc:
+                self._forget_label(repo, name)
                 raise _unavailable(f"POST label {repo} {name}", exc) from None
-        except requests.RequestException as exc:
-            raise _unavailable(f"POST label {repo} {name}", exc) from None
+            except BaseException:
+                self._forget_label(repo, name)
+                raise
         with self._lock:
             self._labels.put((repo, name.lower()), True)
+
+    def _forget_label(self, repo: str, name: str) -> None:
+        if self.limiter is not None:
+            self.limiter.forget_label(repo, name)
 
     def add_label(self, repo: str, number: int, name: str) -> None:
         self._write_gate()
@@ -516,3 +545,49 @@ class InstallationGateway:
         with self._lock:
             self._permissions.put(key, (now, role))
         return role
+
+
+def _head_of(data: Any) -> tuple[str, str]:
+    """GET /repos/{o}/{r}/branches/{branch}: the head commit's SHA and its tree's."""
+    commit = data["commit"]
+    return str(commit["sha"]), str(commit["commit"]["tree"]["sha"])
+
+
+def _tree_summary(data: Any) -> tuple[int, str | None]:
+    """GET .../git/trees/{sha}?recursive=1: the number of files, and the blob
+    SHA of the repository's config file when it is a regular file there."""
+    from model_assigner.bot.github.repo_config import REPO_CONFIG_PATH
+
+    count = 0
+    config_blob: str | None = None
+    for element in data.get("tree") or []:
+        if element.get("type") != "blob":
+            continue
+        count += 1
+        if element.get("path") == REPO_CONFIG_PATH and element.get("mode") in ("100644",
+                                                                               "100755"):
+            config_blob = str(element.get("sha") or "") or None
+    return count, config_blob
+
+
+def _config_text(data: Any) -> str | None:
+    """GET .../contents/.github/model-assigner.yml?ref=...: the text, or why
+    it cannot be used (repo_config.Unreadable)."""
+    from model_assigner.bot.github.repo_config import REPO_CONFIG_MAX_BYTES, Unreadable
+
+    if isinstance(data, list):
+        return Unreadable("a folder, not a file")
+    kind = data.get("type")
+    if kind in ("symlink", "submodule"):
+        # GitHub sends no content to decode.
+        return Unreadable(f"a {kind}, not a file")
+    if kind != "file":
+        return Unreadable("not a file")
+    if int(data.get("size") or 0) > REPO_CONFIG_MAX_BYTES or data.get("encoding") != "base64":
+        # Over 1 MB GitHub inlines nothing ("encoding": "none").
+        return Unreadable(f"larger than {REPO_CONFIG_MAX_BYTES:,} bytes")
+    try:
+        raw = base64.b64decode(str(data.get("content") or ""))
+    except (binascii.Error, ValueError):
+        return Unreadable("not base64 content")
+    return raw.decode("utf-8", errors="replace")

@@ -81,6 +81,12 @@ CREATE TABLE IF NOT EXISTS rate_events (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rate_events_at ON rate_events (installation, at);
+CREATE TABLE IF NOT EXISTS labels (
+    repo TEXT NOT NULL,
+    name TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (repo, name)
+);
 CREATE TABLE IF NOT EXISTS rate_blocks (
     installation INTEGER PRIMARY KEY,
     until REAL NOT NULL,

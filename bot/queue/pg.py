@@ -38,7 +38,12 @@ from model_assigner.bot.queue.jobs import (
     _owner_gone,
     unfinished,
 )
-from model_assigner.bot.queue.ratelimit import RatePolicy, _next_slot
+from model_assigner.bot.queue.ratelimit import (
+    LABEL_MEMORY_SECONDS,
+    RatePolicy,
+    _next_slot,
+    label_key,
+)
 
 JOB_KEYS = 0x6D65  # advisory lock namespace: a job's key
 INSTALLATIONS = 0x6D66  # advisory lock namespace: an installation's write slots
@@ -416,6 +421,23 @@ class PgRateLimiter:
             )
             _add_counter(conn, "rate_limited", 1)
         return until
+
+    def claim_label(self, repo: str, name: str) -> bool:
+        """RateLimiter.claim_label: one replica creates a label."""
+        now = self.clock()
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO ma_labels (repo, name, at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (repo, name) DO UPDATE SET at = excluded.at "
+                "WHERE ma_labels.at < %s RETURNING 1",
+                (*label_key(repo, name), now, now - LABEL_MEMORY_SECONDS),
+            ).fetchone()
+        return row is not None
+
+    def forget_label(self, repo: str, name: str) -> None:
+        with self.database.connection() as conn:
+            conn.execute("DELETE FROM ma_labels WHERE repo = %s AND name = %s",
+                         label_key(repo, name))
 
     def blocks(self) -> list[tuple[int, float, str]]:
         now = self.clock()

@@ -85,6 +85,20 @@ class RateLimits(Protocol):
 
     def blocks(self) -> list[tuple[int, float, str]]: ...
 
+    def claim_label(self, repo: str, name: str) -> bool: ...
+
+    def forget_label(self, repo: str, name: str) -> None: ...
+
+
+# A label created (or found to exist) is remembered this long by every
+# process and replica; a person who deletes it meanwhile costs nothing: GitHub
+# creates a missing label when it is added to an issue (default colour).
+LABEL_MEMORY_SECONDS = 24 * 3600.0
+
+
+def label_key(repo: str, name: str) -> tuple[str, str]:
+    return repo.lower(), name.lower()
+
 
 class RateLimiter:
     def __init__(self, db: QueueDb, policy: RatePolicy | None = None,
@@ -169,6 +183,29 @@ class RateLimiter:
             )
             self.db.add_counter(conn, "rate_limited", 1)
         return until
+
+    def claim_label(self, repo: str, name: str) -> bool:
+        """Whether this process should create the label (POST /labels): no
+        process has created it, or begun to, within LABEL_MEMORY_SECONDS.
+        The claim is taken in the same transaction, so of several workers
+        and processes one sends the POST."""
+        now = self.clock()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT at FROM labels WHERE repo = ? AND name = ?",
+                               label_key(repo, name)).fetchone()
+            if row is not None and now - float(row[0]) < LABEL_MEMORY_SECONDS:
+                return False
+            conn.execute(
+                "INSERT INTO labels (repo, name, at) VALUES (?, ?, ?) "
+                "ON CONFLICT(repo, name) DO UPDATE SET at = excluded.at",
+                (*label_key(repo, name), now),
+            )
+        return True
+
+    def forget_label(self, repo: str, name: str) -> None:
+        """The creation failed: another process may try again."""
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM labels WHERE repo = ? AND name = ?", label_key(repo, name))
 
     def blocks(self) -> list[tuple[int, float, str]]:
         now = self.clock()

@@ -112,8 +112,8 @@ class BoundedReadWorker(ThreadWorker):  # type: ignore[misc]
     def load_wsgi(self) -> None:
         """In the worker process, once it has the app (after the fork under
         --preload): start the app's queue workers, so that a process that
-        receives no request still works the queue (bot/app.py)."""
-        from model_assigner.bot.app import START_WORKERS
+        receives no request still works the queue (bot/web/app.py)."""
+        from model_assigner.bot.web.app import START_WORKERS
 
         super().load_wsgi()
         start = getattr(self.wsgi, "extensions", {}).get(START_WORKERS)

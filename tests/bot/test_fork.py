@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from model_assigner.bot.app import START_WORKERS, create_app
+from model_assigner.bot.web.app import START_WORKERS, create_app
 from tests.bot.test_handler import make_settings
 
 

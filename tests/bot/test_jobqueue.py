@@ -181,3 +181,16 @@ def test_a_block_holds_every_process_and_the_queue_skips_it(backend: Any) -> Non
     assert queue.claim("w") is None
     clock.now += 121
     assert queue.claim("w") is not None
+
+
+def test_a_label_is_created_by_one_process_and_remembered_by_all(backend: Any) -> None:
+    _, make_limiter = backend
+    clock = Clock()
+    first, second = make_limiter(clock, lambda _s: None), make_limiter(clock, lambda _s: None)
+    assert first.claim_label("Octo/Repo", "model:opus-4.6")  # this one sends the POST
+    assert not second.claim_label("octo/repo", "Model:Opus-4.6")  # names as GitHub compares
+    assert second.claim_label("octo/repo", "model:deferred")  # another label: its own
+    first.forget_label("octo/repo", "model:deferred")  # its POST failed: someone retries
+    assert first.claim_label("octo/repo", "model:deferred")
+    clock.now += 24 * 3600 + 1  # a day later it is checked again (422 if it exists)
+    assert second.claim_label("octo/repo", "model:opus-4.6")
