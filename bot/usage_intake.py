@@ -2,8 +2,10 @@
 
 Both end in ``UsageIntake.submit``: under the issue's lock, the run is
 recorded and charged in one store transaction (bot/usage_store.py), then the
-bot's comment on the issue gets its usage section. A report is never lost to
-GitHub failing afterwards: the comment follows with the next update.
+bot's comment on the issue gets its usage section: through the durable queue
+and the installation's rate policy (bot/usage_writeback.py), never by a
+GitHub write inside the request. A report is never lost to GitHub failing
+afterwards: the queue retries the comment, and a decision renders it too.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from model_assigner.bot.comment import MARKER, digest
-from model_assigner.bot.github.gateway import GitHubUnavailable, IssueGateway
 from model_assigner.bot.github.oidc import (
     GITHUB_ISSUER,
     GITHUB_JWKS_URL,
@@ -28,11 +28,10 @@ from model_assigner.bot.handler import REPO_NAME, Outcome
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.locks import IssueLocks
 from model_assigner.bot.settings import SettingsError
-from model_assigner.bot.store import CommentRecord, State, StateStore
-from model_assigner.bot.usage_comment import with_usage
+from model_assigner.bot.store import State, StateStore
 from model_assigner.bot.usage_store import ReportOutcome, TooManyReports, record_report
 from model_assigner.core.types import Model
-from model_assigner.core.usage import IssueUsage, UsageReport
+from model_assigner.core.usage import UsageReport
 from model_assigner.core.usage_parse import UsageParseError, our_report
 
 log = logging.getLogger("model_assigner.usage")
@@ -105,16 +104,21 @@ class UsageIntake:
         clock: Callable[[], datetime],
         settings: UsageSettings,
         installed: Callable[[str], bool],
-        gateway_for_repo: Callable[[str], IssueGateway | None],
+        update_comment: Callable[[str, int, int | None], str],
         verifier: OidcVerifier | None = None,
+        installation_of: Callable[[str], int | None] = lambda _repo: None,
     ) -> None:
+        """``update_comment(repo, number, installation)`` puts the usage into
+        the bot's comment, or queues that: "queued", "updated", "none" (no
+        comment, or nothing to write to), "failed"."""
         self.store = store
         self.models = models
         self.issue_locks = issue_locks
         self.clock = clock
         self.settings = settings
         self.installed = installed
-        self.gateway_for_repo = gateway_for_repo
+        self.update_comment = update_comment
+        self.installation_of = installation_of
         self.verifier = verifier
         if verifier is None and settings.oidc_audience:
             self.verifier = OidcVerifier(
@@ -158,7 +162,8 @@ class UsageIntake:
             return Outcome(status, {"error": str(exc)})
         # The repository's own name, as GitHub spells it (the key of its issues).
         token_key = f"oidc:{who.token_id}" if who.token_id else None
-        return self.submit(who.repository, number, report, token_key)
+        return self.submit(who.repository, number, report, token_key,
+                           self.installation_of(who.repository))
 
     # -- issue_comment ------------------------------------------------------
 
@@ -194,12 +199,16 @@ class UsageIntake:
             report = parsed.report(parsed.run_id or f"comment:{comment_id}", source="comment")
         except (UsageParseError, BadReport) as exc:
             return Outcome(400, {"error": f"usage marker: {exc}"})
-        return self.submit(repo, number, report, delivery)
+        installation = payload.get("installation")
+        installation_id = installation.get("id") if isinstance(installation, Mapping) else None
+        return self.submit(repo, number, report, delivery,
+                           installation_id if type(installation_id) is int else None)
 
     # -- both ---------------------------------------------------------------
 
     def submit(
-        self, repo: str, number: int, report: UsageReport, once_key: str | None = None
+        self, repo: str, number: int, report: UsageReport, once_key: str | None = None,
+        installation: int | None = None,
     ) -> Outcome:
         """Record and charge ``report``; ``once_key`` (a delivery id, a token
         id) makes the same request twice count once, on top of the run id."""
@@ -221,7 +230,7 @@ class UsageIntake:
                 return Outcome(429, {"error": str(exc)})
             if result is None or result.status == "duplicate":
                 return Outcome(200, {"status": "duplicate", "issue": key, "run": report.run_id})
-            updated = self._update_comment(repo, number, key, result.record)
+        comment = self.update_comment(repo, number, installation)
         log.info(json.dumps({
             "event": "usage", "issue": key, "run": report.run_id, "status": result.status,
             "tokens": report.total, "source": report.source,
@@ -237,36 +246,12 @@ class UsageIntake:
                  "list_cost_usd": round(c.list_cost_usd, 6), "note": c.note}
                 for c in result.charges
             ],
-            "comment_updated": updated,
+            "comment_updated": comment == "updated",
+            # "queued": the bot's comment is edited by the queue's workers,
+            # at the installation's pace
+            "comment_update": comment,
         }
         return Outcome(200 if result.status == "charged" else 202, body)
-
-    def _update_comment(
-        self, repo: str, number: int, key: str, record: IssueUsage | None
-    ) -> bool:
-        """Put the usage section into the bot's comment; False when there is
-        no comment yet or GitHub does not answer (the next update writes it)."""
-        try:
-            gateway = self.gateway_for_repo(repo)
-            if gateway is None:
-                return False
-            found = gateway.find_comment(repo, number, MARKER)
-            if found is None:
-                return False
-            comment_id, old = found
-            new = with_usage(old, record)
-            if new != old:
-                gateway.edit_comment(repo, comment_id, new)
-        except (GitHubUnavailable, LookupError) as exc:
-            log.warning("usage for %s recorded; comment not updated: %s", key, exc)
-            return False
-
-        def remember(state: State) -> None:
-            known = state.comments.get(key) or CommentRecord()
-            state.comments[key] = known.model_copy(update={"id": comment_id, "digest": digest(new)})
-
-        self.store.apply(self.clock(), remember)
-        return True
 
 
 def marker_json(text: str) -> Any:

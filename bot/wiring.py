@@ -30,6 +30,8 @@ from model_assigner.bot.queue.ratelimit import RateLimits, RatePolicy
 from model_assigner.bot.queue.worker import Worker
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store import StateStore
+from model_assigner.bot.usage_writeback import EVENT as USAGE_EVENT
+from model_assigner.bot.usage_writeback import usage_comment_task
 
 log = logging.getLogger("model_assigner")
 
@@ -95,6 +97,7 @@ class Services:
             on_outcome=count_outcome(frozenset(m.name for m in self.handler.engine.models)),
             periodic=catchup.run if catchup is not None else None,
             periodic_seconds=q.catchup_seconds,
+            tasks={USAGE_EVENT: usage_comment_task(self.handler)},
         )
 
     def start_workers(self) -> None:

@@ -308,6 +308,11 @@ class GitHubStandIn:
         self.primary_limit: tuple[int, float] | None = None
         self.write_times: dict[int, list[float]] = {}
         self.refused = 0
+        # Writes must come at least this far apart per installation (None:
+        # any pace); those that do not are refused and listed in ``unpaced``.
+        self.write_interval: float | None = None
+        self.last_write: dict[int, float] = {}
+        self.unpaced: list[tuple[str, str]] = []
         # Webhook deliveries.
         self.webhook_url: str | None = None
         self.webhook_secret: str | None = None
@@ -598,6 +603,16 @@ class GitHubStandIn:
             self.primary_limit = (remaining, reset_in)
             self.primary.clear()
 
+    def require_write_interval(self, seconds: float | None) -> None:
+        """Refuse (403, a secondary limit with ``Retry-After: 1``) any
+        content-creating request that arrives less than ``seconds`` after
+        the installation's previous one: a client that paces every write
+        never sees it; a write sent outside the pacing is caught."""
+        with self.lock:
+            self.write_interval = seconds
+            self.last_write.clear()
+            self.unpaced.clear()
+
     def _refund(self, installation: int) -> None:
         with self.lock:
             if self.primary_limit is not None and installation in self.primary:
@@ -629,6 +644,13 @@ class GitHubStandIn:
                     self.refused += 1
                     return self._primary_answer(installation, reset_at)
                 self.primary[installation] = (left - 1, reset_at)
+            if self.write_interval is not None and method in WRITE_METHODS:
+                last = self.last_write.get(installation)
+                if last is not None and now - last < self.write_interval:
+                    self.refused += 1
+                    self.unpaced.append((method, path))
+                    return self._secondary_answer(1)
+                self.last_write[installation] = now
             if self.write_limits is None or method not in WRITE_METHODS:
                 return None
             per_minute, per_hour, retry_after = self.write_limits

@@ -46,6 +46,9 @@ MEMORY_SECONDS = 4 * 24 * 3600
 DEFAULT_LEASE = 300.0
 DEFAULT_MAX_ATTEMPTS = 8
 CLOSE_ACTIONS = frozenset({"closed", "deleted", "transferred"})
+# The usage section of the bot's comment to write (bot/usage_writeback.py):
+# it renders the store's usage when it runs, so one of them is enough.
+USAGE_COMMENT = "usage_comment"
 HOST = socket.gethostname()
 
 
@@ -60,6 +63,9 @@ class Entry:
 
     @property
     def kind(self) -> str:
+        """What the entry does: coalescing keeps the newest of each kind."""
+        if self.event == USAGE_COMMENT:
+            return "usage"
         return "close" if self.payload.get("action") in CLOSE_ACTIONS else "assign"
 
     @property
@@ -91,8 +97,10 @@ class Job:
     created_at: float
 
     def ordered(self) -> list[Entry]:
-        """The entries to handle, oldest state first (the newest decides last)."""
-        return sorted(self.entries, key=lambda e: (e.updated_at, e.seq))
+        """The entries to handle, oldest state first (the newest decides
+        last); a usage comment's update after them (it edits the comment a
+        decision may write first)."""
+        return sorted(self.entries, key=lambda e: (e.kind == "usage", e.updated_at, e.seq))
 
 
 @dataclass(frozen=True)

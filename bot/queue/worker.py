@@ -24,11 +24,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from model_assigner.bot.github.gateway import GitHubRateLimited, GitHubUnavailable
-from model_assigner.bot.handler import Handler
+from model_assigner.bot.handler import Handler, Outcome
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.queue.jobs import Job, JobQueue, owner_id
 from model_assigner.bot.queue.ratelimit import RateLimits
@@ -53,7 +53,11 @@ class Worker:
         on_outcome: Callable[[int, dict[str, Any]], None] | None = None,
         periodic: Callable[[], object] | None = None,
         periodic_seconds: float = 0.0,
+        tasks: Mapping[str, Callable[[str, dict[str, Any]], Outcome]] | None = None,
     ) -> None:
+        """``tasks``: what runs a job entry of another event than a webhook
+        delivery's (the usage comment's update, bot/usage_writeback.py); the
+        rest is decided by the handler."""
         self.handler = handler
         self.queue = queue
         self.limiter = limiter
@@ -63,6 +67,7 @@ class Worker:
         self.on_outcome = on_outcome
         self.periodic = periodic
         self.periodic_seconds = periodic_seconds
+        self.tasks = dict(tasks or {})
         self._stop = threading.Event()
         self._started: list[threading.Thread] = []
 
@@ -133,7 +138,9 @@ class Worker:
             for entry in job.ordered():
                 if job.installation is not None:
                     self.limiter.check(job.installation)
-                outcome = self.handler.decide(entry.event, entry.delivery, entry.payload)
+                task = self.tasks.get(entry.event)
+                outcome = (task(entry.delivery, entry.payload) if task is not None
+                           else self.handler.decide(entry.event, entry.delivery, entry.payload))
                 outcomes[entry.delivery] = final = (outcome.status, outcome.body)
                 if self.on_outcome is not None:
                     self.on_outcome(outcome.status, outcome.body)

@@ -100,7 +100,10 @@ def create_app(
                 raise SettingsError(problem)
         services = build_services(settings, clock)
         handler, store = services.handler, services.store
-        usage = build_usage_intake(settings, handler)
+        usage = build_usage_intake(
+            settings, handler, github=services.github,
+            queue=None if settings.inline_delivery else services.queue,
+        )
         # From here on the file must exist: one that vanishes while the server
         # runs is an error, never a reason to start a fresh store.
         store.ensure_exists()

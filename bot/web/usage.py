@@ -5,35 +5,48 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
 
-from model_assigner.bot.github.gateway import GitHubUnavailable, IssueGateway
+from model_assigner.bot.github.gateway import GitHubUnavailable
 from model_assigner.bot.handler import Handler
+from model_assigner.bot.queue.db import QueueDbError
+from model_assigner.bot.queue.jobs import JobQueue
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store import StateStore, StoreError
 from model_assigner.bot.usage_intake import UsageIntake, UsageSettings, load_usage_settings
+
+if TYPE_CHECKING:
+    from model_assigner.bot.github.api import GitHubApp
 
 log = logging.getLogger("model_assigner.usage")
 
 
 def build_usage_intake(
-    settings: Settings, handler: Handler, usage: UsageSettings | None = None
+    settings: Settings, handler: Handler, usage: UsageSettings | None = None,
+    github: GitHubApp | None = None, queue: JobQueue | None = None,
 ) -> UsageIntake:
     """With App credentials the repository must have the App installed (asked
-    of GitHub); in dry-run, it must be one the store has seen an issue of."""
+    of GitHub, through the process's one App client ``github``); in dry-run,
+    it must be one the store has seen an issue of. The bot's comment gets
+    the usage through ``queue`` (its workers write at the installation's
+    pace); without a queue (the inline mode of unit tests), in the request."""
     usage = usage or load_usage_settings()
     installed: Callable[[str], bool]
-    gateway_for_repo: Callable[[str], IssueGateway | None]
+    installation_of: Callable[[str], int | None] = lambda _repo: None  # noqa: E731
+    update_comment: Callable[[str, int, int | None], str]
     if settings.dry_run:
         installed = lambda repo: known_repository(handler.store, repo)  # noqa: E731
-        gateway_for_repo = lambda _repo: None  # noqa: E731
+        update_comment = lambda _repo, _number, _installation: "none"  # noqa: E731
     else:
         from model_assigner.bot.github.api import GitHubApp
         from model_assigner.bot.github.usage import Installations
 
-        installations = Installations(GitHubApp(settings))
-        installed, gateway_for_repo = installations.installed, installations.gateway
+        installations = Installations(github or GitHubApp(settings))
+        installed, installation_of = installations.installed, installations.installation_id
+        update_comment = (_queued(queue) if queue is not None
+                          else _inline(handler, installations))
     return UsageIntake(
         store=handler.store,
         models=handler.engine.models,
@@ -41,8 +54,44 @@ def build_usage_intake(
         clock=handler.clock,
         settings=usage,
         installed=installed,
-        gateway_for_repo=gateway_for_repo,
+        update_comment=update_comment,
+        installation_of=installation_of,
     )
+
+
+def _queued(queue: JobQueue) -> Callable[[str, int, int | None], str]:
+    from model_assigner.bot.usage_writeback import enqueue_usage_comment
+
+    def update(repo: str, number: int, installation: int | None) -> str:
+        try:
+            enqueue_usage_comment(queue, repo, number, installation)
+        except QueueDbError as exc:  # the report is recorded; the next one queues it
+            log.warning("usage for %s#%s recorded; comment update not queued: %s",
+                        repo, number, exc)
+            return "failed"
+        return "queued"
+
+    return update
+
+
+def _inline(handler: Handler, installations: object) -> Callable[[str, int, int | None], str]:
+    from model_assigner.bot.github.usage import Installations
+    from model_assigner.bot.usage_writeback import write_usage_comment
+
+    assert isinstance(installations, Installations)
+
+    def update(repo: str, number: int, installation: int | None) -> str:
+        try:
+            gateway = installations.gateway(repo) if installation is None else \
+                installations.app.installation(installation)
+            if gateway is None:
+                return "none"
+            return "updated" if write_usage_comment(handler, gateway, repo, number) else "none"
+        except (GitHubUnavailable, LookupError) as exc:
+            log.warning("usage for %s#%s recorded; comment not updated: %s", repo, number, exc)
+            return "failed"
+
+    return update
 
 
 def known_repository(store: StateStore, repo: str) -> bool:

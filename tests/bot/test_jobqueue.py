@@ -194,3 +194,17 @@ def test_a_label_is_created_by_one_process_and_remembered_by_all(backend: Any) -
     assert first.claim_label("octo/repo", "model:deferred")
     clock.now += 24 * 3600 + 1  # a day later it is checked again (422 if it exists)
     assert second.claim_label("octo/repo", "model:opus-4.6")
+
+
+def test_a_usage_comment_update_joins_the_issues_job_beside_its_decision(backend: Any) -> None:
+    make_queue, _ = backend
+    queue = make_queue(Clock())
+    usage = {"repository": {"full_name": "o/r"}, "issue": {"number": 1},
+             "installation": {"id": 7}}
+    queue.accept("u1", "usage_comment", usage, "o/r#1", 7)
+    queue.accept("d1", "issues", opened(1, "2026-01-01T00:00:01Z"), "o/r#1", 7)
+    queue.accept("u2", "usage_comment", usage, "o/r#1", 7)
+    job = queue.claim("w")
+    # The decision is kept, one usage update (the newest) comes after it.
+    assert [e.delivery for e in job.ordered()] == ["d1", "u2"]
+    assert [d for d, _ in job.coalesced] == ["u1"]

@@ -1,0 +1,110 @@
+"""No GitHub write bypasses the installation's rate policy (issue 10), end
+to end: the real gunicorn server (2 processes, their queue workers, their
+request threads) against the GitHub stand-in told to refuse any
+content-creating request that arrives sooner after the previous one than
+the policy's interval allows. Decisions (comments, labels, label creation)
+and usage reports (the usage section of the bot's comment, from
+``issue_comment`` deliveries) arrive together; every write must have
+waited for its slot, so the stand-in refuses none."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_assigner.bot.usage_comment import START
+from tests.bot.support import (
+    API,
+    APP_ID,
+    INSTALLATION,
+    REPO,
+    SECRET,
+    SLUG,
+    SMALL_BACKEND,
+    app_key,
+    webhook,
+)
+from tests.e2e.test_server import (
+    bot_comments,
+    event,
+    model_labels,
+    new_issue,
+    start_server,
+    stop_server,
+)
+from tests.github_standin import GitHubStandIn, StandInServer
+
+REPORTER = "github-actions[bot]"
+INTERVAL = 0.6  # the policy's seconds between writes
+GUARD = 0.2  # the stand-in refuses writes closer than this
+
+
+@pytest.fixture
+def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
+    standin = GitHubStandIn(APP_ID, app_key().public_pem, slug=SLUG)
+    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
+    server = StandInServer(standin).start()
+    try:
+        yield standin, server
+    finally:
+        server.stop()
+
+
+def usage_comment(standin: GitHubStandIn, number: int, run: str) -> dict[str, Any]:
+    """An agent's comment on the issue carrying a usage report (the
+    documented issue_comment.created payload)."""
+    body = ("Agent finished.\n<!-- model-assigner:usage-report "
+            f'{{"run_id": "{run}", "lines": [{{"input_tokens": 20000, '
+            '"output_tokens": 2000}]} -->')
+    payload = webhook("issue_comment.created")
+    payload["issue"] = standin.issue_json(REPO, number, API)
+    payload["repository"] = {**payload["repository"], "full_name": REPO}
+    payload["comment"]["user"] = {**payload["comment"]["user"], "login": REPORTER,
+                                  "type": "Bot"}
+    payload["comment"]["body"] = body
+    return payload
+
+
+def test_every_write_waits_for_its_slot_usage_comments_included(
+    github: tuple[GitHubStandIn, StandInServer], tmp_path: Path
+) -> None:
+    standin, stand_in_server = github
+    server = start_server(tmp_path, {
+        "GITHUB_APP_ID": str(APP_ID),
+        "GITHUB_PRIVATE_KEY": app_key().private_pem,
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": stand_in_server.url,
+        "MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS": str(INTERVAL),
+        "MODEL_ASSIGNER_USAGE_COMMENT_LOGINS": REPORTER,
+    }, "app")
+    try:
+        for number in (1, 2, 3):
+            new_issue(standin, number, ["P0", "backend"], SMALL_BACKEND)
+            assert server.deliver(event(standin, "opened", number)).status_code == 200
+        standin.require_write_interval(GUARD)
+        # Together: three usage reports on the decided issues, two new issues.
+        answers = []
+        for number in (1, 2, 3):
+            answers.append(server.post(usage_comment(standin, number, f"run-{number}"),
+                                       "issue_comment", str(uuid.uuid4())))
+        for number in (4, 5):
+            new_issue(standin, number, ["P0", "backend"], SMALL_BACKEND)
+            answers.append(server.post(event(standin, "opened", number), "issues",
+                                       str(uuid.uuid4())))
+        assert all(a.status_code in (200, 202) for a in answers), [a.text for a in answers]
+        server.drained()
+        store = server.store()
+    finally:
+        stop_server(server)
+
+    assert standin.unpaced == []  # no write came sooner than the policy allows
+    for number in (1, 2, 3):  # and the usage is in each bot comment
+        [comment] = bot_comments(standin, number)
+        assert START in comment, comment
+        assert f"run-{number}" in store["usage"][f"{REPO}#{number}"]["runs"]
+    for number in (4, 5):
+        assert len(model_labels(standin, number)) == 1
