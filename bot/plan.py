@@ -243,16 +243,13 @@ def _enqueue(queue: Any, key: str, repo: str, issue: dict[str, Any],
     )
 
 
-def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
-               now: datetime, strategy: str | None = None,
-               due_only: bool = False, progress: ApplyProgress | None = None,
-               queue: Any = None, installation: int | None = None,
-               ) -> tuple[RepoPlan, list[str]]:
+def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
+                 now: datetime, strategy: str | None = None, due_only: bool = False,
+                 ) -> tuple[RepoPlan, dict[str, _Left]]:
     """Read GitHub, then reserve in one store update (planned against the
     store's state inside its lock, so the plan never overruns what deliveries
-    spent meanwhile), then write each issue under its lock as a webhook
-    would; returns the plan and the issues whose write-back failed (their
-    reservations stand; re-run to finish them)."""
+    spent meanwhile); returns the plan and what it left in the store for
+    each issue (the write-back checks it is still there)."""
     def entries(state: State) -> tuple[dict[str, Reservation], dict[str, CommentRecord]]:
         return dict(state.reservations), dict(state.comments)
 
@@ -307,8 +304,19 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
     # Charged as of now, after the read: a reset that fell while GitHub was
     # read must see these charges in the new period, or never release them.
     charged = handler.clock()
-    repo_plan, left = handler.store.apply(charged, reserve)
+    return handler.store.apply(charged, reserve)
 
+
+def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
+               now: datetime, strategy: str | None = None,
+               due_only: bool = False, progress: ApplyProgress | None = None,
+               queue: Any = None, installation: int | None = None,
+               ) -> tuple[RepoPlan, list[str]]:
+    """reserve_plan, then write each issue in this thread under its lock as
+    a webhook would (the command goes through the queue instead:
+    bot/plan_queue.py); returns the plan and the issues whose write-back
+    failed (their reservations stand; re-run to finish them)."""
+    repo_plan, left = reserve_plan(handler, gateway, github, repo, now, strategy, due_only)
     failed: list[str] = []
     labels = repo_plan.settings.labels
     progress = progress or ApplyProgress(len(repo_plan.plan.decisions))
@@ -377,6 +385,35 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             waits_left -= wait
             time.sleep(wait)
     return repo_plan, failed
+
+
+def _follow(services: Any, queued: dict[str, str], installation: int, no_wait: bool) -> int:
+    """Report the queued plan's progress until it is done, with queue
+    workers of this process helping the server's (or alone: no server
+    needed); or, with --no-wait, say where to look and return."""
+    from model_assigner.bot.cli.errors import CliError
+    from model_assigner.bot.plan_queue import wait_for_plan
+
+    def report(line: str) -> None:
+        print(f"plan --apply: {line}", file=sys.stderr, flush=True)
+
+    if not queued:
+        report("nothing to write")
+        return 0
+    if no_wait:
+        report(f"{len(queued)} queued for the server's workers (see `model-assigner queue`)")
+        return 0
+    worker = services.worker(threads=2, periodic=False)
+    worker.start()
+    try:
+        progress = wait_for_plan(services.queue, services.limiter, queued, installation, report)
+    finally:
+        worker.stop(timeout=5.0)
+    report(f"done: {progress.decided} of {progress.total} decided")
+    if progress.dead:
+        raise CliError(f"{progress.dead} issue(s) are dead letters after repeated failures; "
+                       "see `model-assigner queue --dead`, then `model-assigner queue retry`")
+    return 0
 
 
 def _wait_for(limited: GitHubRateLimited, gateway: IssueGateway) -> float:
@@ -482,6 +519,7 @@ def with_paths(settings: Settings, args: argparse.Namespace) -> Settings:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from model_assigner.bot.cli.errors import CliError, parse_now
+    from model_assigner.bot.plan_queue import enqueue_plan
     from model_assigner.bot.queue.db import QueueDbError
     from model_assigner.bot.settings import SettingsError, load_settings, redacted_url
     from model_assigner.bot.store import StoreError
@@ -515,18 +553,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
                        f"({type(exc).__name__})") from None
     gateway = app.installation(installation)
     now = handler.clock()
+    queued: dict[str, str] = {}
     try:
         # HiGHS prints from C to descriptor 1: keep it out of the plan's output
         with solver_output_off_stdout():
             if args.apply:
-                # Written through the handler's write-back and the installation's
-                # rate policy (shared with the server's workers); what cannot be
-                # written soon goes to the queue's workers.
-                progress = ApplyProgress(0, report=lambda line: print(
-                    f"plan --apply: {line}", file=sys.stderr, flush=True))
-                repo_plan, failed = apply_plan(handler, gateway, gateway.github, args.repo,
-                                               now, args.strategy, args.due, progress,
-                                               services.queue, int(installation))
+                # Reserved here; each issue then an entry of its job in the
+                # queue, written by the queue's workers (the handler's
+                # write-back, the installation's rate policy).
+                repo_plan, left = reserve_plan(handler, gateway, gateway.github, args.repo,
+                                               now, args.strategy, args.due)
+                queued = enqueue_plan(handler, services.queue, repo_plan, left,
+                                      int(installation))
+                failed: list[str] = []
             else:
                 repo_plan, failed = build_plan(handler, gateway, gateway.github, args.repo,
                                                now, args.strategy, args.due), []
@@ -536,11 +575,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print_plan(repo_plan, args.json)
     if args.apply:
-        queued = progress.queued
-        print(f"\nwritten {progress.written} of {progress.total}"
-              + (f"; queued for the server's workers: {', '.join(queued)} "
-                 "(see `model-assigner queue`)" if queued else ""),
-              file=sys.stderr)
+        return _follow(services, queued, int(installation), args.no_wait)
     if failed:
         raise CliError(f"write-back failed for {', '.join(failed)}; their reservations stand, "
                        "re-run `plan --apply` to finish")
@@ -555,6 +590,9 @@ def add_commands(sub: Any, strategies: tuple[str, ...]) -> None:
     plan.add_argument("--apply", action="store_true",
                       help="write labels, comments and reservations")
     plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plan.add_argument("--no-wait", action="store_true",
+                      help="with --apply: return once the issues are queued, for the server's "
+                      "workers (default: report progress until every issue is decided)")
     plan.add_argument("--due", action="store_true",
                       help="only the issues the online strategy deferred that its prices now "
                       "let through (as a reset nears, all that fit); run it periodically")

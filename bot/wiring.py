@@ -84,11 +84,14 @@ class Services:
             return login
         return self.queue.db.get_meta("bot_login")
 
-    def worker(self, threads: int | None = None) -> Worker:
+    def worker(self, threads: int | None = None, periodic: bool = True) -> Worker:
+        """Queue workers (and the catch-up, unless ``periodic`` is False)."""
         q = self.settings.queue
+        from model_assigner.bot.plan_queue import PLAN_EVENT, plan_write_task
         from model_assigner.bot.queue.catchup import CatchUp
 
-        catchup = CatchUp(self) if self.github is not None and q.catchup_seconds > 0 else None
+        catchup = (CatchUp(self) if periodic and self.github is not None
+                   and q.catchup_seconds > 0 else None)
         return Worker(
             self.handler, self.queue, self.limiter,
             threads=q.workers if threads is None else threads,
@@ -97,7 +100,8 @@ class Services:
             on_outcome=count_outcome(frozenset(m.name for m in self.handler.engine.models)),
             periodic=catchup.run if catchup is not None else None,
             periodic_seconds=q.catchup_seconds,
-            tasks={USAGE_EVENT: usage_comment_task(self.handler)},
+            tasks={USAGE_EVENT: usage_comment_task(self.handler),
+                   PLAN_EVENT: plan_write_task(self.handler)},
         )
 
     def start_workers(self) -> None:

@@ -245,7 +245,40 @@ def test_plan_command_prints_the_table_and_changes_nothing(
     assert writes(rsps) == [] and not state.exists()
 
 
-def test_plan_apply_command_queues_a_failed_write_back(
+def test_plan_apply_command_queues_each_issue_and_reports_until_decided(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Reserved in one update, then each issue an entry of its job in the
+    queue (as a webhook delivery's), written by queue workers (here the
+    command's own: no server runs) through the handler's write-back; the
+    command reports progress until every issue is decided."""
+    from model_assigner.bot.cli import main
+    from model_assigner.bot.queue.db import QueueDb
+    from model_assigner.bot.queue.jobs import SqliteJobQueue
+    from model_assigner.bot.store import parse_state
+
+    state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
+    monkeypatch.setenv("MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS", "0")
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"})
+    status = main(["plan", REPO, "--apply"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "plan --apply: 3 queued: " in captured.err
+    assert "plan --apply: done: 3 of 3 decided" in captured.err
+    assert "Traceback" not in captured.err
+    assert SqliteJobQueue(QueueDb(state_path.with_name("queue.sqlite3"))).jobs() == []
+    state = parse_state(state_path.read_bytes(), str(state_path))
+    assert {k: r.label for k, r in state.comments.items()} == {
+        f"{REPO}#1": "model:opus-4.6", f"{REPO}#2": "model:glm-4.7",
+        f"{REPO}#3": "model:deferred",
+    }
+    assert set(state.reservations) == {f"{REPO}#1", f"{REPO}#2"}
+    assert state.dependencies == {f"{REPO}#2": [f"{REPO}#1"]}
+
+
+def test_plan_apply_no_wait_leaves_the_issues_to_the_servers_workers(
     parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -255,27 +288,44 @@ def test_plan_apply_command_queues_a_failed_write_back(
     from model_assigner.bot.store import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
+    status = main(["plan", REPO, "--apply", "--no-wait"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "3 queued for the server's workers" in captured.err
+    jobs = SqliteJobQueue(QueueDb(state_path.with_name("queue.sqlite3"))).jobs()
+    assert sorted((j.key, j.state, j.installation) for j in jobs) == [
+        (f"{REPO}#{n}", "waiting", INSTALLATION) for n in (1, 2, 3)]
+    assert writes(rsps) == []  # nothing written by the command itself
+    state = parse_state(state_path.read_bytes(), str(state_path))
+    assert set(state.reservations) == {f"{REPO}#1", f"{REPO}#2"}  # reserved at once
+
+
+def test_plan_apply_reports_a_dead_letter_and_fails(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GitHub fails issue 2's comment every time: its job retries, then is a
+    dead letter; the others are written; the command says so and exits 2."""
+    from model_assigner.bot.cli import main
+    from model_assigner.bot.store import parse_state
+
+    state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
+    monkeypatch.setenv("MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS", "0")
+    monkeypatch.setenv("MODEL_ASSIGNER_RETRY_BASE_SECONDS", "0.1")
+    monkeypatch.setenv("MODEL_ASSIGNER_MAX_ATTEMPTS", "2")
     gh = RestMock(rsps)
     expect_writes(gh, {1: "model:opus-4.6", 3: "model:deferred"})
     gh.comments(2, [])
-    gh.create_comment(2, status=500)  # GitHub fails issue 2's comment, every retry
+    gh.create_comment(2, status=500)
     status = main(["plan", REPO, "--apply"])
     captured = capsys.readouterr()
-    # Written as it goes, through the handler's write-back; what GitHub keeps
-    # failing goes to the queue, for the server's workers to converge.
-    assert status == 0, captured.err
-    assert f"written 1/3: {REPO}#1 -> model:opus-4.6" in captured.err
-    assert f"queued for the server's workers: {REPO}#2" in captured.err
-    assert "Traceback" not in captured.err
-    [job] = SqliteJobQueue(QueueDb(state_path.with_name("queue.sqlite3"))).jobs()
-    assert (job.key, job.state, job.installation) == (f"{REPO}#2", "waiting", INSTALLATION)
+    assert status == 2
+    assert "done: 2 of 3 decided" in captured.err
+    assert "1 issue(s) are dead letters" in captured.err and "Traceback" not in captured.err
     state = parse_state(state_path.read_bytes(), str(state_path))
-    # Reserved for all in one update; written where GitHub answered.
-    assert set(state.reservations) == {f"{REPO}#1", f"{REPO}#2"}
     assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
     assert state.comments[f"{REPO}#3"].label == "model:deferred"
-    assert state.comments[f"{REPO}#2"].id is None  # unknown: the next run looks for it
-    assert state.dependencies == {f"{REPO}#2": [f"{REPO}#1"]}
+    assert f"{REPO}#2" in state.reservations  # kept, as a retry from the queue needs it
 
 
 def a_delivery_decides_issue_3(handler: Handler, model: str) -> Any:
@@ -523,27 +573,24 @@ def test_plan_state_option_names_the_store_it_writes(
 
     env_state = cli_env(monkeypatch, tmp_path / "env", rsps)
     chosen = tmp_path / "chosen" / "state.json"
-    gh = RestMock(rsps)
-    expect_writes(gh, {1: "model:opus-4.6", 3: "model:deferred"})
-    gh.comments(2, [])
-    gh.create_comment(2, status=500)  # as in the test above: issue 2 goes to the queue
     config = str(seed_strategy_config())
-    assert main(["plan", REPO, "--apply", "--state", str(chosen), "--config", config]) == 0
-    assert f"queued for the server's workers: {REPO}#2" in capsys.readouterr().err
+    assert main(["plan", REPO, "--apply", "--no-wait", "--state", str(chosen),
+                 "--config", config]) == 0
+    assert "3 queued for the server's workers" in capsys.readouterr().err
     assert not env_state.exists() and not env_state.with_name("queue.sqlite3").exists()
     assert chosen.with_name("queue.sqlite3").exists()  # the queue beside the chosen store
     state = parse_state(chosen.read_bytes(), str(chosen))
     assert {f"{REPO}#1", f"{REPO}#2"} <= set(state.reservations)
 
 
-def test_plan_apply_waits_out_a_rate_limit_and_reports_it(
+def test_plan_apply_waits_out_a_rate_limit_in_the_queue_and_reports_it(
     parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """GitHub refuses the first comment with a secondary limit (retry-after
-    2 s): plan --apply records the limit for every worker of the
-    installation, says it waits, then writes everything: no issue is left
-    half-written, nothing is queued, exit 0."""
+    2 s): the installation is blocked for every worker, the plan's jobs wait
+    in the queue and the command says so, then everything is written: no
+    issue is left half-written, exit 0."""
     import time
 
     from model_assigner.bot.cli import main
@@ -560,8 +607,8 @@ def test_plan_apply_waits_out_a_rate_limit_and_reports_it(
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert time.monotonic() - started >= 2.0
-    assert "rate limited" in captured.err and "waiting 2s, 0/3 written" in captured.err
-    assert "written 3 of 3" in captured.err and "queued" not in captured.err
+    assert "waiting on a rate limit (until" in captured.err
+    assert "done: 3 of 3 decided" in captured.err
     state = parse_state(state_path.read_bytes(), str(state_path))
     assert {k: r.label for k, r in state.comments.items()} == {
         f"{REPO}#1": "model:opus-4.6", f"{REPO}#2": "model:glm-4.7",
