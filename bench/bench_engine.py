@@ -19,10 +19,10 @@ from bench.generate import generate_tasks
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.core.batch import optimize_task_assignments
 from model_assigner.core.config import EngineConfig
-from model_assigner.core.explain import explain
 from model_assigner.core.quota import Ledger, update_quota_tracking
 from model_assigner.core.selection import select_model
 from model_assigner.core.types import STRATEGIES, Task
+from model_assigner.core.wording import explain
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 

@@ -1,7 +1,10 @@
 """The bot's one comment per issue, rendered from a Decision.
 
 The text is a pure function of the decision (no timestamps), so re-assigning
-an issue to the same answer produces the same text and costs no edit.
+an issue to the same answer produces the same text and costs no edit. This
+module lays the comment out in Markdown and keeps text from people inert;
+the sentences that explain the decision come from core/wording.py, as for
+the command line and the logs.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from model_assigner.core.explain import formula, payment_sentence, score_rows
+from model_assigner.core.reasons import Reason
 from model_assigner.core.types import Decision
+from model_assigner.core.wording import adjustments, formula, payment_sentence, score_rows, text
 
 MARKER = "<!-- model-assigner:decision -->"
 
@@ -74,11 +78,12 @@ def _value_details(decision: Decision, passed_over: bool = True) -> list[str]:
     lines += [
         "",
         f"Estimated tokens: {t.input_tokens:,} in + {t.output_tokens:,} out = {t.total:,} "
-        f"({_cell('; '.join(t.adjustments))}).",
+        f"({_cell(adjustments(decision))}).",
     ]
     if passed_over and decision.passed_over:
         lines += ["", "Models passed over:"]
-        lines += [f"- `{_code(p.model)}`: {untrusted(p.reason)}" for p in decision.passed_over]
+        lines += [f"- `{_code(p.model)}`: {untrusted(text(p.reason))}"
+                  for p in decision.passed_over]
     lines += ["", "</details>"]
     return lines
 
@@ -89,11 +94,11 @@ def render_comment(
     override: Override | None = None,
     config_problem: str | None = None,
     config_refused: str | None = None,
-    override_refused: str | None = None,
+    override_refused: Reason | None = None,
 ) -> str:
     lines = [MARKER]
     if override_refused:
-        lines += [f"> [!NOTE]\n> {untrusted(override_refused)}.", ""]
+        lines += [f"> [!NOTE]\n> {untrusted(text(override_refused))}.", ""]
     footer = (
         "<sub>model-assigner · change the priority label, milestone or estimates and the "
         "choice follows; set a `model:<name>` label yourself to override.</sub>"
@@ -117,7 +122,7 @@ def render_comment(
                 f"{payment_sentence(decision)}"
             )
         if decision.instead:
-            lines += ["", f"{untrusted(decision.instead)}."]
+            lines += ["", f"{untrusted(text(decision.instead))}."]
         lines += [
             "",
             "While the label stays, model-assigner does not choose for this issue; remove it "
@@ -127,10 +132,10 @@ def render_comment(
     elif decision.model is None:
         lines.append("### Model: deferred")
         lines.append("")
-        lines.append(f"**Not assigned for now.** {_sentence(untrusted(decision.reason))}")
+        lines.append(f"**Not assigned for now.** {_sentence(untrusted(text(decision.reason)))}")
         if decision.unblock_hint:
             lines.append("")
-            hint = _sentence(untrusted(decision.unblock_hint))
+            hint = _sentence(untrusted(text(decision.unblock_hint)))
             lines.append(f"**What would change it:** {hint}")
     else:
         lines.append(f"### Model: `{_code(decision.model)}`")
@@ -139,9 +144,9 @@ def render_comment(
             f"**{untrusted(decision.model)}** will work on this issue. {payment_sentence(decision)}"
         )
         lines.append("")
-        lines.append(f"**Why this model:** {_sentence(untrusted(decision.reason))}")
+        lines.append(f"**Why this model:** {_sentence(untrusted(text(decision.reason)))}")
     for note in decision.idle:
-        lines += ["", f"**Why not a subscription:** {untrusted(note)}"]
+        lines += ["", f"**Why not a subscription:** {untrusted(text(note))}"]
     lines += _value_details(decision)
     if config_problem:
         lines += [

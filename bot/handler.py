@@ -63,12 +63,14 @@ from model_assigner.core.assessment import Assessment, assess
 from model_assigner.core.batch import plan_assessed
 from model_assigner.core.catalog import find_model
 from model_assigner.core.config import EngineConfig
-from model_assigner.core.explain import idle_notes, plain_payment
+from model_assigner.core.idle import idle_reasons
 from model_assigner.core.online import observation_of
 from model_assigner.core.quota import Ledger, calculate_cost, payment_for
+from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.selection import band_for, make_decision
 from model_assigner.core.types import Decision, Observation, Payment, Task
 from model_assigner.core.usage import estimate_class
+from model_assigner.core.wording import text
 
 log = logging.getLogger("model_assigner.decisions")
 
@@ -127,7 +129,7 @@ class _Reserved(NamedTuple):
     override: Override | None
     comment: CommentRecord | None
     undo: _Undo
-    refusal: str | None  # a person's model label not honoured, and why
+    refusal: Reason | None  # a person's model label not honoured, and why
 
 
 @dataclass(frozen=True)
@@ -539,7 +541,7 @@ class Handler:
         if settings.refused:
             result["config_refused"] = settings.refused
         if refusal:
-            result["override_refused"] = refusal
+            result["override_refused"] = text(refusal)
         if gateway.dry_run:
             result["comment"] = body
         return Outcome(200, result)
@@ -579,7 +581,7 @@ class Handler:
         )
         if override is None:
             # the quota before this decision's charge: which subscription sat idle
-            decision = decision.model_copy(update={"idle": idle_notes(
+            decision = decision.model_copy(update={"idle": idle_reasons(
                 decision, state.ledger(), self.engine.models, settings.scoring)})
             state.observe(event.key, observation_of(decision, now), decision.model is None)
         else:  # a person's choice: not the strategy's to re-decide
@@ -667,7 +669,7 @@ class Handler:
         state: State,
         labels: LabelsConfig,
         sender_may: bool | None = None,
-    ) -> tuple[Override | None, str | None]:
+    ) -> tuple[Override | None, Reason | None]:
         """A `model:<name>` label that we did not set is a person's choice,
         when that person may choose: the label's setter is this delivery's
         sender (a `labeled` event), or the issue's author when it was on the
@@ -701,12 +703,9 @@ class Handler:
         else:
             by = None
         if by is not None and by == event.sender and sender_may is False:
-            needed = self.labels.override_min_permission
-            how = "added by" if via == "label" else "on the issue as opened by"
-            return None, (
-                f"The `{_code(labels.model_label(model))}` label ({how} {by}) was not "
-                f"applied: choosing a model needs the {needed} role on this repository or "
-                "above; model-assigner chose instead"
+            return None, reason(
+                ReasonCode.OVERRIDE_REFUSED, label=_code(labels.model_label(model)), via=via,
+                by=by, needed=self.labels.override_min_permission,
             )
         known = find_model(self.engine.models, model) is not None
         return Override(model=model, by=by, known=known, via=via), None
@@ -733,16 +732,16 @@ class Handler:
             [assessment], ledger, models, scoring, now, scoring.quota_strategy, history
         ).decisions[0]
         instead = (
-            f"model-assigner would have chosen `{own.model}`, {plain_payment(own.payment)}"
+            reason(ReasonCode.INSTEAD_CHOSEN, model=own.model, payment=own.payment)
             if own.model is not None
-            else f"model-assigner would have deferred it: {own.reason}"
+            else reason(ReasonCode.INSTEAD_DEFERRED, because=own.reason)
         )
         band = (band_for(assessment.value, scoring) or scoring.low_value_band).name
         model = find_model(models, override.model)
         if model is None:
             return make_decision(
                 assessment, None, None, band, "override",
-                f"{override.model!r} is not in the model catalog",
+                reason(ReasonCode.OVERRIDE_UNKNOWN_MODEL, model=override.model),
             ).model_copy(update={"instead": instead})
         t = assessment.tokens
         payment = payment_for(model, state.ledger(), t.input_tokens, t.output_tokens)
@@ -758,9 +757,9 @@ class Handler:
                 - state.api_budget.spent_usd
                 - calculate_cost(model, t.input_tokens, t.output_tokens),
             )
-        who = override.by or "hand"
         return make_decision(
-            assessment, model, payment, band, "override", f"set by {who} with a label",
+            assessment, model, payment, band, "override",
+            reason(ReasonCode.OVERRIDE_SET, by=override.by or "hand"),
         ).model_copy(update={"instead": instead})
 
     def _repository_ledger(self, state: State, repo: str | None) -> Ledger:
@@ -877,6 +876,7 @@ class Handler:
                     "delivery": delivery,
                     "issue": key,
                     "model": decision.model,
+                    "reason": decision.reason.code.value,
                     "value_score": round(decision.value_score, 2),
                     "tokens": decision.tokens.total,
                     "cost_usd": round(decision.cost_usd, 4),

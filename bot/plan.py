@@ -44,6 +44,7 @@ from model_assigner.core.online import due_for_redecision, observation_of
 from model_assigner.core.quota import Ledger
 from model_assigner.core.types import Decision, Task
 from model_assigner.core.usage import IssueUsage, estimate_class
+from model_assigner.core.wording import text
 
 
 @dataclass
@@ -455,7 +456,7 @@ def plan_rows(repo_plan: RepoPlan) -> list[dict[str, Any]]:
             "tokens": d.tokens.total,
             "cost_usd": round(d.cost_usd, 6),
             "paid_by": d.paid_by,
-            "reason": d.reason,
+            "reason": text(d.reason),
         })
     for key, override in repo_plan.overrides.items():
         rows.append({

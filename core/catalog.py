@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from model_assigner.core.quota import Ledger, can_use_model
+from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.types import Model, PassedOver, TokenEstimate
 
 
@@ -46,11 +47,9 @@ def fits_window(model: Model, tokens: TokenEstimate) -> bool:
     return model.context_window >= tokens.working_set
 
 
-def window_reason(model: Model, tokens: TokenEstimate) -> str:
-    return (
-        f"its context window of {model.context_window:,} tokens cannot hold this task's "
-        f"working set of {tokens.working_set:,} tokens per turn"
-    )
+def window_reason(model: Model, tokens: TokenEstimate) -> Reason:
+    return reason(ReasonCode.WINDOW_TOO_SMALL, window=model.context_window,
+                  working_set=tokens.working_set)
 
 
 def split_by_window(

@@ -16,6 +16,7 @@ from model_assigner.core.catalog import (
 )
 from model_assigner.core.config import ScoringConfig, ValueBand
 from model_assigner.core.quota import Ledger, has_room, payment_for
+from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.selection import (
     band_for,
     defer_low_value,
@@ -59,9 +60,10 @@ def minimize_cost_one(
     model = try_subscription_models(a, ledger, models, config)
     if model is not None:
         payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
-        reason = f"{model.name} fits the {model.family} subscription (value {a.value:.1f})"
+        why = reason(ReasonCode.FITS_SUBSCRIPTION, model=model.name, family=model.family,
+                     value=a.value)
         passed = cost_passed_over(a, model, band, ledger, catalog, config)
-        return make_decision(a, model, payment, band.name, strategy, reason, passed)
+        return make_decision(a, model, payment, band.name, strategy, why, passed)
     overflow = config.batch_thresholds.minimize_cost_api_overflow
     if a.value < overflow:
         return defer_low_value(a, config, strategy, overflow)
@@ -72,13 +74,10 @@ def minimize_cost_one(
         passed = cost_passed_over(a, None, band, ledger, catalog, config)
         return defer_unaffordable(a, band, ledger, strategy, passed)
     payment = payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens)
-    reason = (
-        f"no subscription can pay for a model the {band.name} band allows; "
-        f"{model.name} is the cheapest model rated "
-        f">= {config.capability_floor:g} for {a.domain} that the API budget can pay for"
-    )
+    why = reason(ReasonCode.CHEAPEST_CAPABLE_API, band=band.name, model=model.name,
+                 floor=config.capability_floor, domain=a.domain)
     passed = cost_passed_over(a, model, band, ledger, catalog, config)
-    return make_decision(a, model, payment, band.name, strategy, reason, passed)
+    return make_decision(a, model, payment, band.name, strategy, why, passed)
 
 
 def cost_passed_over(
@@ -106,25 +105,26 @@ def cost_passed_over(
         if model is None or (chosen is not None and model.name == chosen.name):
             continue
         rating = model.capabilities.get(a.domain, 0.0)
+        floor = config.capability_floor
+        why: Reason
         if not fits_window(model, t):
-            reason = window_reason(model, t)
+            why = window_reason(model, t)
         elif payment_for(model, ledger, t.input_tokens, t.output_tokens) is None:
-            reason = why_unaffordable(model, ledger, t.input_tokens, t.output_tokens)
+            why = why_unaffordable(model, ledger, t.input_tokens, t.output_tokens)
         elif by_subscription and model.tier not in band.tiers:
-            reason = f"not in the {band.name} band's tiers ({', '.join(band.tiers)})"
+            why = reason(ReasonCode.NOT_IN_BAND_TIERS, band=band.name, tiers=tuple(band.tiers))
         elif by_subscription and _paid_by_subscription(model, ledger, t.total):
-            reason = f"{taken} comes first among the band's subscription-paid models"
+            why = reason(ReasonCode.FIRST_SUBSCRIPTION_MODEL, taken=taken)
         elif by_subscription:
-            reason = f"only on the API, while the {family} subscription pays for {taken}"
-        elif rating < config.capability_floor:
-            reason = (f"rated {rating:g} for {a.domain}, below the capability floor "
-                      f"{config.capability_floor:g}")
+            why = reason(ReasonCode.ONLY_ON_API, family=family, taken=taken)
+        elif rating < floor:
+            why = reason(ReasonCode.BELOW_CAPABILITY_FLOOR, rating=rating, domain=a.domain,
+                         floor=floor)
         elif chosen is not None:
-            reason = (f"dearer per token than {taken}, the cheapest model rated "
-                      f">= {config.capability_floor:g} for {a.domain}")
+            why = reason(ReasonCode.DEARER_THAN, taken=taken, floor=floor, domain=a.domain)
         else:
-            reason = "nothing was assigned"
-        passed.append(PassedOver(model=name, reason=reason))
+            why = reason(ReasonCode.NOTHING_ASSIGNED)
+        passed.append(PassedOver(model=name, reason=why))
     return passed
 
 

@@ -55,6 +55,7 @@ from model_assigner.core.quota import (
     remaining_daily,
     remaining_monthly,
 )
+from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.selection import defer_unaffordable, make_decision, why_unaffordable
 from model_assigner.core.types import (
     Decision,
@@ -304,7 +305,7 @@ class BidPrices:
     per_token: Mapping[str, float]
     per_usd: float
     period: Period
-    basis: str
+    basis: Reason  # what the prices were learned from (PRICE_BASIS)
 
     def of(self, option: Option) -> float:
         """The value the resources an option uses are worth now."""
@@ -313,6 +314,11 @@ class BidPrices:
 
     def net(self, option: Option) -> float:
         return option.worth - self.of(option)
+
+    def rate(self, option: Option) -> float:
+        """The price of one unit of what the option uses: a token of its
+        family's quota, or a dollar of the budget."""
+        return self.per_usd if option.payer == API else self.per_token.get(option.payer, 0.0)
 
 
 def capacity_left(ledger: Ledger, period: Period) -> dict[str, float]:
@@ -333,10 +339,10 @@ def capacity_left(ledger: Ledger, period: Period) -> dict[str, float]:
 
 def forecast(
     history: Iterable[Observation], period: Period, config: ScoringConfig
-) -> tuple[list[tuple[Observation, float]], str, int, int]:
+) -> tuple[list[tuple[Observation, float]], Reason, int, int]:
     """The issues expected in the rest of the period, each with a weight,
-    a phrase saying where they come from, and how many issues of this
-    period and the last one were seen."""
+    where they come from (a PRICE_BASIS reason), and how many issues of
+    this period and the last one were seen."""
     online = config.online
     this, last = [], []
     before = add_months(period.start, -1)
@@ -360,11 +366,8 @@ def forecast(
     scale = (1 - elapsed) / elapsed if elapsed > 0 else 0.0
     items = [(item, scale * (1 - weight_last)) for item in this]
     items += [(item, weight_last) for item in last]
-    if had_last:
-        basis = (f"{len(this)} issues seen this period and the last period's issues "
-                 f"from this point on ({len(last)})")
-    else:
-        basis = f"{len(this)} issues seen this period"
+    basis = reason(ReasonCode.PRICE_BASIS, seen=len(this),
+                   last=len(last) if had_last else None, near_reset=False)
     return [(i, w) for i, w in items if w > 0], basis, len(this), int(had_last)
 
 
@@ -382,7 +385,8 @@ def estimate_prices(
         return None
     zero = BidPrices({s.model_family: 0.0 for s in ledger.subscriptions}, 0.0, period, basis)
     if period.hours_left <= config.online.sweep_hours_before_reset:
-        return BidPrices(zero.per_token, 0.0, period, f"{basis}; the reset is near, prices zero")
+        near = reason(ReasonCode.PRICE_BASIS, **{**basis.values, "near_reset": True})
+        return BidPrices(zero.per_token, 0.0, period, near)
     capacity = {
         payer: room * config.online.capacity_share
         for payer, room in capacity_left(ledger, period).items()
@@ -525,25 +529,16 @@ def decide_online(
         greedy = minimize_cost_one(assessment, ledger, models, config, STRATEGY)
         seen = sum(1 for h in history if period_of(ledger, now).start <= h.seen_at)
         return greedy.model_copy(
-            update={
-                "reason": f"too few issues seen yet to price the quota ({seen} this period, "
-                "none from the last), so it is decided as minimize_cost decides: "
-                + greedy.reason
-            }
+            update={"reason": reason(ReasonCode.COLD_START, seen=seen, because=greedy.reason)}
         )
     return decide_with_prices(assessment, ledger, models, config, prices)
 
 
-def _usage_words(option: Option) -> str:
-    if option.payer == API:
-        return f"${option.usage:,.2f} of the API budget"
-    return f"{int(option.usage):,} tokens of the {option.payer} subscription"
-
-
-def _price_words(prices: BidPrices, option: Option) -> str:
-    if option.payer == API:
-        return f"{prices.per_usd:.3g} value per dollar"
-    return f"{prices.per_token.get(option.payer, 0.0) * 1000:.3g} value per 1,000 tokens"
+def _priced(prices: BidPrices, option: Option) -> dict[str, object]:
+    """What a reason quotes of an option: what it uses of which payer, and
+    what that is worth at the prices (``rate`` per token or per dollar)."""
+    return {"payer": option.payer, "usage": option.usage, "price": prices.of(option),
+            "rate": prices.rate(option)}
 
 
 def decide_with_prices(
@@ -562,19 +557,10 @@ def decide_with_prices(
         return defer_unaffordable(assessment, band, ledger, STRATEGY, passed)
     reset = prices.period.end.date().isoformat()
     if prices.net(best) < -NET_TOLERANCE * max(1.0, best.worth):
-        reason = (
-            f"value {assessment.value:.1f} does not cover the price of what it would use: "
-            f"the cheapest way, {best.model.name} with {_usage_words(best)}, is priced at "
-            f"{prices.of(best):.1f} ({_price_words(prices, best)}). The prices keep quota and "
-            f"budget for the higher-value issues expected before the reset on {reset} "
-            f"(learned from {prices.basis})"
-        )
-        hint = (
-            f"prices fall as the reset on {reset} approaches, and the issue is decided again "
-            "then; a higher priority label or a nearer milestone due date (more value), or "
-            "more quota or budget, would assign it sooner"
-        )
-        return make_decision(assessment, None, None, band.name, STRATEGY, reason, windows, hint)
+        why = reason(ReasonCode.PRICED_OUT, value=assessment.value, model=best.model.name,
+                     reset=reset, basis=prices.basis, **_priced(prices, best))
+        hint = reason(ReasonCode.PRICES_FALL, reset=reset)
+        return make_decision(assessment, None, None, band.name, STRATEGY, why, windows, hint)
     t = assessment.tokens
     if best.payer == API:
         cost = calculate_cost(best.model, t.input_tokens, t.output_tokens)
@@ -596,18 +582,11 @@ def decide_with_prices(
             remaining_daily=_finite(remaining_daily(sub) - t.total),
             remaining_monthly=_finite(remaining_monthly(sub) - t.total),
         )
-    price = prices.of(best)
-    priced = (
-        f"priced at {price:.1f} ({_price_words(prices, best)})" if price > 0
-        else "free at current prices (nothing scarcer is expected before the reset)"
-    )
-    reason = (
-        f"value {assessment.value:.1f} covers the price of {_usage_words(best)}, {priced}; "
-        f"{best.model.name} leaves the most value after prices among the models it may use"
-    )
+    why = reason(ReasonCode.COVERS_PRICE, value=assessment.value, model=best.model.name,
+                 **_priced(prices, best))
     passed = windows + _beaten(assessment, band.preferred, best, options, prices, models,
                                ledger, windows)
-    return make_decision(assessment, best.model, payment, band.name, STRATEGY, reason, passed)
+    return make_decision(assessment, best.model, payment, band.name, STRATEGY, why, passed)
 
 
 def _unpaid(
@@ -652,17 +631,15 @@ def _beaten(
             t = a.tokens
             sub = ledger.subscription_for(model.family)
             if sub is not None and has_room(sub, t.total):
-                reason = "not among the models this task may use"
+                why = reason(ReasonCode.NOT_ALLOWED)
             else:
                 cost = calculate_cost(model, t.input_tokens, t.output_tokens)
-                reason = (f"only on the API, where it would cost ${cost:,.2f}; "
-                          f"{best.model.name} leaves more value after prices")
+                why = reason(ReasonCode.API_ONLY_COSTS, cost=cost, best=best.model.name)
         else:
-            reason = (
-                f"leaves {prices.net(option):.1f} of value after the price of "
-                f"{_usage_words(option)}, less than {best.model.name}'s {prices.net(best):.1f}"
-            )
-        passed.append(PassedOver(model=name, reason=reason))
+            why = reason(ReasonCode.LESS_AFTER_PRICES, net=prices.net(option),
+                         payer=option.payer, usage=option.usage, best=best.model.name,
+                         best_net=prices.net(best))
+        passed.append(PassedOver(model=name, reason=why))
     return passed
 
 
@@ -691,7 +668,8 @@ def due_for_redecision(
     for key, item in deferred.items():
         need = Need.of(item)
         if prices is None:
-            zero = BidPrices({}, 0.0, period_of(ledger, now), "")
+            zero = BidPrices({}, 0.0, period_of(ledger, now),
+                             reason(ReasonCode.PRICE_BASIS, seen=0, last=None, near_reset=False))
             best, _ = best_option(need, ledger, models, config, zero)
         else:
             best, _ = best_option(need, ledger, models, config, prices)

@@ -64,12 +64,13 @@ from model_assigner.core.quota import (
     remaining_monthly,
     update_quota_tracking,
 )
+from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.selection import (
     band_for,
     bands_below,
     make_decision,
     preferred_order_for,
-    quota_summary,
+    quota_left,
 )
 from model_assigner.core.types import Decision, Model, PassedOver, Payment, Subscription
 
@@ -867,17 +868,15 @@ def _decide(
             passed = [
                 PassedOver(
                     model=r.model.name,
-                    reason=f"the plan pays this task from the {payer} subscription, "
-                    f"which does not cover {r.model.family} models",
+                    reason=reason(ReasonCode.PLAN_OTHER_SUBSCRIPTION, payer=payer,
+                                  family=r.model.family),
                 )
                 for r in ranked[:position]
                 if r.preferred
             ]
-            reason = (
-                f"value {a.value:.1f} is in the {band.name} band; the optimal plan pays it from "
-                f"the {payer} subscription, and {choice.model.name} is the first {payer} model "
-                f"{_rule_words(choice.rule, band)}"
-            )
+            why = reason(ReasonCode.PLAN_SUBSCRIPTION, value=a.value, band=band.name,
+                         payer=payer, model=choice.model.name, rule=choice.rule,
+                         tiers=tuple(band.tiers))
         else:
             cheapest = option.api_model
             assert cheapest is not None
@@ -896,8 +895,7 @@ def _decide(
             passed = [
                 PassedOver(
                     model=r.model.name,
-                    reason=f"API cost ${cost:,.4f} does not fit: the plan keeps "
-                    f"${kept:,.4f} of the budget for this task",
+                    reason=reason(ReasonCode.PLAN_BUDGET_SHARE, cost=cost, kept=kept),
                 )
                 for r, cost in skipped
                 if r.preferred
@@ -912,14 +910,11 @@ def _decide(
                 cost_usd=cost,
                 remaining_budget_usd=max(0.0, get_remaining_monthly_budget(ledger.budget) - cost),
             )
-            reason = (
-                f"value {a.value:.1f} is in the {band.name} band; the optimal plan pays it from "
-                f"the API budget, and {choice.model.name} is the first model "
-                f"{_rule_words(choice.rule, band)} that fits the budget the plan leaves"
-            )
+            why = reason(ReasonCode.PLAN_API, value=a.value, band=band.name,
+                         model=choice.model.name, rule=choice.rule, tiers=tuple(band.tiers))
         update_quota_tracking(ledger, payment)
         passed = window_passed_over(a, band, models) + passed
-        decisions[i] = make_decision(a, choice.model, payment, band.name, STRATEGY, reason, passed)
+        decisions[i] = make_decision(a, choice.model, payment, band.name, STRATEGY, why, passed)
     for option in options:
         if option.index not in decisions:
             decisions[option.index] = _deferred(option, start, ledger, config)
@@ -934,14 +929,6 @@ def window_passed_over(a: Assessment, band: ValueBand, models: list[Model]) -> l
     return too_small(names, small, a.tokens)
 
 
-def _rule_words(rule: str, band: ValueBand) -> str:
-    if rule == "band":
-        return f"in the {band.name} band's preferred order (tiers {', '.join(band.tiers)})"
-    if rule == "downgrade":
-        return f"of a lower band's tiers (downgraded from {', '.join(band.tiers)})"
-    return "rated at or above the capability floor for its domain (minimize_cost's overflow)"
-
-
 def _finite(value: float) -> int | None:
     return None if value == INF else int(value)
 
@@ -949,22 +936,15 @@ def _finite(value: float) -> int | None:
 def _deferred(option: TaskOption, start: Ledger, after: Ledger, config: ScoringConfig) -> Decision:
     a = option.assessment
     band = task_band(a, config)
+    why: Reason
     if a.value <= 0:
-        reason = f"value {a.value:.1f}: nothing to gain from assigning it"
-        hint = "a priority label, a deadline or dependants would give it value"
+        why = reason(ReasonCode.NO_VALUE, value=a.value)
+        hint = reason(ReasonCode.GIVE_IT_VALUE)
     elif not option.payers and option.api_model is None:
-        reason = (
-            f"no model it may use can be paid for {option.total:,} tokens, even alone: "
-            f"{quota_summary(start)}"
-        )
-        hint = (
-            "more subscription quota, a larger API budget, or the next quota reset would assign it"
-        )
+        why = reason(ReasonCode.UNPAYABLE_ALONE, tokens=option.total, **quota_left(start))
+        hint = reason(ReasonCode.MORE_QUOTA)
     else:
-        reason = (
-            f"value {a.value:.1f}: the optimal plan spends the quota and budget it would need "
-            f"({option.total:,} tokens, or ${option.api_cost:,.4f} of API) on tasks worth more "
-            f"together; after the plan: {quota_summary(after)}"
-        )
-        hint = "a higher value, or more quota or budget, would let the plan include it"
-    return make_decision(a, None, None, band.name, STRATEGY, reason, unblock_hint=hint)
+        why = reason(ReasonCode.OUTBID_BY_PLAN, value=a.value, tokens=option.total,
+                     api_cost=option.api_cost, **quota_left(after))
+        hint = reason(ReasonCode.PLAN_MORE_VALUE)
+    return make_decision(a, None, None, band.name, STRATEGY, why, unblock_hint=hint)

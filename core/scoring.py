@@ -1,7 +1,8 @@
 """Phase 1 of the seed: the task value score (0-100) and its signals.
 
 Each function returns the seed's answer together with the signal that decided
-it, because the bot's comment has to say *why* an issue scored what it did.
+it (a Reason, core/reasons.py), because the bot's comment has to say *why* an
+issue scored what it did.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Container, Iterable
 from datetime import datetime
 
 from model_assigner.core.config import ScoringConfig
+from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.text import find_keyword, find_path_hint, first_label
 from model_assigner.core.types import Complexity, ScoreBreakdown, Task, as_utc
 
@@ -73,7 +75,7 @@ def is_blocking_tasks(task: Task, depended_on: Container[str] = frozenset()) -> 
     return bool(task.blocks) or task.id in depended_on
 
 
-def estimate_complexity(task: Task, config: ScoringConfig) -> tuple[Complexity, str]:
+def estimate_complexity(task: Task, config: ScoringConfig) -> tuple[Complexity, Reason]:
     file_count, files_from = task.estimated_files, "estimated_files"
     if file_count == 0:
         file_count, files_from = estimate_files_from_description(task.description), "description"
@@ -86,71 +88,77 @@ def estimate_complexity(task: Task, config: ScoringConfig) -> tuple[Complexity, 
 
     for level, rule in config.complexity_rules.items():
         if level == "highly_complex" and keyword:
-            return level, f"keyword {keyword!r} in the description"
+            return level, reason(ReasonCode.COMPLEXITY_KEYWORD, keyword=keyword)
         if file_count >= rule.files_at_least:
-            return level, f"{file_count} files ({files_from}) >= {rule.files_at_least}"
+            return level, reason(ReasonCode.COMPLEXITY_FILES, files=file_count, source=files_from,
+                                 at_least=rule.files_at_least)
         if loc > rule.loc_above:
-            return level, f"{loc} LOC ({loc_from}) > {rule.loc_above}"
-    return config.complexity_fallback, f"{file_count} files, {loc} LOC: below every threshold"
+            return level, reason(ReasonCode.COMPLEXITY_LOC, loc=loc, source=loc_from,
+                                 above=rule.loc_above)
+    return config.complexity_fallback, reason(
+        ReasonCode.COMPLEXITY_BELOW_THRESHOLDS, files=file_count, loc=loc
+    )
 
 
 def time_sensitivity(
     task: Task, config: ScoringConfig, now: datetime, blocking: bool
-) -> tuple[float, str]:
+) -> tuple[float, Reason]:
     bonuses, hours = config.time_sensitivity_bonuses, config.time_sensitivity_hours
-    time_bonus, reason = bonuses.flexible, "no deadline"
+    time_bonus, why = bonuses.flexible, reason(ReasonCode.NO_DEADLINE)
     if task.deadline:
         # Deadlines are stored in UTC; a naive clock is UTC too (core.types.as_utc),
         # as in the seed's example, which mixes naive datetime.now() values.
         hours_until_deadline = (task.deadline - as_utc(now)).total_seconds() / 3600
-        due = (
-            f"due in {hours_until_deadline:.1f} h"
-            if hours_until_deadline >= 0
-            else f"overdue by {-hours_until_deadline:.1f} h"
+        windows = (
+            (hours.immediate, bonuses.immediate, "immediate"),
+            (hours.urgent, bonuses.urgent, "urgent"),
+            (hours.week, bonuses.week, "this week"),
+            (hours.month, bonuses.month, "this month"),
         )
-        if hours_until_deadline <= hours.immediate:
-            time_bonus, reason = bonuses.immediate, f"{due} (<= {hours.immediate:g} h: immediate)"
-        elif hours_until_deadline <= hours.urgent:
-            time_bonus, reason = bonuses.urgent, f"{due} (<= {hours.urgent:g} h: urgent)"
-        elif hours_until_deadline <= hours.week:
-            time_bonus, reason = bonuses.week, f"{due} (<= {hours.week:g} h: this week)"
-        elif hours_until_deadline <= hours.month:
-            time_bonus, reason = bonuses.month, f"{due} (<= {hours.month:g} h: this month)"
+        for limit, bonus, window in windows:
+            if hours_until_deadline <= limit:
+                time_bonus, why = bonus, reason(
+                    ReasonCode.DEADLINE_WITHIN, hours=hours_until_deadline, limit=limit,
+                    window=window,
+                )
+                break
         else:
-            reason = f"{due} (flexible)"
+            why = reason(ReasonCode.DEADLINE_FLEXIBLE, hours=hours_until_deadline)
 
     if blocking and config.blocking_time_bonus > time_bonus:
-        time_bonus, reason = config.blocking_time_bonus, f"blocks other tasks ({reason})"
-    return time_bonus, reason
+        time_bonus, why = config.blocking_time_bonus, reason(
+            ReasonCode.BLOCKS_OTHERS, because=why
+        )
+    return time_bonus, why
 
 
-def classify_domain(task: Task, config: ScoringConfig) -> tuple[str, str]:
+def classify_domain(task: Task, config: ScoringConfig) -> tuple[str, Reason]:
     label_set = {label.lower() for label in task.labels}
     for domain, labels in config.domain_labels.items():
         label = first_label(label_set, labels)
         if label:
-            return domain, f"label {label!r}"
+            return domain, reason(ReasonCode.SIGNAL_LABEL, label=label)
     for domain, hints in config.domain_path_hints.items():
         hint = find_path_hint(task.workspace_path, hints)
         if hint:
-            return domain, f"workspace path word {hint!r}"
-    return config.default_domain, "default"
+            return domain, reason(ReasonCode.SIGNAL_PATH_WORD, word=hint)
+    return config.default_domain, reason(ReasonCode.SIGNAL_DEFAULT)
 
 
-def assess_risk(task: Task, config: ScoringConfig) -> tuple[str, str]:
+def assess_risk(task: Task, config: ScoringConfig) -> tuple[str, Reason]:
     desc_lower = task.description.lower()
     label_set = {label.lower() for label in task.labels}
     for level, indicators in config.risk_indicators.items():
         label = first_label(label_set, indicators.labels)
         if label:
-            return level, f"label {label!r}"
+            return level, reason(ReasonCode.SIGNAL_LABEL, label=label)
         hint = find_path_hint(task.workspace_path, indicators.path_hints)
         if hint:
-            return level, f"workspace path word {hint!r}"
+            return level, reason(ReasonCode.SIGNAL_PATH_WORD, word=hint)
         keyword = find_keyword(desc_lower, indicators.description_keywords)
         if keyword:
-            return level, f"{keyword!r} in the description"
-    return config.default_risk, "default"
+            return level, reason(ReasonCode.SIGNAL_KEYWORD, keyword=keyword)
+    return config.default_risk, reason(ReasonCode.SIGNAL_DEFAULT)
 
 
 def clamp(value: float, low: float, high: float) -> float:

@@ -24,7 +24,6 @@ from model_assigner.core.catalog import (
 )
 from model_assigner.core.config import ScoringConfig, ValueBand
 from model_assigner.core.quota import (
-    INF,
     Ledger,
     calculate_cost,
     get_remaining_monthly_budget,
@@ -34,6 +33,7 @@ from model_assigner.core.quota import (
     remaining_daily,
     remaining_monthly,
 )
+from model_assigner.core.reasons import Lever, Reason, ReasonCode, reason
 from model_assigner.core.scoring import clamp, combine_terms
 from model_assigner.core.types import (
     Decision,
@@ -82,28 +82,28 @@ def preferred_order_for(
     return preferred_order
 
 
-def why_unaffordable(model: Model, ledger: Ledger, input_tokens: int, output_tokens: int) -> str:
-    total = input_tokens + output_tokens
+def why_unaffordable(model: Model, ledger: Ledger, input_tokens: int, output_tokens: int) -> Reason:
     sub = ledger.subscription_for(model.family)
-    if sub is None:
-        quota = f"no {model.family} subscription"
-    else:
-        left = min(remaining_daily(sub), remaining_monthly(sub))
-        quota = f"{model.family} quota has {max(0, int(left)):,} tokens left, {total:,} needed"
-    cost = calculate_cost(model, input_tokens, output_tokens)
-    budget = get_remaining_monthly_budget(ledger.budget)
-    return f"{quota}; API cost ${cost:,.2f} is over the ${max(0.0, budget):,.2f} budget left"
+    return reason(
+        ReasonCode.CANNOT_PAY,
+        family=model.family,
+        quota_left=None if sub is None else min(remaining_daily(sub), remaining_monthly(sub)),
+        needed=input_tokens + output_tokens,
+        api_cost=calculate_cost(model, input_tokens, output_tokens),
+        budget_left=get_remaining_monthly_budget(ledger.budget),
+    )
 
 
-def quota_summary(ledger: Ledger) -> str:
-    parts = []
-    for sub in ledger.subscriptions:
-        left = min(remaining_daily(sub), remaining_monthly(sub))
-        shown = "unlimited" if left == INF else f"{max(0, int(left)):,} tokens"
-        parts.append(f"{sub.model_family} quota {shown} left")
-    budget = get_remaining_monthly_budget(ledger.budget)
-    parts.append(f"API budget ${max(0.0, budget):,.2f} left")
-    return ", ".join(parts)
+def quota_left(ledger: Ledger) -> dict[str, object]:
+    """What is left of each subscription (tokens; INF: no limit) and of the
+    budget, as the values a deferral's reason quotes."""
+    return {
+        "quotas": tuple(
+            (sub.model_family, min(remaining_daily(sub), remaining_monthly(sub)))
+            for sub in ledger.subscriptions
+        ),
+        "budget_left": get_remaining_monthly_budget(ledger.budget),
+    }
 
 
 def make_decision(
@@ -112,9 +112,9 @@ def make_decision(
     payment: Payment | None,
     band: str,
     strategy: str,
-    reason: str,
+    why: Reason,
     passed_over: list[PassedOver] | None = None,
-    unblock_hint: str | None = None,
+    unblock_hint: Reason | None = None,
 ) -> Decision:
     tokens = assessment.tokens
     cost = calculate_cost(model, tokens.input_tokens, tokens.output_tokens) if model else 0.0
@@ -130,7 +130,7 @@ def make_decision(
         strategy=strategy,
         payment=payment,
         passed_over=passed_over or [],
-        reason=reason,
+        reason=why,
         unblock_hint=unblock_hint,
     )
 
@@ -148,10 +148,7 @@ def defer_low_value(
         None,
         band.name,
         strategy,
-        reason=(
-            f"value {assessment.value:.1f} is below {floor:g}: low-value work is deferred "
-            "rather than spending tokens on it"
-        ),
+        reason(ReasonCode.LOW_VALUE, value=assessment.value, floor=floor),
         unblock_hint=low_value_hint(assessment, config, floor),
     )
 
@@ -169,7 +166,7 @@ def _best_terms(config: ScoringConfig) -> tuple[float, float]:
             max(config.time_sensitivity_bonuses.model_dump().values()))
 
 
-def value_levers(assessment: Assessment, config: ScoringConfig, floor: float) -> list[str]:
+def value_levers(assessment: Assessment, config: ScoringConfig, floor: float) -> list[Lever]:
     """What would lift a deferred task's value to ``floor``: each term not
     yet at its highest, named only when raising it alone (or, failing that,
     together with the others) reaches the floor. Worked out with the value
@@ -177,44 +174,35 @@ def value_levers(assessment: Assessment, config: ScoringConfig, floor: float) ->
     return levers_for(assessment.breakdown, config, floor)
 
 
-def levers_for(b: ScoreBreakdown, config: ScoringConfig, floor: float) -> list[str]:
+def levers_for(b: ScoreBreakdown, config: ScoringConfig, floor: float) -> list[Lever]:
     """value_levers, from the score's breakdown alone."""
     best_weight, best_bonus = _best_terms(config)
-    levers = []
+    levers: list[Lever] = []
     if b.priority_weight < best_weight and _value_with(b, config, best_weight,
                                                        b.time_bonus) >= floor:
-        levers.append("a higher priority label")
+        levers.append(Lever.PRIORITY)
     if b.time_bonus < best_bonus and _value_with(b, config, b.priority_weight,
                                                  best_bonus) >= floor:
-        levers.append("a nearer milestone due date")
+        levers.append(Lever.DEADLINE)
     blocking = config.blocking_time_bonus
     if b.time_bonus < blocking and _value_with(b, config, b.priority_weight, blocking) >= floor:
-        levers.append("other issues depending on this one")
+        levers.append(Lever.DEPENDANTS)
     if levers:
         return levers
     if _value_with(b, config, best_weight, max(best_bonus, blocking)) >= floor:
-        return ["a higher priority label together with a nearer milestone due date"]
+        return [Lever.PRIORITY_AND_DEADLINE]
     return []
 
 
-def low_value_hint(assessment: Assessment, config: ScoringConfig, floor: float) -> str:
+def low_value_hint(assessment: Assessment, config: ScoringConfig, floor: float) -> Reason:
     levers = value_levers(assessment, config, floor)
     if levers:
-        return f"a value of {floor:g} or more would assign it: {_or_list(levers)}"
+        return reason(ReasonCode.VALUE_LEVERS, floor=floor, levers=tuple(levers))
     b = assessment.breakdown
     best_weight, best_bonus = _best_terms(config)
     cap = _value_with(b, config, best_weight, max(best_bonus, config.blocking_time_bonus))
-    return (
-        f"no label or deadline lifts it to {floor:g}: its complexity ({b.complexity}), "
-        f"domain ({b.domain}) and risk ({b.risk}) cap its value at {cap:.1f}; only a change "
-        "to the scoring configuration would assign it"
-    )
-
-
-def _or_list(items: list[str]) -> str:
-    if len(items) <= 2:
-        return " or ".join(items)
-    return f"{', '.join(items[:-1])}, or {items[-1]}"
+    return reason(ReasonCode.VALUE_CAPPED, floor=floor, complexity=b.complexity,
+                  domain=b.domain, risk=b.risk, cap=cap)
 
 
 def defer_unaffordable(
@@ -224,22 +212,19 @@ def defer_unaffordable(
     strategy: str,
     passed_over: list[PassedOver],
 ) -> Decision:
-    resets = ", ".join(s.reset_date.date().isoformat() for s in ledger.subscriptions)
     return make_decision(
         assessment,
         None,
         None,
         band.name,
         strategy,
-        reason=(
-            f"no model of tiers {', '.join(band.tiers)} or below can be paid for "
-            f"{assessment.total_tokens:,} tokens: {quota_summary(ledger)}"
-        ),
+        reason(ReasonCode.UNAFFORDABLE, tiers=tuple(band.tiers),
+               tokens=assessment.total_tokens, **quota_left(ledger)),
         passed_over=passed_over,
-        unblock_hint=(
-            "more subscription quota, a larger API budget, or the next quota reset "
-            f"(subscription {resets or 'none'}, "
-            f"API budget {ledger.budget.reset_date.date().isoformat()}) would assign it"
+        unblock_hint=reason(
+            ReasonCode.QUOTA_RESETS,
+            subscriptions=tuple(s.reset_date.date().isoformat() for s in ledger.subscriptions),
+            budget=ledger.budget.reset_date.date().isoformat(),
         ),
     )
 
@@ -258,7 +243,9 @@ def _first_affordable(
         model = find_model(models, model_name)
         if model is None:
             if passed_over is not None:
-                passed_over.append(PassedOver(model=model_name, reason="not in the catalog"))
+                passed_over.append(
+                    PassedOver(model=model_name, reason=reason(ReasonCode.NOT_IN_CATALOG))
+                )
             continue
         if not fits_window(model, tokens):
             if passed_over is not None:
@@ -271,8 +258,8 @@ def _first_affordable(
                 passed_over.append(
                     PassedOver(
                         model=model_name,
-                        reason=f"tier {model.tier} is not among the {band.name} band's tiers "
-                        f"({', '.join(band.tiers)})",
+                        reason=reason(ReasonCode.TIER_NOT_IN_BAND, tier=model.tier,
+                                      band=band.name, tiers=tuple(band.tiers)),
                     )
                 )
             continue
@@ -345,30 +332,24 @@ def select_model(
     )
     if found:
         model, payment = found
-        position = preferred_order.index(model.name) + 1
-        choice = "first choice" if position == 1 else f"choice #{position}"
-        pays = (f"the {payment.family} subscription pays" if payment.kind == "subscription"
-                else "the API budget pays")
-        reason = (
-            f"its value, {value_score:.1f}, puts it in the {band.name} band "
-            f"({band.min_value:g} and up), where {model.name} is the {choice}"
-            + ("" if position == 1 else " (why not the ones before it: see the details)")
-            + f"; {pays}"
+        why = reason(
+            ReasonCode.CHOSEN_IN_BAND, value=value_score, band=band.name,
+            band_min=band.min_value, model=model.name,
+            position=preferred_order.index(model.name) + 1, payer=payment.kind,
+            family=payment.family,
         )
         return make_decision(
-            assessment, model, payment, band.name, quota_strategy, reason, passed_over
+            assessment, model, payment, band.name, quota_strategy, why, passed_over
         )
 
     # Fallback to the cheapest candidate that can be paid for
     found = _cheapest_affordable(candidates, assessment, ledger, skip=set(preferred_order))
     if found:
         model, payment = found
-        reason = (
-            f"value {value_score:.1f} is in the {band.name} band; no preferred model could be "
-            f"paid for, so the cheapest payable model of tiers {', '.join(band.tiers)}"
-        )
+        why = reason(ReasonCode.CHEAPEST_PAYABLE, value=value_score, band=band.name,
+                     tiers=tuple(band.tiers))
         return make_decision(
-            assessment, model, payment, band.name, quota_strategy, reason, passed_over
+            assessment, model, payment, band.name, quota_strategy, why, passed_over
         )
 
     # Downgrade to a cheaper allowed tier, else defer
@@ -389,13 +370,10 @@ def select_model(
             ) or _cheapest_affordable(lower_candidates, assessment, ledger, skip=set())
             if found:
                 model, payment = found
-                reason = (
-                    f"value {value_score:.1f} is in the {band.name} band, but nothing of tiers "
-                    f"{', '.join(band.tiers)} could be paid for: downgraded to {model.name} "
-                    f"({model.tier})"
-                )
+                why = reason(ReasonCode.DOWNGRADED, value=value_score, band=band.name,
+                             tiers=tuple(band.tiers), model=model.name, tier=model.tier)
                 return make_decision(
-                    assessment, model, payment, band.name, quota_strategy, reason, passed_over
+                    assessment, model, payment, band.name, quota_strategy, why, passed_over
                 )
             tried |= {m.name for m in lower_candidates}
 

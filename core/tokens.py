@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from model_assigner.core.config import MAX_ESTIMATE_TOKENS, ScoringConfig
+from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.types import Complexity, Task, TokenEstimate
 
 
@@ -22,24 +23,26 @@ def estimate_token_usage(
     classifies each task once."""
     base_input, base_output = config.token_estimates[complexity]
     input_est, output_est = float(base_input), float(base_output)
-    adjustments = [f"{complexity}: {base_input:,} in / {base_output:,} out"]
+    adjustments: list[Reason] = [
+        reason(ReasonCode.TOKENS_BASE, complexity=complexity, input=base_input, output=base_output)
+    ]
 
     factor = config.domain_token_factors.get(domain)
     if factor is not None:
         input_est *= factor.input
         output_est *= factor.output
-        adjustments.append(f"{domain}: input x{factor.input:g}, output x{factor.output:g}")
+        adjustments.append(reason(ReasonCode.TOKENS_DOMAIN, domain=domain, input=factor.input,
+                                  output=factor.output))
 
     workspace_files = workspace_size(task)
     for rule in config.workspace_size_factors:
         if workspace_files > rule.files_above:
             input_est *= rule.input
             output_est *= rule.output
-            output = f", output x{rule.output:g}" if rule.output != 1 else ""
-            adjustments.append(
-                f"workspace of {workspace_files:,} files (> {rule.files_above:,}): "
-                f"input x{rule.input:g}{output}"
-            )
+            adjustments.append(reason(
+                ReasonCode.TOKENS_WORKSPACE, files=workspace_files, above=rule.files_above,
+                input=rule.input, output=rule.output,
+            ))
             break
 
     calibration = config.calibration
@@ -49,10 +52,11 @@ def estimate_token_usage(
         learned_factor = learned.factor
         input_est *= learned_factor
         output_est *= learned_factor
-        adjustments.append(
-            f"calibration: x{learned_factor:.2f} from {learned.domain_samples} finished "
-            f"{domain} issues ({learned.samples} of them {complexity})"
-        )
+        adjustments.append(reason(
+            ReasonCode.TOKENS_CALIBRATION, factor=learned_factor,
+            domain_samples=learned.domain_samples, domain=domain, samples=learned.samples,
+            complexity=complexity,
+        ))
 
     return TokenEstimate(
         # int() as in the seed, after rounding away float noise (7500 * 1.15).

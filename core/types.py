@@ -11,6 +11,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from model_assigner.core.reasons import Reason
+
 Priority = Literal["P0", "P1", "P2", "P3", "P4"]
 Tier = Literal["premium", "mid-premium", "mid-range", "budget"]
 Complexity = Literal["simple", "moderate", "complex", "highly_complex"]
@@ -152,21 +154,23 @@ class ApiBudget(BaseModel):
 
 class ScoreBreakdown(BaseModel):
     """Every term of ``calculate_task_value``: the comment and CLI show all of it,
-    so a maintainer can see which label or deadline moved the score."""
+    so a maintainer can see which label or deadline moved the score. Each
+    ``*_signal``/``*_reason`` is the signal that set its term, as data
+    (core/reasons.py; worded by core/wording.py)."""
 
     priority: str | None
     priority_weight: float
     complexity: Complexity
     complexity_multiplier: float
-    complexity_signal: str
+    complexity_signal: Reason
     time_bonus: float
-    time_reason: str
+    time_reason: Reason
     domain: str
     domain_modifier: float
-    domain_reason: str
+    domain_reason: Reason
     risk: str
     risk_modifier: float
-    risk_reason: str
+    risk_reason: Reason
     raw_score: float
     value_score: float
 
@@ -175,7 +179,9 @@ class TokenEstimate(BaseModel):
     input_tokens: int
     output_tokens: int
     workspace_files: int
-    adjustments: list[str] = Field(default_factory=list)
+    # How the estimate was made, one Reason per step (base, domain, workspace,
+    # calibration).
+    adjustments: list[Reason] = Field(default_factory=list)
     # Ours: the learned factor applied (core/calibration.py), 1.0 for none.
     calibration: float = 1.0
     # Ours: the tokens one turn of an agent holds at once (context_fit in
@@ -215,7 +221,7 @@ class PassedOver(BaseModel):
     """A preferred model the engine did not take, and why."""
 
     model: str
-    reason: str
+    reason: Reason
 
 
 class Payment(BaseModel):
@@ -252,13 +258,15 @@ class Decision(BaseModel):
     strategy: str
     payment: Payment | None = None
     passed_over: list[PassedOver] = Field(default_factory=list)
-    reason: str
-    unblock_hint: str | None = None
+    # Why, and for a deferral what would change it: codes and values
+    # (core/reasons.py), worded only by core/wording.py.
+    reason: Reason
+    unblock_hint: Reason | None = None
     # Ours, for the comment: why a subscription with room was not used and
-    # what would change it (core.explain.idle_notes); and, for a person's
+    # what would change it (core.idle.idle_reasons); and, for a person's
     # override, what model-assigner itself would have chosen.
-    idle: list[str] = Field(default_factory=list)
-    instead: str | None = None
+    idle: list[Reason] = Field(default_factory=list)
+    instead: Reason | None = None
 
     @property
     def deferred(self) -> bool:

@@ -17,11 +17,11 @@ from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.solver_output import solver_output_off_stdout
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments
 from model_assigner.core.config import EngineConfig
-from model_assigner.core.explain import explain
 from model_assigner.core.loader import ConfigError
 from model_assigner.core.quota import Ledger, roll_over
 from model_assigner.core.selection import select_model
 from model_assigner.core.types import GREEDY_STRATEGIES, STRATEGIES, Decision, Observation
+from model_assigner.core.wording import explain, text
 
 STATE_HELP = (
     "start from this live store (the server's MODEL_ASSIGNER_STATE file): its quota used, "
@@ -87,11 +87,22 @@ def decision_json(decision: Decision) -> dict[str, Any]:
         "paid_by": decision.paid_by,
         "api_spend_usd": round(decision.payment.cost_usd, 6) if decision.payment else 0.0,
         "strategy": decision.strategy,
-        "reason": decision.reason,
-        "passed_over": [p.model_dump() for p in decision.passed_over],
-        "unblock_hint": decision.unblock_hint,
-        "breakdown": b.model_dump(),
+        "reason": text(decision.reason),
+        "reason_code": decision.reason.code.value,
+        "passed_over": [
+            {"model": p.model, "reason": text(p.reason), "reason_code": p.reason.code.value}
+            for p in decision.passed_over
+        ],
+        "unblock_hint": None if decision.unblock_hint is None else text(decision.unblock_hint),
+        "breakdown": {
+            **b.model_dump(),
+            **{name: text(getattr(b, name)) for name in SIGNALS},
+        },
     }
+
+
+# The score's signals, worded in the JSON as in the comment's table.
+SIGNALS = ("complexity_signal", "time_reason", "domain_reason", "risk_reason")
 
 
 def plan_summary(plan: BatchPlan) -> list[str]:

@@ -14,6 +14,7 @@ from model_assigner.core.batch import optimize_task_assignments
 from model_assigner.core.catalog import find_model
 from model_assigner.core.config import EngineConfig, ScoringConfig
 from model_assigner.core.quota import Ledger, payment_for
+from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.selection import make_decision, select_model
 from model_assigner.core.types import Decision, Task
 from tests.helpers import NOW, build_ledger, build_task, seed_task
@@ -44,15 +45,18 @@ def override_decision(
     value band, and what model-assigner would have chosen)."""
     assessment = assess(task, engine.scoring, NOW)
     model = find_model(engine.models, model_name)
-    instead = "model-assigner would have deferred it: low value"
+    instead = reason(ReasonCode.INSTEAD_DEFERRED,
+                     because=reason(ReasonCode.LOW_VALUE, value=12.0, floor=40.0))
     if model is None:
         return make_decision(
-            assessment, None, None, "low", "override", f"{model_name!r} is not in the catalog"
+            assessment, None, None, "low", "override",
+            reason(ReasonCode.OVERRIDE_UNKNOWN_MODEL, model=model_name),
         ).model_copy(update={"instead": instead})
     t = assessment.tokens
     payment = payment_for(model, ledger, t.input_tokens, t.output_tokens)
     return make_decision(
-        assessment, model, payment, "low", "override", "set by octocat with a label"
+        assessment, model, payment, "low", "override",
+        reason(ReasonCode.OVERRIDE_SET, by="octocat"),
     ).model_copy(update={"instead": instead})
 
 
@@ -197,7 +201,8 @@ def test_override_by_a_person_is_credited_and_explained(engine: EngineConfig) ->
     assert "The `model:opus-4.6` label was set by hand, so model-assigner keeps it." in text
     assert "paid from the claude subscription, whose flat fee covers it" in text
     assert "4,991,250 tokens left this month" in text
-    assert "model-assigner would have deferred it: low value." in lines(text)
+    assert ("model-assigner would have deferred it: value 12.0 is below 40: low-value work "
+            "is deferred rather than spending tokens on it.") in lines(text)
     assert ("While the label stays, model-assigner does not choose for this issue; remove it "
             "to hand the choice back.") in lines(text)
     assert "the choice follows" not in text

@@ -16,9 +16,10 @@ from model_assigner.core.assessment import assess
 from model_assigner.core.batch import plan_assessed
 from model_assigner.core.catalog import find_model
 from model_assigner.core.config import EngineConfig
-from model_assigner.core.explain import idle_notes, plain_payment
+from model_assigner.core.idle import idle_reasons
 from model_assigner.core.online import decide_online, observe
 from model_assigner.core.quota import Ledger, payment_for
+from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.selection import make_decision
 from model_assigner.core.types import Decision, Task
 from tests.helpers import NOW, build_ledger, build_task, seed_task
@@ -41,7 +42,7 @@ def decided(engine: EngineConfig, task: Task, ledger: Ledger, strategy: str) -> 
     """As the handler decides: the decision, and which subscription sat idle."""
     a = assess(task, engine.scoring, NOW)
     d = plan_assessed([a], ledger, engine.models, engine.scoring, NOW, strategy).decisions[0]
-    return d.model_copy(update={"idle": idle_notes(d, ledger, engine.models, engine.scoring)})
+    return d.model_copy(update={"idle": idle_reasons(d, ledger, engine.models, engine.scoring)})
 
 
 def check(name: str, text: str) -> None:
@@ -87,9 +88,9 @@ def test_a_persons_override(engine: EngineConfig) -> None:
     t = a.tokens
     decision = make_decision(
         a, opus, payment_for(opus, ledger, t.input_tokens, t.output_tokens), "standard",
-        "override", "set by monalisa with a label",
-    ).model_copy(update={"instead": f"model-assigner would have chosen `{own.model}`, "
-                                    f"{plain_payment(own.payment)}"})
+        "override", reason(ReasonCode.OVERRIDE_SET, by="monalisa"),
+    ).model_copy(update={"instead": reason(ReasonCode.INSTEAD_CHOSEN, model=own.model,
+                                           payment=own.payment)})
     text = render_comment(decision, "model:opus-4.6",
                           Override(model="opus-4.6", by="monalisa", known=True))
     assert "@monalisa" not in text and "override band" not in text

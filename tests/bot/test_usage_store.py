@@ -17,6 +17,7 @@ from model_assigner.bot.usage_store import (
     record_report,
 )
 from model_assigner.core.config import EngineConfig
+from model_assigner.core.reasons import ReasonCode
 from model_assigner.core.selection import select_model
 from model_assigner.core.types import Decision
 from model_assigner.core.usage import TokenUsage, UsageReport, estimate_class
@@ -161,7 +162,9 @@ def test_finished_issues_teach_the_calibration(engine_config: EngineConfig) -> N
     scoring = calibrated(state, engine_config.scoring)
     tuned = select_model(seed_task(), build_ledger(), engine_config.models, scoring, NOW)
     assert 1.5 < tuned.tokens.calibration < 2.0
-    assert "from 30 finished backend issues" in "; ".join(tuned.tokens.adjustments)
+    (learned,) = [r for r in tuned.tokens.adjustments
+                  if r.code == ReasonCode.TOKENS_CALIBRATION]
+    assert (learned.values["domain_samples"], learned.values["domain"]) == (30, "backend")
     off = engine_config.scoring.model_copy(update={"calibration": engine_config.scoring
                                                    .calibration.model_copy(
                                                        update={"enabled": False})})

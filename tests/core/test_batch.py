@@ -10,6 +10,7 @@ from model_assigner.core.assessment import assess
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments, try_subscription_models
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.quota import Ledger
+from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.types import GREEDY_STRATEGIES, STRATEGIES, Model, Task
 from tests.helpers import NOW, build_ledger, build_task, seed_task, task_for
 
@@ -86,7 +87,8 @@ def test_minimize_cost_packs_subscriptions_smallest_first(
         "big": ("deepseek-v3", "api"),
     }
     big = plan.decisions[2]
-    assert "cheapest model rated >= 0.7 for infrastructure" in big.reason
+    assert big.reason == reason(ReasonCode.CHEAPEST_CAPABLE_API, band=big.band,
+                                model="deepseek-v3", floor=0.7, domain="infrastructure")
     assert claude_used(plan.ledger) == 5_000_000 - 100_000 + 62_000
     assert plan.ledger.budget.spent_usd == pytest.approx((84_000 * 0.28 + 10_000 * 0.42) / 1e6)
 
@@ -120,7 +122,8 @@ def test_value_thresholds_75_and_40(
         "at40": ("glm-4.7", "api"),
         "below40": (None, None),
     }
-    assert "below 40" in plan.decisions[0].reason
+    assert plan.decisions[0].reason.code == ReasonCode.LOW_VALUE
+    assert plan.decisions[0].reason.values["floor"] == 40
 
 
 def test_minimize_cost_thresholds(models: list[Model], scoring: ScoringConfig) -> None:
@@ -162,15 +165,17 @@ def test_minimize_cost_says_why_it_passed_over_the_bands_preferred_models(
     assert by_value.model in passed
     assert "sonnet-4.5" not in passed
     assert passed == {
-        "deepseek-v3": "only on the API, while the claude subscription pays for sonnet-4.5",
+        "deepseek-v3": reason(ReasonCode.ONLY_ON_API, family="claude", taken="sonnet-4.5"),
         # in the seed's preferred order, but of the budget tier
-        "qwen2.5-coder": "not in the medium-high band's tiers (mid-premium, mid-range)",
+        "qwen2.5-coder": reason(ReasonCode.NOT_IN_BAND_TIERS, band="medium-high",
+                                tiers=("mid-premium", "mid-range")),
     }
 
     broke = build_ledger(claude_used=5_000_000, budget=0)
     (deferred,) = plan_for([task], broke, models, scoring, "minimize_cost").decisions
     assert deferred.model is None and deferred.passed_over
-    assert all("over the $0.00 budget left" in p.reason for p in deferred.passed_over)
+    assert all(p.reason.code == ReasonCode.CANNOT_PAY and p.reason.values["budget_left"] == 0
+               for p in deferred.passed_over)
 
 
 def test_minimize_cost_passed_over_reasons_follow_the_real_filters(
@@ -183,12 +188,11 @@ def test_minimize_cost_passed_over_reasons_follow_the_real_filters(
                            "minimize_cost").decisions
     assert critical.model == "opus-4.6" and critical.paid_by == "subscription:claude"
     passed = {p.model: p.reason for p in critical.passed_over}
-    assert passed["sonnet-4.5"] == "not in the critical band's tiers (premium)"
+    assert passed["sonnet-4.5"] == reason(ReasonCode.NOT_IN_BAND_TIERS, band="critical",
+                                          tiers=("premium",))
     # gpt-4's 8,192-token window cannot hold a highly complex task's turn
-    assert passed["gpt-4"] == (
-        "its context window of 8,192 tokens cannot hold this task's working set of "
-        f"{critical.tokens.working_set:,} tokens per turn"
-    )
+    assert passed["gpt-4"] == reason(ReasonCode.WINDOW_TOO_SMALL, window=8192,
+                                     working_set=critical.tokens.working_set)
     assert critical.tokens.working_set > 8192
 
     used_up = build_ledger(claude_used=5_000_000)
@@ -199,7 +203,7 @@ def test_minimize_cost_passed_over_reasons_follow_the_real_filters(
     order = [n for n in high_band.preferred_without_quota or [] if n != high.model]
     assert [p.model for p in high.passed_over] == order
     for p in high.passed_over:
-        assert p.reason.startswith(("dearer per token than", "rated ")), p.reason
+        assert p.reason.code in (ReasonCode.DEARER_THAN, ReasonCode.BELOW_CAPABILITY_FLOOR)
 
 
 def test_minimize_cost_defers_what_nothing_can_pay(
@@ -210,7 +214,7 @@ def test_minimize_cost_defers_what_nothing_can_pay(
         tasks, build_ledger(claude_used=5_000_000, budget=0), models, scoring, "minimize_cost"
     )
     assert picks(plan) == {"at40": (None, None), "big": (None, None)}
-    assert all("can be paid for" in d.reason for d in plan.decisions)
+    assert all(d.reason.code == ReasonCode.UNAFFORDABLE for d in plan.decisions)
 
 
 @pytest.mark.parametrize(
@@ -230,7 +234,8 @@ def test_minimize_cost_capability_floor(
     if model is None:  # affordable, all of them, but none rated high enough
         assert decision.passed_over
         for passed in decision.passed_over:
-            assert passed.reason.endswith(f"below the capability floor {floor:g}"), passed.reason
+            assert passed.reason.code == ReasonCode.BELOW_CAPABILITY_FLOOR, passed.reason
+            assert passed.reason.values["floor"] == floor
 
 
 def test_batch_thresholds_come_from_config(models: list[Model], scoring: ScoringConfig) -> None:
@@ -257,15 +262,17 @@ def test_batch_thresholds_come_from_config(models: list[Model], scoring: Scoring
     lowered = scoring.model_copy(update={"batch_thresholds": low})
     tiny = task_for("P4", "simple", 0, "frontend", "sandbox", id="tiny")  # 1.75
     (deferred,) = plan_for([tiny], build_ledger(), models, lowered, "maximize_value").decisions
-    assert deferred.model is None and "is below 40:" in deferred.reason
+    assert deferred.model is None
+    assert deferred.reason == reason(ReasonCode.LOW_VALUE, value=deferred.value_score, floor=40)
 
     # The deferral names the threshold that set the task aside, not the band floor.
     for strategy in ("maximize_value", "minimize_cost"):
         (deferred,) = plan_for(tasks, build_ledger(), models, config, strategy).decisions
-        assert deferred.reason.startswith("value 45.0 is below 50:"), deferred.reason
+        assert deferred.reason == reason(ReasonCode.LOW_VALUE, value=45.0, floor=50)
         assert deferred.band == "standard"
         assert deferred.unblock_hint is not None
-        assert deferred.unblock_hint.startswith("a value of 50 or more would assign it")
+        assert deferred.unblock_hint.code == ReasonCode.VALUE_LEVERS
+        assert deferred.unblock_hint.values["floor"] == 50
 
 
 # --- blocking within a batch, helpers, errors ----------------------------------------
@@ -284,7 +291,7 @@ def test_a_task_others_depend_on_gets_the_blocking_bonus(
     assert alone.deferred
     assert together.value_score == 42
     assert together.breakdown.time_bonus == 12
-    assert "blocks other tasks" in together.breakdown.time_reason
+    assert together.breakdown.time_reason.code == ReasonCode.BLOCKS_OTHERS
     assert not together.deferred
 
 

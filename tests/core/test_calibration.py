@@ -7,6 +7,7 @@ import pytest
 from model_assigner.core.assessment import assess
 from model_assigner.core.calibration import Sample, learn, trimmed_mean, with_learned
 from model_assigner.core.config import CalibrationConfig, ScoringConfig
+from model_assigner.core.reasons import ReasonCode
 from tests.helpers import NOW, seed_task
 
 SETTINGS = CalibrationConfig()
@@ -54,12 +55,15 @@ def test_trimmed_mean_drops_the_ends() -> None:
 def test_new_estimates_use_the_factor_and_say_so(scoring: ScoringConfig) -> None:
     task = seed_task(labels=["security", "kubernetes", "hotfix"])
     base = assess(task, scoring, NOW).tokens
-    table = learn(samples(37, 1.4, complexity=base.adjustments[0].split(":")[0]), SETTINGS)
+    complexity = base.adjustments[0].values["complexity"]
+    table = learn(samples(37, 1.4, complexity=complexity), SETTINGS)
     tuned = assess(task, with_learned(scoring, table), NOW).tokens
-    factor = table[f"{base.adjustments[0].split(':')[0]}/infrastructure"].factor
+    factor = table[f"{complexity}/infrastructure"].factor
     assert tuned.input_tokens == int(round(base.input_tokens * factor, 6))
     assert tuned.calibration == factor
-    assert "from 37 finished infrastructure issues" in tuned.adjustments[-1]
+    assert tuned.adjustments[-1].code == ReasonCode.TOKENS_CALIBRATION
+    assert tuned.adjustments[-1].values["domain_samples"] == 37
+    assert tuned.adjustments[-1].values["domain"] == "infrastructure"
 
 
 def test_the_seed_example_stays_exact_with_calibration_off(scoring: ScoringConfig) -> None:

@@ -9,9 +9,10 @@ import pytest
 from model_assigner.core.assessment import Assessment, assess
 from model_assigner.core.batch import plan_assessed
 from model_assigner.core.config import ContextFit, ScoringConfig, WorkspaceWorkingSet
-from model_assigner.core.explain import explain
+from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.tokens import working_set_tokens
 from model_assigner.core.types import STRATEGIES, Model
+from model_assigner.core.wording import explain
 from tests.helpers import NOW, build_ledger, seed_task
 
 GPT4_WINDOW = 8192
@@ -50,10 +51,8 @@ def test_gpt4_is_assigned_only_when_its_window_holds_the_working_set(
     else:
         assert decision.model != "gpt-4"
         (skipped,) = [p for p in decision.passed_over if p.model == "gpt-4"]
-        assert skipped.reason == (
-            "its context window of 8,192 tokens cannot hold this task's working set of "
-            "8,193 tokens per turn"
-        )
+        assert skipped.reason == reason(ReasonCode.WINDOW_TOO_SMALL, window=8192,
+                                        working_set=8193)
         assert any("passed over gpt-4: its context window" in line for line in explain(decision))
 
 

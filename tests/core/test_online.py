@@ -20,6 +20,7 @@ from model_assigner.core.online import (
     period_of,
 )
 from model_assigner.core.quota import update_quota_tracking
+from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.types import Model, Observation
 from tests.helpers import NOW, SEED_RESET, build_ledger, build_task, seed_task
 
@@ -58,7 +59,8 @@ def test_cold_start_decides_as_minimize_cost(models: list[Model], scoring: Scori
         greedy = minimize_cost_one(a, ledger, models, scoring, "minimize_cost")
         online = decide_online(a, ledger, models, scoring, NOW, history=())
         assert (online.model, online.payment) == (greedy.model, greedy.payment)
-        assert online.strategy == "online" and "too few issues seen yet" in online.reason
+        assert online.strategy == "online"
+        assert online.reason == reason(ReasonCode.COLD_START, seen=0, because=greedy.reason)
     assert estimate_prices(seen(high(scoring), 4), ledger, models, scoring, NOW) is None
     assert estimate_prices(seen(high(scoring), 5), ledger, models, scoring, NOW) is not None
 
@@ -81,8 +83,8 @@ def test_scarce_quota_is_priced_at_the_value_per_token_of_the_work_expected(
     assert taken.model is not None and taken.paid_by == "subscription:claude"
     deferred = decide_online(lo, ledger, models, scoring, NOW, seen(h, 10))
     assert deferred.model is None
-    assert "does not cover the price" in deferred.reason
-    assert "2026-03-01" in (deferred.unblock_hint or "")
+    assert deferred.reason.code == ReasonCode.PRICED_OUT
+    assert deferred.unblock_hint == reason(ReasonCode.PRICES_FALL, reset="2026-03-01")
 
 
 def test_plenty_of_quota_costs_nothing(models: list[Model], scoring: ScoringConfig) -> None:
@@ -162,7 +164,8 @@ def test_a_batch_is_decided_in_order_each_issue_joining_the_history(
     lo = low(scoring)
     tasks = [assess(lo.task.model_copy(update={"id": f"t{i}"}), scoring, NOW) for i in range(6)]
     plan = plan_assessed(tasks, build_ledger(), models, scoring, NOW, "online")
-    assert [("too few issues seen yet" in d.reason) for d in plan.decisions] == [True] * 5 + [False]
+    cold = [d.reason.code == ReasonCode.COLD_START for d in plan.decisions]
+    assert cold == [True] * 5 + [False]
     spent = sum(d.cost_usd for d in plan.decisions if d.paid_by == "api")
     assert plan.ledger.budget.spent_usd == pytest.approx(spent)
 

@@ -26,6 +26,7 @@ from model_assigner.core.quota import (
     remaining_daily,
     remaining_monthly,
 )
+from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.scoring import depended_on_ids
 from model_assigner.core.types import GREEDY_STRATEGIES, ApiBudget, Model, Subscription, Task
 from tests.core.test_properties import (
@@ -215,7 +216,8 @@ def test_two_smaller_tasks_beat_one_big_one(models: list[Model], scoring: Scorin
         "big": (None, None),
     }
     big = plan.decisions[2]
-    assert "worth more" in big.reason and big.unblock_hint
+    assert big.reason.code == ReasonCode.OUTBID_BY_PLAN
+    assert big.unblock_hint == reason(ReasonCode.PLAN_MORE_VALUE)
     assert plan.upper_bound is not None
     assert plan.value <= plan.upper_bound <= 90.0 + 2 * 78.65
 
@@ -274,7 +276,7 @@ def test_api_paid_tasks_get_the_preferred_model_the_budget_allows(
         assert decision.paid_by == "api"
     if model in ("deepseek-v3", "qwen2.5-coder"):
         assert [p.model for p in decision.passed_over] == ["gpt-4-turbo", "sonnet-4.5"]
-        assert all("does not fit" in p.reason for p in decision.passed_over)
+        assert all(p.reason.code == ReasonCode.PLAN_BUDGET_SHARE for p in decision.passed_over)
 
 
 def test_leftover_budget_unspent_when_asked_the_least_spend_wins(
@@ -360,7 +362,7 @@ def test_a_batch_charges_exactly_its_decisions(models: list[Model], scoring: Sco
 def test_nothing_can_pay(models: list[Model], scoring: ScoringConfig) -> None:
     plan = optimal([seed_task()], build_ledger(claude=False, budget=0.0), models, scoring)
     decision = plan.decisions[0]
-    assert decision.deferred and "even alone" in decision.reason
+    assert decision.deferred and decision.reason.code == ReasonCode.UNPAYABLE_ALONE
     assert plan.value == 0.0 and plan.upper_bound == 0.0 and plan.gap == 0.0
 
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model_assigner.core.batch import optimize_task_assignments
-from model_assigner.core.catalog import filter_models
+from model_assigner.core.catalog import filter_models, fits_window
 from model_assigner.core.config import EngineConfig
 from model_assigner.core.quota import (
     COST_EPSILON,
@@ -20,6 +20,7 @@ from model_assigner.core.quota import (
     remaining_monthly,
     update_quota_tracking,
 )
+from model_assigner.core.reasons import ReasonCode
 from model_assigner.core.scoring import calculate_task_value, clamp
 from model_assigner.core.selection import bands_below, select_model
 from model_assigner.core.types import STRATEGIES, ApiBudget, Decision, Subscription, Task
@@ -251,12 +252,14 @@ def test_deferred_only_when_no_allowed_model_can_pay(
 ) -> None:
     scoring = engine_config.scoring
     decision = select_model(task, ledger, engine_config.models, scoring, NOW, strategy)
-    if decision.model is not None or "below" in decision.reason:
+    if decision.model is not None or decision.reason.code == ReasonCode.LOW_VALUE:
         return  # assigned, or deferred as low-value work
     band = next(b for b in scoring.bands() if b.name == decision.band)
     tiers = {tier for b in [band, *bands_below(band, scoring)] for tier in b.tiers}
     for model in filter_models(engine_config.models, tiers):
         tokens = decision.tokens
+        if not fits_window(model, tokens):
+            continue  # a window too small for a turn is never assigned (context_fit)
         assert payment_for(model, ledger, tokens.input_tokens, tokens.output_tokens) is None
 
 

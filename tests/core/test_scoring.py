@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from model_assigner.core.config import ScoringConfig
+from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.scoring import (
     assess_risk,
     calculate_task_value,
@@ -113,7 +114,7 @@ def test_complex_keyword_makes_highly_complex(scoring: ScoringConfig, keyword: s
     task = build_task(description=f"Please {keyword.upper()} the thing", estimated_files=1)
     level, signal = estimate_complexity(task, scoring)
     assert level == "highly_complex"
-    assert keyword in signal
+    assert signal == reason(ReasonCode.COMPLEXITY_KEYWORD, keyword=keyword)
 
 
 def test_no_complex_keyword_stays_simple(scoring: ScoringConfig) -> None:
@@ -231,10 +232,10 @@ def test_blocking_raises_time_bonus_to_12(
     scoring: ScoringConfig, hours: float | None, blocking: bool, bonus: float
 ) -> None:
     task = build_task(deadline_in=hours)
-    time_bonus, reason = time_sensitivity(task, scoring, NOW, blocking=blocking)
+    time_bonus, why = time_sensitivity(task, scoring, NOW, blocking=blocking)
     assert time_bonus == bonus
     if blocking and bonus == 12 and hours is None:
-        assert "blocks" in reason
+        assert why == reason(ReasonCode.BLOCKS_OTHERS, because=reason(ReasonCode.NO_DEADLINE))
 
 
 def test_task_blocks_field_makes_it_blocking(scoring: ScoringConfig) -> None:
@@ -330,17 +331,19 @@ def test_classify_domain(scoring: ScoringConfig, labels: list[str], path: str, d
 
 
 def test_domain_reason_names_the_signal(scoring: ScoringConfig) -> None:
-    assert classify_domain(build_task(labels=["k8s"]), scoring)[1] == "label 'k8s'"
+    assert classify_domain(build_task(labels=["k8s"]), scoring)[1] == reason(
+        ReasonCode.SIGNAL_LABEL, label="k8s"
+    )
     by_path = build_task(labels=[], workspace_path="/srv/api")
-    assert classify_domain(by_path, scoring)[1] == "workspace path word 'api'"
-    assert classify_domain(build_task(labels=[]), scoring)[1] == "default"
+    assert classify_domain(by_path, scoring)[1] == reason(ReasonCode.SIGNAL_PATH_WORD, word="api")
+    assert classify_domain(build_task(labels=[]), scoring)[1] == reason(ReasonCode.SIGNAL_DEFAULT)
 
 
 def test_path_hints_match_whole_words(scoring: ScoringConfig) -> None:
     # The seed's substring test would read "build" as frontend ('ui') and
     # "capital" as backend ('api'); we match words (docs/design-decisions.md, decision 6).
     task = build_task(labels=[], workspace_path="/home/coder/build/capital")
-    assert classify_domain(task, scoring) == ("backend", "default")
+    assert classify_domain(task, scoring) == ("backend", reason(ReasonCode.SIGNAL_DEFAULT))
 
 
 # --- 5. risk ------------------------------------------------------------------
@@ -452,10 +455,13 @@ def test_clamp(value: float, low: float, high: float, expected: float) -> None:
 
 def test_breakdown_reasons_name_their_signals(scoring: ScoringConfig) -> None:
     breakdown = calculate_task_value(seed_task(), scoring, NOW)
-    assert "3 files" in breakdown.complexity_signal
-    assert "immediate" in breakdown.time_reason
-    assert breakdown.domain_reason == "label 'backend'"
-    assert breakdown.risk_reason.startswith("label ")
+    assert breakdown.complexity_signal == reason(
+        ReasonCode.COMPLEXITY_FILES, files=3, source="estimated_files", at_least=3
+    )
+    assert breakdown.time_reason.code == ReasonCode.DEADLINE_WITHIN
+    assert breakdown.time_reason.values["window"] == "immediate"
+    assert breakdown.domain_reason == reason(ReasonCode.SIGNAL_LABEL, label="backend")
+    assert breakdown.risk_reason.code == ReasonCode.SIGNAL_LABEL
 
 
 def test_modifiers_from_config_are_used(scoring: ScoringConfig, make_task: TaskFactory) -> None:

@@ -10,6 +10,7 @@ import pytest
 from model_assigner.core.assessment import assess
 from model_assigner.core.config import ScoringConfig, ValueBand
 from model_assigner.core.quota import Ledger
+from model_assigner.core.reasons import Lever, ReasonCode, reason
 from model_assigner.core.selection import band_for, bands_below, preferred_order_for, select_model
 from model_assigner.core.types import ApiBudget, Decision, Model, Subscription, Task
 from tests.helpers import NOW, SEED_RESET, build_ledger, seed_task, task_for
@@ -68,7 +69,10 @@ def test_seed_example_selects_sonnet(models: list[Model], scoring: ScoringConfig
     assert decision.payment.remaining_monthly == 5_000_000 - 1_200_000 - 31_000
     assert decision.cost_usd == pytest.approx(api_cost((3.0, 15.0), (27500, 3500)))  # list price
     assert decision.passed_over == []
-    assert "is the first choice" in decision.reason
+    assert decision.reason == reason(
+        ReasonCode.CHOSEN_IN_BAND, value=decision.value_score, band="high", band_min=75,
+        model="sonnet-4.5", position=1, payer="subscription", family="claude",
+    )
 
 
 def test_seed_example_verbatim(models: list[Model], scoring: ScoringConfig) -> None:
@@ -196,7 +200,7 @@ def test_low_value_is_deferred_under_maximize_value(
     assert decision.deferred
     assert decision.payment is None and decision.cost_usd == 0
     assert decision.band == "low"
-    assert "below 40" in decision.reason
+    assert decision.reason == reason(ReasonCode.LOW_VALUE, value=decision.value_score, floor=40)
     assert decision.unblock_hint is not None
 
 
@@ -216,7 +220,8 @@ def test_low_value_budget_tier_defers_when_nothing_pays(
 ) -> None:
     decision = decide(task_for(*BELOW_40), build_ledger(budget=0), models, scoring, "minimize_cost")
     assert decision.deferred
-    assert "tiers budget" in decision.reason
+    assert decision.reason.code == ReasonCode.UNAFFORDABLE
+    assert decision.reason.values["tiers"] == ("budget",)
 
 
 # --- the claude-quota branch of the 75 band ------------------------------------------
@@ -336,13 +341,20 @@ def test_tier_filter_passes_over_a_preferred_model_outside_the_band(
     assert decision.band == "critical"
     assert decision.model == "sonnet-4.5"
     assert decision.paid_by == "api"
-    assert "downgraded to sonnet-4.5 (mid-premium)" in decision.reason
-    reasons = {p.model: p.reason for p in decision.passed_over}
-    assert reasons["sonnet-4.5"] == (
-        "tier mid-premium is not among the critical band's tiers (premium)"
+    assert decision.reason == reason(
+        ReasonCode.DOWNGRADED, value=decision.value_score, band="critical", tiers=("premium",),
+        model="sonnet-4.5", tier="mid-premium",
     )
-    assert "$0.67 is over the $0.50 budget left" in reasons["opus-4.6"]
-    assert "claude quota has 0 tokens left, 94,000 needed" in reasons["opus-4.6"]
+    reasons = {p.model: p.reason for p in decision.passed_over}
+    assert reasons["sonnet-4.5"] == reason(
+        ReasonCode.TIER_NOT_IN_BAND, tier="mid-premium", band="critical", tiers=("premium",)
+    )
+    opus = reasons["opus-4.6"]
+    assert opus.code == ReasonCode.CANNOT_PAY
+    assert (opus.values["family"], opus.values["quota_left"], opus.values["needed"]) == (
+        "claude", 0, 94_000
+    )
+    assert round(opus.values["api_cost"], 2) == 0.67 and opus.values["budget_left"] == 0.5
     assert "gpt-4" in reasons
 
 
@@ -366,7 +378,8 @@ def test_affordability_at_the_budget_boundary(
     assert decision.model == model
     if slack:
         assert [p.model for p in decision.passed_over] == ["glm-4.7"]
-        assert "is the choice #2" in decision.reason
+        assert decision.reason.code == ReasonCode.CHOSEN_IN_BAND
+        assert decision.reason.values["position"] == 2
 
 
 def test_fallback_to_the_cheapest_affordable_candidate(
@@ -379,7 +392,10 @@ def test_fallback_to_the_cheapest_affordable_candidate(
     assert decision.band == "medium-high"
     assert decision.model == "gpt-4-turbo"
     assert decision.paid_by == "subscription:openai"
-    assert "no preferred model could be paid for" in decision.reason
+    assert decision.reason == reason(
+        ReasonCode.CHEAPEST_PAYABLE, value=decision.value_score, band="medium-high",
+        tiers=("mid-premium", "mid-range"),
+    )
     assert [p.model for p in decision.passed_over] == ["deepseek-v3", "qwen2.5-coder", "sonnet-4.5"]
 
 
@@ -411,19 +427,20 @@ def test_deferred_when_nothing_can_pay(
     decision = decide(task_for(*spec), ledger, models, scoring, "minimize_cost")
     assert decision.deferred
     assert decision.payment is None
-    assert "can be paid for" in decision.reason
-    assert decision.unblock_hint is not None and "2026-03-01" in decision.unblock_hint
+    assert decision.reason.code == ReasonCode.UNAFFORDABLE
+    assert decision.unblock_hint == reason(
+        ReasonCode.QUOTA_RESETS, subscriptions=("2026-03-01",), budget="2026-03-01"
+    )
 
 
 def test_deferral_reason_summarises_the_quota(models: list[Model], scoring: ScoringConfig) -> None:
     ledger = build_ledger(claude_used=5_000_000 - 1000, budget=0)
     decision = decide(seed_task(), ledger, models, scoring)
     assert decision.deferred and decision.band == "high"
-    assert "no model of tiers premium, mid-premium or below can be paid for 31,000 tokens" in (
-        decision.reason
+    assert decision.reason == reason(
+        ReasonCode.UNAFFORDABLE, tiers=("premium", "mid-premium"), tokens=31_000,
+        quotas=(("claude", 1000),), budget_left=0.0,
     )
-    assert "claude quota 1,000 tokens left" in decision.reason
-    assert "API budget $0.00 left" in decision.reason
 
 
 def test_unlimited_subscription_pays_anything(models: list[Model], scoring: ScoringConfig) -> None:
@@ -446,7 +463,7 @@ def test_a_preferred_model_missing_from_the_catalog_is_passed_over(
     decision = decide(task, build_ledger(), models, config)
     assert decision.model == "opus-4.6"
     assert decision.passed_over[0].model == "gpt-5"
-    assert decision.passed_over[0].reason == "not in the catalog"
+    assert decision.passed_over[0].reason == reason(ReasonCode.NOT_IN_CATALOG)
 
 
 def test_blocking_lifts_a_task_into_a_band(models: list[Model], scoring: ScoringConfig) -> None:
@@ -472,14 +489,15 @@ def test_deferral_hint_names_only_the_levers_left(
     now (33) would not, and blocking it already is."""
     plain = decide(task_for("P2", "complex", 0, "backend", "development"), build_ledger(),
                    models, scoring, "maximize_value")
-    assert plain.deferred and plain.unblock_hint == (
-        "a value of 40 or more would assign it: a higher priority label, a nearer milestone "
-        "due date, or other issues depending on this one"
+    assert plain.deferred and plain.unblock_hint == reason(
+        ReasonCode.VALUE_LEVERS, floor=40, levers=(Lever.PRIORITY, Lever.DEADLINE,
+                                                   Lever.DEPENDANTS),
     )
     blocking = task_for("P3", "complex", 0, "backend", "development", blocks=["repo#2"])
     decision = decide(blocking, build_ledger(), models, scoring, "maximize_value")
     assert decision.deferred and decision.breakdown.time_bonus == scoring.blocking_time_bonus
-    assert decision.unblock_hint == "a value of 40 or more would assign it: a higher priority label"
+    assert decision.unblock_hint == reason(ReasonCode.VALUE_LEVERS, floor=40,
+                                           levers=(Lever.PRIORITY,))
 
 
 def test_deferral_hint_says_when_no_label_or_deadline_can_help(
@@ -490,9 +508,9 @@ def test_deferral_hint_says_when_no_label_or_deadline_can_help(
     task = task_for("P4", "simple", 0, "documentation", "sandbox")
     decision = decide(task, build_ledger(), models, scoring, "maximize_value")
     assert decision.deferred and decision.unblock_hint is not None
-    assert decision.unblock_hint.startswith("no label or deadline lifts it to 40: ")
-    assert "only a change to the scoring configuration would assign it" in decision.unblock_hint
-    cap = float(decision.unblock_hint.split("cap its value at ")[1].split(";")[0])
+    assert decision.unblock_hint.code == ReasonCode.VALUE_CAPPED
+    assert decision.unblock_hint.values["floor"] == 40
+    cap = decision.unblock_hint.values["cap"]
     assert cap < 40
     # The cap is the value the task would have with the best label and deadline.
     best = task_for("P0", "simple", 15, "documentation", "sandbox")

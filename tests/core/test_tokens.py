@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from model_assigner.core.config import ScoringConfig
+from model_assigner.core.reasons import ReasonCode
 from model_assigner.core.scoring import calculate_task_value
 from model_assigner.core.tokens import estimate_token_usage, workspace_size
 from model_assigner.core.types import Task, TokenEstimate
@@ -33,7 +34,8 @@ def test_base_estimate_by_complexity(scoring: ScoringConfig, files: int, complex
     task = build_task(estimated_files=files, labels=["frontend"])
     tokens = estimate(task, scoring)
     assert (tokens.input_tokens, tokens.output_tokens) == SEED_TOKENS[complexity]
-    assert tokens.adjustments[0].startswith(complexity)
+    assert tokens.adjustments[0].code == ReasonCode.TOKENS_BASE
+    assert tokens.adjustments[0].values["complexity"] == complexity
 
 
 @pytest.mark.parametrize("complexity", ["simple", "moderate", "complex", "highly_complex"])
