@@ -3,8 +3,8 @@
 Every failure a user can cause ends in one line on stderr and exit status 2,
 never a traceback: the CLI is often run from scripts that only show stderr.
 Each command lives in its own module here (``assign``, ``ops``, ``db``,
-``usage``, ``queue``, ``server``, ``setup``; ``plan`` in ``bot/plan.py``) and
-adds its subcommands through ``add_commands``; they are imported when the
+``usage``, ``queue``, ``server``, ``setup``, ``plan``) and adds its
+subcommands through ``add_commands``; they are imported when the
 parser is built, so importing this package stays cheap. The shared failure
 type is in ``errors.py``, which imports none of them.
 """
@@ -38,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from model_assigner.bot import plan
-    from model_assigner.bot.cli import assign, db, ops, queue, server, setup, usage
+    from model_assigner.bot.cli import assign, db, ops, plan, queue, server, setup, usage
     from model_assigner.core.types import STRATEGIES
 
     assign.add_commands(sub)

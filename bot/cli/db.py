@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from model_assigner.bot.backends import describe_store
-from model_assigner.bot.cli.ops import _fail, _read, open_store
+from model_assigner.bot.cli.stores import fail, open_store, read_state
 from model_assigner.bot.store import BIG_SECTIONS, State, StateStore, StoreError, serialize
 
 
@@ -22,7 +22,7 @@ def _pg(store: StateStore) -> Any:
     from model_assigner.bot.pg_store import PgStore
 
     if not isinstance(store, PgStore):
-        raise _fail(f"{describe_store(store)}: not a database")
+        raise fail(f"{describe_store(store)}: not a database")
     return store
 
 
@@ -30,7 +30,7 @@ def export_text(store: StateStore) -> str:
     try:
         return str(_pg(store).serialize())
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def restore_into(store: StateStore, state: State) -> None:
@@ -39,7 +39,7 @@ def restore_into(store: StateStore, state: State) -> None:
         pg.migrate()
         pg.replace(state)
     except StoreError as exc:
-        raise _fail(f"not restored: {exc}") from None
+        raise fail(f"not restored: {exc}") from None
 
 
 def totals(state: State) -> dict[str, Any]:
@@ -92,27 +92,27 @@ def migrate_state(args: argparse.Namespace, source: StateStore) -> int:
     servers drain it (or ``model-assigner queue`` retries or drops what is
     left) before the store moves."""
     if not args.to:
-        raise _fail("state migrate: --to is required (a postgresql:// URL or a file)")
+        raise fail("state migrate: --to is required (a postgresql:// URL or a file)")
     target = open_store(args, location=args.to)
     try:
         waiting = queued_jobs(source)
     except Exception as exc:  # a queue that cannot be read: say so, copy nothing
-        raise _fail(f"not copied: the queue beside {describe_store(source)} cannot be "
+        raise fail(f"not copied: the queue beside {describe_store(source)} cannot be "
                     f"read: {exc}") from None
     if waiting:
-        raise _fail(
+        raise fail(
             f"not copied: the queue beside {describe_store(source)} holds {waiting} "
             f"job{'s' if waiting != 1 else ''} (deliveries not yet decided, or dead "
             "letters); the queue is not moved: let the servers drain it, or retry or "
             "drop them with `model-assigner queue`, then copy"
         )
-    state = _read(source)
+    state = read_state(source)
     try:
         if target.kind == "postgresql":
             pg = _pg(target)
             pg.migrate()
             if not pg.is_empty():
-                raise _fail(f"{describe_store(target)}: not empty; copy only into an empty "
+                raise fail(f"{describe_store(target)}: not empty; copy only into an empty "
                             "database (or restore a backup over it: `state restore`)")
             pg.replace(state)
         else:
@@ -120,16 +120,16 @@ def migrate_state(args: argparse.Namespace, source: StateStore) -> int:
 
             assert isinstance(target, Store)
             if target.path.exists():
-                raise _fail(f"{target.path}: exists; copy only into a new file")
+                raise fail(f"{target.path}: exists; copy only into a new file")
             write_atomically(target.path, serialize(state))
         copied = target.read()
     except StoreError as exc:
-        raise _fail(f"not copied: {exc}") from None
+        raise fail(f"not copied: {exc}") from None
     want, have = totals(state), totals(copied)
     wrong = {k: (v, have.get(k)) for k, v in want.items() if have.get(k) != v}
     if wrong:
         lines = "; ".join(f"{k}: source {a}, copy {b}" for k, (a, b) in wrong.items())
-        raise _fail(f"copy to {describe_store(target)} differs: {lines}")
+        raise fail(f"copy to {describe_store(target)} differs: {lines}")
     print(f"copied {describe_store(source)} to {describe_store(target)}; totals match:")
     for key, value in want.items():
         print(f"  {key:<32} {value}")
@@ -148,7 +148,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         applied = _pg(store).migrate()
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if applied:
         print(f"{describe_store(store)}: applied schema version"
               f"{'s' if len(applied) > 1 else ''} {', '.join(map(str, applied))}")

@@ -10,96 +10,29 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from model_assigner.bot.backends import describe_store, open_state_store
-from model_assigner.bot.config_files import load_engine_config
+from model_assigner.bot.backends import describe_store
+from model_assigner.bot.cli.stores import fail, now_of, open_store, read_state
 from model_assigner.bot.locks import file_lock
-from model_assigner.bot.settings import SettingsError, is_database_url, load_settings
 from model_assigner.bot.store import (
     State,
     StateStore,
     Store,
     StoreError,
     apply_resets,
-    initial_state,
     parse_state,
     serialize,
     write_atomically,
 )
-from model_assigner.core.loader import ConfigError
 from model_assigner.core.quota import (
     INF,
     get_remaining_monthly_budget,
     remaining_daily,
     remaining_monthly,
 )
-
-
-def _fail(message: str) -> Exception:
-    from model_assigner.bot.cli.errors import CliError
-
-    return CliError(message)
-
-
-def open_store(args: argparse.Namespace, location: str | None = None) -> StateStore:
-    """The store --state names (a file or a postgresql:// URL), else the
-    server's: MODEL_ASSIGNER_STATE (or DATABASE_URL)."""
-    try:
-        settings = load_settings()
-        config_dir = Path(args.config) if getattr(args, "config", None) else settings.config_dir
-        engine = load_engine_config(config_dir)
-    except (SettingsError, ConfigError) as exc:
-        raise _fail(str(exc)) from None
-    chosen = location or getattr(args, "state", None)
-    target: str | Path
-    if chosen:
-        target = chosen if is_database_url(chosen) else Path(chosen)
-    else:
-        target = settings.database_url or settings.state_path
-    return open_state_store(target, engine.quotas, lambda: _now(args))
-
-
-def _now(args: argparse.Namespace) -> datetime:
-    """--now if given (scripts and tests pin the clock with it), else the time."""
-    from model_assigner.bot.cli.errors import parse_now
-
-    return parse_now(getattr(args, "now", None))
-
-
-def _read(store: StateStore, args: argparse.Namespace | None = None) -> State:
-    """The store's state. Before the first delivery: for a report (``args``
-    given), the configured starting state (what the server starts from and
-    /metrics shows), said so; for a caller that needs recorded usage, an error."""
-    name = describe_store(store)
-    try:
-        exists = store.exists()
-        if args is None and not exists:
-            raise _fail(
-                f"{name}: no store yet (it is created on the first delivery"
-                + ("" if store.kind == "file" else ", or by `model-assigner migrate`")
-                + "); is MODEL_ASSIGNER_STATE the server's?"
-            )
-        if exists or store.kind == "file":
-            state = store.read()
-        else:  # a database without the schema yet: what it would start from
-            from model_assigner.bot.pg_store import PgStore
-
-            assert isinstance(store, PgStore)
-            state = initial_state(store.defaults, store.clock())
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
-    if not exists:
-        note = (
-            f"no delivery recorded yet: {name} does not exist; showing the configured "
-            "starting state (config/subscriptions.yaml)"
-        )
-        # With --json, stdout stays one JSON document.
-        print(note, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
-    return state
 
 
 def _money(value: Any) -> Any:
@@ -165,14 +98,14 @@ def quota_report(state: State) -> dict[str, Any]:
 def cmd_quota(args: argparse.Namespace) -> int:
     store = open_store(args)
     if args.action == "reset":
-        return quota_reset(store, args.family, _now(args))
+        return quota_reset(store, args.family, now_of(args))
     # what the App would see now: the resets due at --now applied (not saved)
-    state = _read(store, args).model_copy(deep=True)
-    apply_resets(state, _now(args))
+    state = read_state(store, args).model_copy(deep=True)
+    apply_resets(state, now_of(args))
     report = quota_report(state)
     if args.family is not None:
         if args.family not in report["subscriptions"]:
-            raise _fail(f"--family: no subscription {args.family!r} "
+            raise fail(f"--family: no subscription {args.family!r} "
                         f"(have: {', '.join(report['subscriptions']) or 'none'})")
         report["subscriptions"] = {args.family: report["subscriptions"][args.family]}
     if args.json:
@@ -214,7 +147,7 @@ def quota_reset(store: StateStore, family: str | None, now: datetime) -> int:
     try:
         with store.transaction(now) as state:
             if family is not None and family not in state.subscriptions:
-                raise _fail(f"--family: no subscription {family!r} "
+                raise fail(f"--family: no subscription {family!r} "
                             f"(have: {', '.join(state.subscriptions) or 'none'})")
             for name, sub in state.subscriptions.items():
                 if family is None or name == family:
@@ -223,13 +156,13 @@ def quota_reset(store: StateStore, family: str | None, now: datetime) -> int:
             if family is None:
                 state.api_budget.spent_usd = 0.0
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     print(f"reset usage of {family or 'every subscription and the API budget'}")
     return 0
 
 
 def cmd_reservations(args: argparse.Namespace) -> int:
-    state = _read(open_store(args), args)
+    state = read_state(open_store(args), args)
     rows = sorted(state.reservations.items())
     if args.json:
         print(json.dumps(_money({k: r.model_dump(mode="json") for k, r in rows}), indent=2))
@@ -247,7 +180,7 @@ def cmd_reservations(args: argparse.Namespace) -> int:
 
 def cmd_state(args: argparse.Namespace) -> int:
     if args.action == "check" and args.file is not None:
-        raise _fail(f"state check: takes no FILE (got {args.file!r})")
+        raise fail(f"state check: takes no FILE (got {args.file!r})")
     store = open_store(args)
     name = describe_store(store)
     if args.action == "migrate":
@@ -260,14 +193,14 @@ def cmd_state(args: argparse.Namespace) -> int:
             if exists or store.kind == "file":
                 store.check()
         except StoreError as exc:
-            raise _fail(f"invalid store: {exc}") from None
+            raise fail(f"invalid store: {exc}") from None
         if not exists:
             print(f"{name}: does not exist yet (it is created on the first delivery)")
         else:
             print(f"{name}: valid")
         return 0
     if not args.file:
-        raise _fail(f"state {args.action}: FILE is required")
+        raise fail(f"state {args.action}: FILE is required")
     if args.action == "backup":
         target = Path(args.file)
         if isinstance(store, Store):
@@ -275,7 +208,7 @@ def cmd_state(args: argparse.Namespace) -> int:
                 try:
                     shutil.copyfile(store.path, target)
                 except OSError as exc:
-                    raise _fail(f"backup to {target}: {exc.strerror or exc}") from None
+                    raise fail(f"backup to {target}: {exc.strerror or exc}") from None
         else:  # the database's rows as the JSON store's document: portable
             from model_assigner.bot.cli.db import export_text
 
@@ -283,7 +216,7 @@ def cmd_state(args: argparse.Namespace) -> int:
             try:
                 write_atomically(target, text)
             except OSError as exc:
-                raise _fail(f"backup to {target}: {exc.strerror or exc}") from None
+                raise fail(f"backup to {target}: {exc.strerror or exc}") from None
         print(f"backed up {name} to {target}")
         return 0
     # restore
@@ -291,11 +224,11 @@ def cmd_state(args: argparse.Namespace) -> int:
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"{source}: cannot read ({exc.strerror or exc})") from None
+        raise fail(f"{source}: cannot read ({exc.strerror or exc})") from None
     try:
         state = parse_state(text, str(source))
     except StoreError as exc:
-        raise _fail(f"not restored: {exc}") from None
+        raise fail(f"not restored: {exc}") from None
     if isinstance(store, Store):
         with file_lock(store.lock_path):
             write_atomically(store.path, serialize(state))

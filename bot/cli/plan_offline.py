@@ -10,7 +10,6 @@ try a strategy or a config change on real issues before ``plan --apply``.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,26 +58,3 @@ def offline_plan(
     )
     snap = RepoSnapshot(repo, {issue_key(repo, i["number"]): i for i in issues}, None, settings)
     return plan_repo(handler, snap, handler.store.read(), now, strategy)
-
-
-def run_offline(args: Any) -> int:
-    """``plan --issues FILE``: the settings of the environment (or --state,
-    --config), credentials or not; dry-run settings are enough."""
-    from model_assigner.bot.cli.errors import CliError, parse_now
-    from model_assigner.bot.plan import print_plan, with_paths
-    from model_assigner.bot.settings import SettingsError, load_settings
-    from model_assigner.bot.store import StoreError
-    from model_assigner.bot.wiring import build_handler
-    from model_assigner.core.loader import ConfigError
-
-    if args.apply:
-        raise CliError("--issues plans offline and writes nothing: it cannot be used with --apply")
-    try:
-        settings = with_paths(load_settings(), args)
-        handler, _store = build_handler(replace(settings, app_id=None, private_key=None))
-        repo_plan = offline_plan(handler, args.repo, Path(args.issues),
-                                 parse_now(getattr(args, "now", None)), args.strategy)
-    except (SettingsError, ConfigError, StoreError, IssuesFileError) as exc:
-        raise CliError(str(exc)) from None
-    print_plan(repo_plan, args.json)
-    return 0

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from model_assigner.bot.cli.ops import _fail, _read, open_store
+from model_assigner.bot.cli.stores import fail, now_of, open_store, read_state
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import State, StateStore, StoreError
 from model_assigner.bot.usage_intake import BadReport, parse_issue
@@ -42,20 +42,14 @@ def _engine(args: argparse.Namespace) -> EngineConfig:
         folder = Path(args.config) if args.config else load_settings().config_dir
         return load_engine_config(folder)
     except (SettingsError, ConfigError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _issue(text: str | None, where: str) -> tuple[str, int]:
     try:
         return parse_issue(text, None)
     except BadReport:
-        raise _fail(f"{where}: expected OWNER/REPO#N, got {text!r}") from None
-
-
-def _now(args: argparse.Namespace) -> datetime:
-    from model_assigner.bot.cli.errors import parse_now
-
-    return parse_now(getattr(args, "now", None))
+        raise fail(f"{where}: expected OWNER/REPO#N, got {text!r}") from None
 
 
 def _record(
@@ -69,7 +63,7 @@ def _record(
         with store.transaction(now) as state:
             return change(state)
     except (StoreError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _print(outcomes: list[ReportOutcome], as_json: bool) -> None:
@@ -109,7 +103,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             reported_cost_usd=args.cost,
         )
     except ValueError as exc:
-        raise _fail(f"usage record: {str(exc).splitlines()[-2].strip()}") from None
+        raise fail(f"usage record: {str(exc).splitlines()[-2].strip()}") from None
     key = f"{repo}#{number}"
     run = args.run or "manual-" + hashlib.sha256(
         json.dumps([key, line.model_dump()], sort_keys=True).encode()
@@ -117,9 +111,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     try:
         report = UsageReport(run_id=run, lines=[line], source="operator")
     except ValueError:
-        raise _fail(f"--run: not a run id: {args.run!r}") from None
+        raise fail(f"--run: not a run id: {args.run!r}") from None
     store, engine = open_store(args), _engine(args)
-    _print(_record(store, engine, [(key, report)], _now(args)), args.json)
+    _print(_record(store, engine, [(key, report)], now_of(args)), args.json)
     return 0
 
 
@@ -128,25 +122,25 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise fail(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         parsed = parse_text(text)
     except UsageParseError as exc:
-        raise _fail(f"{path}: {exc}") from None
+        raise fail(f"{path}: {exc}") from None
     items = []
     for index, document in enumerate(parsed):
         where = f"{path}" + (f" report {index + 1}" if len(parsed) > 1 else "")
         issue = args.issue or document.issue
         if not isinstance(issue, str):
-            raise _fail(f"{where}: no issue: pass --issue OWNER/REPO#N")
+            raise fail(f"{where}: no issue: pass --issue OWNER/REPO#N")
         repo, number = _issue(issue, f"{where}: issue")
         try:
             report = document.report(args.run if len(parsed) == 1 else None, source="import")
         except UsageParseError as exc:
-            raise _fail(f"{where}: {exc}") from None
+            raise fail(f"{where}: {exc}") from None
         items.append((f"{repo}#{number}", report))
     store, engine = open_store(args), _engine(args)
-    _print(_record(store, engine, items, _now(args)), args.json)
+    _print(_record(store, engine, items, now_of(args)), args.json)
     return 0
 
 
@@ -166,7 +160,7 @@ def _month(text: str | None) -> tuple[date, date] | None:
     try:
         first = datetime.strptime(text, "%Y-%m").date()
     except ValueError:
-        raise _fail(f"--month: expected YYYY-MM, got {text!r}") from None
+        raise fail(f"--month: expected YYYY-MM, got {text!r}") from None
     following = add_months(datetime(first.year, first.month, 1), 1).date()
     return first, following
 
@@ -177,11 +171,11 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         raw = path.read_bytes()
         provider, rows = provider_rows(json.loads(raw))
     except OSError as exc:
-        raise _fail(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise fail(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, UsageParseError) as exc:
-        raise _fail(f"{path}: {exc}") from None
+        raise fail(f"{path}: {exc}") from None
     store, engine = open_store(args), _engine(args)
-    state = _read(store)
+    state = read_state(store)
     window = _month(args.month)
     differences = [
         d for d in compare(store_rows(state), rows, engine.models)
@@ -189,7 +183,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     ]
     if not args.json:
         _print_differences(provider, differences)
-    applied = _apply(store, raw, differences, _now(args)) if args.apply else None
+    applied = _apply(store, raw, differences, now_of(args)) if args.apply else None
     if args.json:
         print(json.dumps({
             "provider": provider,
@@ -225,13 +219,13 @@ def _apply(store: StateStore, raw: bytes, differences: list[Difference], now: da
     try:
         with store.transaction(now) as state:
             if digest in state.reconciled:
-                raise _fail("this export was already applied; nothing changed")
+                raise fail("this export was already applied; nothing changed")
             start = add_months(state.api_budget.reset_date, -1).date()
             delta = sum(d.usd or 0.0 for d in differences if d.day >= start)
             state.api_budget.spent_usd = max(0.0, state.api_budget.spent_usd + delta)
             state.reconciled[digest] = now
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     return delta
 
 
@@ -248,7 +242,7 @@ def calibration_report(state: State, engine: EngineConfig) -> dict[str, Any]:
 
 def cmd_calibration(args: argparse.Namespace) -> int:
     store, engine = open_store(args), _engine(args)
-    state = _read(store) if store.exists() else None
+    state = read_state(store) if store.exists() else None
     report: dict[str, Any] = calibration_report(state, engine) if state is not None else {
         "enabled": engine.scoring.calibration.enabled, "finished_issues": 0, "factors": {}}
     if args.json:

@@ -32,17 +32,18 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import requests
 from github import GithubException
 
+from model_assigner.bot.github.api import GitHubApp
+from model_assigner.bot.handler import Handler
 from model_assigner.bot.issue_task import issue_key, label_names
-from model_assigner.bot.queue.jobs import QueueMeta
+from model_assigner.bot.queue.jobs import JobQueue, QueueMeta
 from model_assigner.bot.queue.redecide import due_issue_keys
-
-if TYPE_CHECKING:
-    from model_assigner.bot.wiring import Services
+from model_assigner.bot.settings import Settings
+from model_assigner.bot.store import StateStore
 
 log = logging.getLogger("model_assigner.catchup")
 
@@ -56,8 +57,20 @@ def _claim_run(db: QueueMeta, every: float) -> bool:
     return db.claim_run(LAST_RUN, every)
 
 
+class CatchUpServices(Protocol):
+    """What a catch-up uses of the process's services (bot/wiring.py's
+    ``Services``, which builds it): named here so this module does not import
+    the module that imports it."""
+
+    settings: Settings
+    handler: Handler
+    store: StateStore
+    queue: JobQueue
+    github: GitHubApp | None
+
+
 class CatchUp:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: CatchUpServices) -> None:
         assert services.github is not None
         self.services = services
         self.app = services.github

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import responses
 
-from model_assigner.bot.cli.setup import api_url_for, create_setup_app, new_app_url
+from model_assigner.bot.github.manifest import api_url_for, new_app_url
 from model_assigner.bot.settings import load_settings
+from model_assigner.bot.web.setup_page import create_setup_app
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/github/rest-examples/apps"
 
