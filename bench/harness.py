@@ -167,7 +167,7 @@ def app_key(folder: Path) -> tuple[str, Path]:
 @contextmanager
 def standin_process(folder: Path, public_key: Path, files: int = 200) -> Iterator[StandIn]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.github_standin", "--app-id", str(APP_ID),
+        [sys.executable, "-m", "bench.github_standin", "--app-id", str(APP_ID),
          "--public-key-file", str(public_key), "--slug", SLUG],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=(folder / "standin.log").open("wb"),
         start_new_session=True,

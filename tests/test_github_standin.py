@@ -17,8 +17,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bench.github_standin import CONFIG_PATH, GitHubStandIn, StandInServer
 from tests.bot.support import APP_ID, app_key
-from tests.github_standin import CONFIG_PATH, GitHubStandIn, StandInServer
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "o/r"
@@ -154,7 +154,7 @@ def test_the_standin_runs_as_its_own_process(tmp_path: Path) -> None:
     public = tmp_path / "app.pub"
     public.write_text(app_key().public_pem)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.github_standin", "--app-id", str(APP_ID),
+        [sys.executable, "-m", "bench.github_standin", "--app-id", str(APP_ID),
          "--public-key-file", str(public), "--repo", REPO],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import model_assigner.bot.deadline as deadline
+from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.github.api import BudgetTimeout, GitHubApp, InstallationGateway
 from model_assigner.bot.github.gateway import GitHubUnavailable
 from model_assigner.bot.settings import Settings
@@ -30,7 +31,6 @@ from tests.bot.support import (
     encode,
     webhook,
 )
-from tests.github_standin import GitHubStandIn, StandInServer
 from tests.helpers import seed_strategy_config
 
 

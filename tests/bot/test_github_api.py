@@ -13,6 +13,7 @@ import pytest
 import responses
 
 import model_assigner.bot.github.api as github_api
+from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.comment import MARKER
 from model_assigner.bot.deadline import delivery_budget
 from model_assigner.bot.github.api import GitHubApp, InstallationGateway
@@ -26,7 +27,6 @@ from model_assigner.bot.github.gateway import (
 from model_assigner.bot.settings import Settings
 from tests.bot.rest_mock import API, COMMIT_SHA, TOKEN, TREE_SHA, R, RestMock
 from tests.bot.support import APP_ID, BOT, INSTALLATION, REPO, app_key, rest_example, webhook
-from tests.github_standin import GitHubStandIn, StandInServer
 from tests.helpers import CONFIG_DIR
 
 

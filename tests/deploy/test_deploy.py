@@ -167,11 +167,11 @@ def test_every_call_the_bot_makes_is_listed(
     to GitHub, against the stand-in, and check each request it receives
     against CALLS, the list the manifest's permissions are checked against;
     and that every listed call was made (the list is not stale)."""
+    from bench.github_standin import GitHubStandIn, StandInServer
     from model_assigner.bot.cli import main
     from model_assigner.bot.settings import load_settings
     from model_assigner.bot.wiring import build_handler
     from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, webhook
-    from tests.github_standin import GitHubStandIn, StandInServer
 
     key = app_key()
     standin = GitHubStandIn(APP_ID, key.public_pem)

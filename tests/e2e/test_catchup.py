@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.github_standin import GitHubStandIn, StandInServer
 from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, SLUG, SMALL_BACKEND, app_key
 from tests.e2e.test_faults import assigned_everywhere, charged_once
 from tests.e2e.test_server import (
@@ -32,7 +33,6 @@ from tests.e2e.test_server import (
     start_server,
     stop_server,
 )
-from tests.github_standin import GitHubStandIn, StandInServer
 
 
 @pytest.fixture

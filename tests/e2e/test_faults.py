@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.store import parse_state
 from tests.bot.support import (
     APP_ID,
@@ -55,7 +56,6 @@ from tests.e2e.test_server import (
     start_server,
     stop_server,
 )
-from tests.github_standin import GitHubStandIn, StandInServer
 from tests.helpers import seed_strategy_config, shifted_clock_env
 
 KINDS = [

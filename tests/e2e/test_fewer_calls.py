@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.github_standin import GitHubStandIn, StandInServer
 from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, SLUG, SMALL_BACKEND, app_key
 from tests.e2e.test_server import event, model_labels, new_issue, start_server, stop_server
-from tests.github_standin import GitHubStandIn, StandInServer
 
 PROCESSES = 2  # WEB_CONCURRENCY in start_server
 CONFIG = "labels:\n  prefix: 'model:'\n"

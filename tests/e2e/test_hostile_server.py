@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.store import MAX_DEPENDENCIES
 from tests.bot.support import (
     API,
@@ -31,7 +32,6 @@ from tests.bot.support import (
     webhook,
 )
 from tests.e2e.test_server import Server, event, new_issue, start_server, stop_server
-from tests.github_standin import GitHubStandIn, StandInServer
 
 READ_SECONDS = 2  # MODEL_ASSIGNER_READ_TIMEOUT for these servers (the default is 5)
 

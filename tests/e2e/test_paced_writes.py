@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.usage_comment import START
 from tests.bot.support import (
     API,
@@ -36,7 +37,6 @@ from tests.e2e.test_server import (
     start_server,
     stop_server,
 )
-from tests.github_standin import GitHubStandIn, StandInServer
 
 REPORTER = "github-actions[bot]"
 INTERVAL = 0.6  # the policy's seconds between writes

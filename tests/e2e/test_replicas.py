@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import requests
 
+from bench.github_standin import GitHubStandIn, StandInServer
 from tests.bot.support import APP_ID, BIG_HOTFIX, INSTALLATION, REPO, SECRET, SLUG, SMALL_BACKEND
 from tests.bot.support import app_key as _app_key
 from tests.e2e.test_server import (
@@ -32,7 +33,6 @@ from tests.e2e.test_server import (
     start_server,
     stop_server,
 )
-from tests.github_standin import GitHubStandIn, StandInServer
 
 KINDS = [(["P0", "security", "hotfix"], BIG_HOTFIX), (["P1", "security", "hotfix"], BIG_HOTFIX),
          (["P0", "backend"], SMALL_BACKEND)]

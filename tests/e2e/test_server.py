@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import requests
 
+from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.comment import MARKER
 from model_assigner.bot.queue.db import QueueDb
 from model_assigner.bot.queue.jobs import SqliteJobQueue
@@ -47,7 +48,6 @@ from tests.bot.support import (
     encode,
     webhook,
 )
-from tests.github_standin import GitHubStandIn, StandInServer
 from tests.helpers import seed_strategy_config, shifted_clock_env
 
 ROOT = Path(__file__).resolve().parents[2]
