@@ -144,7 +144,7 @@ def create_app(
     count = count_outcome(catalog_models)
     if not settings.inline_delivery:
         # gunicorn --preload builds the app in its master and forks the
-        # workers: the Procfile's worker class (bot/worker.py) starts each
+        # workers: the Procfile's worker class (bot/web/worker.py) starts each
         # one's queue workers once it has the app, after the fork; with
         # another worker class, the first request does. Not
         # os.register_at_fork: a hook cannot be taken back, so every process

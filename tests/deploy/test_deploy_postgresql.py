@@ -34,7 +34,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.bot.support import SECRET, delivery_headers, encode, webhook
 from tests.deploy.test_deploy import settings_read_by_code
-from tests.e2e.test_server import VENV_BIN, free_port
+from tests.e2e.support import VENV_BIN, free_port
 from tests.pg_support import CuttableProxy
 
 ROOT = Path(__file__).resolve().parents[2]

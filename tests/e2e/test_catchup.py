@@ -15,16 +15,15 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from bench.github_standin import GitHubStandIn, StandInServer
-from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, SLUG, SMALL_BACKEND, app_key
-from tests.e2e.test_faults import assigned_everywhere, charged_once
-from tests.e2e.test_server import (
+from tests.bot.support import REPO, SECRET, SMALL_BACKEND
+from tests.e2e.support import (
+    app_env,
+    assigned_everywhere,
     bot_comments,
+    charged_once,
     event,
     free_port,
     metric_values,
@@ -35,25 +34,8 @@ from tests.e2e.test_server import (
 )
 
 
-@pytest.fixture
-def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
-    standin = GitHubStandIn(APP_ID, app_key().public_pem, slug=SLUG)
-    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
-    server = StandInServer(standin).start()
-    try:
-        yield standin, server
-    finally:
-        server.stop()
-
-
 def env(github: tuple[GitHubStandIn, StandInServer], catchup: str) -> dict[str, str]:
-    return {
-        "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_PRIVATE_KEY": app_key().private_pem,
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": github[1].url,
-        "MODEL_ASSIGNER_CATCHUP_SECONDS": catchup,
-    }
+    return app_env(github, MODEL_ASSIGNER_CATCHUP_SECONDS=catchup)
 
 
 def test_after_downtime_failed_deliveries_are_redelivered_and_undecided_issues_swept(

@@ -34,24 +34,21 @@ import requests
 from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.store import parse_state
 from tests.bot.support import (
-    APP_ID,
     BIG_HOTFIX,
-    INSTALLATION,
     REPO,
     SECRET,
-    SLUG,
     SMALL_BACKEND,
-    app_key,
 )
-from tests.e2e.test_server import (
+from tests.e2e.support import (
     ROOT,
     Outcome,
     Server,
-    bot_comments,
+    app_env,
+    assigned_everywhere,
+    charged_once,
     event,
     free_port,
     loopback_command,
-    model_labels,
     new_issue,
     start_server,
     stop_server,
@@ -65,44 +62,24 @@ KINDS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
-    standin = GitHubStandIn(APP_ID, app_key().public_pem, slug=SLUG)
-    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
-    server = StandInServer(standin).start()
-    try:
-        yield standin, server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def standin(github: tuple[GitHubStandIn, StandInServer]) -> GitHubStandIn:
-    return github[0]
-
-
-def app_env(github: tuple[GitHubStandIn, StandInServer]) -> dict[str, str]:
-    return {
-        "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_PRIVATE_KEY": app_key().private_pem,
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": github[1].url,
-        # A retry waits longer than a POST whose answer was lost takes to be
-        # done at GitHub (see the not-answering test).
-        "MODEL_ASSIGNER_RETRY_BASE_SECONDS": "1.5",
-        "MODEL_ASSIGNER_MAX_ATTEMPTS": "4",
-        "MODEL_ASSIGNER_SECONDARY_WAIT_SECONDS": "1",
-        # Writes paced (as GitHub asks, only faster): a write never follows
-        # another within the moment a refusal takes to be recorded.
-        "MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS": "0.25",
-    }
+FAULT_SETTINGS = {
+    # A retry waits longer than a POST whose answer was lost takes to be
+    # done at GitHub (see the not-answering test).
+    "MODEL_ASSIGNER_RETRY_BASE_SECONDS": "1.5",
+    "MODEL_ASSIGNER_MAX_ATTEMPTS": "4",
+    "MODEL_ASSIGNER_SECONDARY_WAIT_SECONDS": "1",
+    # Writes paced (as GitHub asks, only faster): a write never follows
+    # another within the moment a refusal takes to be recorded.
+    "MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS": "0.25",
+}
 
 
 @pytest.fixture(scope="module")
 def server(
     github: tuple[GitHubStandIn, StandInServer], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("faults"), app_env(github), "app")
+    running = start_server(tmp_path_factory.mktemp("faults"), app_env(github, **FAULT_SETTINGS),
+                           "app")
     try:
         # One delivery first: the store exists, and "as before" means bytes.
         number = issue_number()
@@ -142,32 +119,6 @@ def acknowledged_then_decided(
     return elapsed, server.outcome(delivery, timeout)
 
 
-def assigned_everywhere(standin: GitHubStandIn, store: dict[str, Any], number: int,
-                        model: str | None = None) -> None:
-    """One model label, one bot comment, and the reservation, for one issue."""
-    labels = model_labels(standin, number)
-    assert len(labels) == 1, labels
-    assert len(bot_comments(standin, number)) == 1
-    held = store["reservations"][f"{REPO}#{number}"]
-    assert labels == [f"model:{held['model']}"]
-    if model is not None:
-        assert held["model"] == model
-
-
-def charged_once(store: dict[str, Any]) -> None:
-    """The counters are exactly the sums of the reservations: nothing was
-    charged twice (every reservation here is this month's and today's)."""
-    subs = [h["payment"] for h in store["reservations"].values()
-            if h["payment"]["kind"] == "subscription"]
-    api = [h["payment"] for h in store["reservations"].values() if h["payment"]["kind"] == "api"]
-    claude = store["subscriptions"]["claude"]
-    assert claude["tokens_used_month"] == sum(p["tokens"] for p in subs)
-    assert claude["tokens_used_today"] == claude["tokens_used_month"]
-    assert store["api_budget"]["spent_usd"] == pytest.approx(
-        sum(p["cost_usd"] for p in api), abs=1e-9
-    )
-
-
 # -- SIGKILL mid-load ---------------------------------------------------------------
 
 
@@ -186,7 +137,7 @@ def test_sigkill_mid_burst_then_restart_decides_every_acknowledged_delivery_once
         new_issue(standin, number, labels, body)
     sends = [(n, event(standin, "opened", n), f"kill-{n}") for n in numbers]
     standin.latency = (0.05, 0.1)
-    first = start_server(tmp_path, app_env(github), "killed")
+    first = start_server(tmp_path, app_env(github, **FAULT_SETTINGS), "killed")
     answered: dict[int, requests.Response] = {}
     lock = threading.Lock()
     killed = threading.Event()
@@ -220,7 +171,7 @@ def test_sigkill_mid_burst_then_restart_decides_every_acknowledged_delivery_once
         left = queue.stats()
         assert left.waiting + left.running > 0, "killed too late: nothing was in flight"
 
-        second = start_server(tmp_path, app_env(github), "killed")
+        second = start_server(tmp_path, app_env(github, **FAULT_SETTINGS), "killed")
         try:
             second.drained(timeout=120)
             store = second.store()

@@ -23,8 +23,15 @@ from pathlib import Path
 import pytest
 
 from bench.github_standin import GitHubStandIn, StandInServer
-from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, SLUG, SMALL_BACKEND, app_key
-from tests.e2e.test_server import event, model_labels, new_issue, start_server, stop_server
+from tests.bot.support import APP_ID, INSTALLATION, REPO, SLUG, SMALL_BACKEND, app_key
+from tests.e2e.support import (
+    app_env,
+    event,
+    model_labels,
+    new_issue,
+    start_server,
+    stop_server,
+)
 
 PROCESSES = 2  # WEB_CONCURRENCY in start_server
 CONFIG = "labels:\n  prefix: 'model:'\n"
@@ -45,15 +52,9 @@ def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
 def test_branch_tree_and_config_reads_are_conditional_and_labels_created_once(
     github: tuple[GitHubStandIn, StandInServer], tmp_path: Path
 ) -> None:
-    standin, stand_in_server = github
-    server = start_server(tmp_path, {
-        "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_PRIVATE_KEY": app_key().private_pem,
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": stand_in_server.url,
-        "MODEL_ASSIGNER_BRANCH_TTL_SECONDS": "0",
-        "MODEL_ASSIGNER_QUEUE_WORKERS": "2",
-    }, "app")
+    standin = github[0]
+    server = start_server(tmp_path, app_env(
+        github, MODEL_ASSIGNER_BRANCH_TTL_SECONDS="0", MODEL_ASSIGNER_QUEUE_WORKERS="2"), "app")
     try:
         decided = 0
         for number in range(1, 9):

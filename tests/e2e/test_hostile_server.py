@@ -22,45 +22,38 @@ from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.store import MAX_DEPENDENCIES
 from tests.bot.support import (
     API,
-    APP_ID,
     INSTALLATION,
     PERSON,
     REPO,
-    SECRET,
-    SLUG,
-    app_key,
     webhook,
 )
-from tests.e2e.test_server import Server, event, new_issue, start_server, stop_server
+from tests.e2e.support import (
+    Server,
+    app_env,
+    event,
+    new_issue,
+    running_standin,
+    start_server,
+    stop_server,
+)
 
 READ_SECONDS = 2  # MODEL_ASSIGNER_READ_TIMEOUT for these servers (the default is 5)
 
 
 @pytest.fixture(scope="module")
 def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
-    standin = GitHubStandIn(APP_ID, app_key().public_pem, slug=SLUG)
-    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
-    standin.add_repo("octo/bystander", installation_id=INSTALLATION, files=20,
-                     default_branch="master")
-    huge = "[1000000000000, 1000000000000]"
-    standin.add_repo("octo/costly", installation_id=INSTALLATION, files=20,
-                     default_branch="master", config_text=(
-                         f"scoring:\n  token_estimates: {{simple: {huge}, moderate: {huge}, "
-                         f"complex: {huge}, highly_complex: {huge}}}\n"))
-    words = ", ".join(f"w{n:05d}" for n in range(4000))
-    standin.add_repo("octo/wordy", installation_id=INSTALLATION, files=20,
-                     default_branch="master",
-                     config_text=f"scoring:\n  complex_keywords: [{words}]\n")
-    server = StandInServer(standin).start()
-    try:
+    """conftest.py's stand-in, plus a bystander and two hostile repository configs."""
+    with running_standin("octo/bystander") as (standin, server):
+        huge = "[1000000000000, 1000000000000]"
+        standin.add_repo("octo/costly", installation_id=INSTALLATION, files=20,
+                         default_branch="master", config_text=(
+                             f"scoring:\n  token_estimates: {{simple: {huge}, moderate: {huge}, "
+                             f"complex: {huge}, highly_complex: {huge}}}\n"))
+        words = ", ".join(f"w{n:05d}" for n in range(4000))
+        standin.add_repo("octo/wordy", installation_id=INSTALLATION, files=20,
+                         default_branch="master",
+                         config_text=f"scoring:\n  complex_keywords: [{words}]\n")
         yield standin, server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def standin(github: tuple[GitHubStandIn, StandInServer]) -> GitHubStandIn:
-    return github[0]
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +63,7 @@ def server(
     tmp = tmp_path_factory.mktemp("e2e-hostile")
     running = start_server(
         tmp,
-        {
-            "GITHUB_APP_ID": str(APP_ID),
-            "GITHUB_PRIVATE_KEY": app_key().private_pem,
-            "GITHUB_WEBHOOK_SECRET": SECRET,
-            "GITHUB_API_URL": github[1].url,
-            "MODEL_ASSIGNER_READ_TIMEOUT": str(READ_SECONDS),
-        },
+        app_env(github, MODEL_ASSIGNER_READ_TIMEOUT=str(READ_SECONDS)),
         "app",
     )
     try:
@@ -253,11 +240,8 @@ def test_a_metrics_write_that_fails_does_not_fail_the_delivery(
     labels and comments written once, the store holds the reservations."""
     import shutil
 
-    standin, stand_server = github
-    running = start_server(tmp_path, {
-        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY": app_key().private_pem,
-        "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": stand_server.url,
-    }, "nometrics")
+    standin = github[0]
+    running = start_server(tmp_path, app_env(github), "nometrics")
     try:
         shutil.rmtree(running.state.parent / "metrics")
         for number in (61, 62, 63):
@@ -275,7 +259,7 @@ def test_a_metrics_write_that_fails_does_not_fail_the_delivery(
 def test_start_up_under_a_file_size_limit_is_one_line(tmp_path: Path) -> None:
     import subprocess
 
-    from tests.e2e.test_server import VENV_BIN, loopback_command
+    from tests.e2e.support import VENV_BIN, loopback_command
 
     state = tmp_path / "data" / "state.json"
     env = {
@@ -299,11 +283,8 @@ def test_a_store_folder_removed_while_running_is_noticed_not_re_seeded(
 ) -> None:
     import shutil
 
-    standin, stand_server = github
-    running = start_server(tmp_path, {
-        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY": app_key().private_pem,
-        "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": stand_server.url,
-    }, "vanish")
+    standin = github[0]
+    running = start_server(tmp_path, app_env(github), "vanish")
     try:
         new_issue(standin, 71, ["P0", "backend"], "Estimated files: 3\nEstimated LOC: 150")
         assert running.deliver(event(standin, "opened", 71)).status_code == 200

@@ -10,26 +10,19 @@ waited for its slot, so the stand-in refuses none."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.usage_comment import START
 from tests.bot.support import (
     API,
-    APP_ID,
-    INSTALLATION,
     REPO,
-    SECRET,
-    SLUG,
     SMALL_BACKEND,
-    app_key,
     webhook,
 )
-from tests.e2e.test_server import (
+from tests.e2e.support import (
+    app_env,
     bot_comments,
     event,
     model_labels,
@@ -41,17 +34,6 @@ from tests.e2e.test_server import (
 REPORTER = "github-actions[bot]"
 INTERVAL = 0.6  # the policy's seconds between writes
 GUARD = 0.2  # the stand-in refuses writes closer than this
-
-
-@pytest.fixture
-def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
-    standin = GitHubStandIn(APP_ID, app_key().public_pem, slug=SLUG)
-    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
-    server = StandInServer(standin).start()
-    try:
-        yield standin, server
-    finally:
-        server.stop()
 
 
 def usage_comment(standin: GitHubStandIn, number: int, run: str) -> dict[str, Any]:
@@ -72,15 +54,10 @@ def usage_comment(standin: GitHubStandIn, number: int, run: str) -> dict[str, An
 def test_every_write_waits_for_its_slot_usage_comments_included(
     github: tuple[GitHubStandIn, StandInServer], tmp_path: Path
 ) -> None:
-    standin, stand_in_server = github
-    server = start_server(tmp_path, {
-        "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_PRIVATE_KEY": app_key().private_pem,
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": stand_in_server.url,
-        "MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS": str(INTERVAL),
-        "MODEL_ASSIGNER_USAGE_COMMENT_LOGINS": REPORTER,
-    }, "app")
+    standin = github[0]
+    server = start_server(tmp_path, app_env(
+        github, MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS=str(INTERVAL),
+        MODEL_ASSIGNER_USAGE_COMMENT_LOGINS=REPORTER), "app")
     try:
         for number in (1, 2, 3):
             new_issue(standin, number, ["P0", "backend"], SMALL_BACKEND)

@@ -15,17 +15,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from bench.github_standin import GitHubStandIn, StandInServer
-from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, SLUG, SMALL_BACKEND, app_key
-from tests.e2e.test_faults import assigned_everywhere, charged_once
-from tests.e2e.test_server import (
+from tests.bot.support import APP_ID, REPO, SECRET, SMALL_BACKEND, app_key
+from tests.e2e.support import (
     FAST_QUEUE,
+    app_env,
+    assigned_everywhere,
     bot_comments,
+    charged_once,
     model_labels,
     new_issue,
     start_server,
@@ -35,17 +34,6 @@ from tests.helpers import seed_strategy_config, shifted_clock_env
 
 VENV_BIN = Path(sys.executable).parent
 ISSUES = range(1, 7)
-
-
-@pytest.fixture
-def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
-    standin = GitHubStandIn(APP_ID, app_key().public_pem, slug=SLUG)
-    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
-    server = StandInServer(standin).start()
-    try:
-        yield standin, server
-    finally:
-        server.stop()
 
 
 def plan_apply(tmp: Path, api_url: str, state: Path,
@@ -77,12 +65,7 @@ def test_plan_apply_queues_waits_out_a_rate_limit_and_reports_progress(
     # GitHub refuses the first comment: a secondary limit, retry-after 2 s.
     standin.inject_fault(f"/repos/{REPO}/issues/*/comments", "secondary_rate_limit", 1,
                          method="POST", retry_after=2)
-    server = start_server(tmp_path, {
-        "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_PRIVATE_KEY": app_key().private_pem,
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": stand_in_server.url,
-    }, "app")
+    server = start_server(tmp_path, app_env(github), "app")
     try:
         done = plan_apply(tmp_path, stand_in_server.url, server.state)
         assert done.returncode == 0, done.stderr

@@ -22,10 +22,10 @@ import pytest
 import requests
 
 from bench.github_standin import GitHubStandIn, StandInServer
-from tests.bot.support import APP_ID, BIG_HOTFIX, INSTALLATION, REPO, SECRET, SLUG, SMALL_BACKEND
-from tests.bot.support import app_key as _app_key
-from tests.e2e.test_server import (
+from tests.bot.support import BIG_HOTFIX, REPO, SMALL_BACKEND
+from tests.e2e.support import (
     Server,
+    app_env,
     bot_comments,
     event,
     model_labels,
@@ -39,27 +39,9 @@ KINDS = [(["P0", "security", "hotfix"], BIG_HOTFIX), (["P1", "security", "hotfix
 
 
 @pytest.fixture
-def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
-    standin = GitHubStandIn(APP_ID, _app_key().public_pem, slug=SLUG)
-    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
-    server = StandInServer(standin).start()
-    try:
-        yield standin, server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def servers(github: tuple[GitHubStandIn, StandInServer], pg_url: str,
             tmp_path: Path) -> Iterator[list[Server]]:
-    env = {
-        "GITHUB_APP_ID": str(APP_ID),
-        "GITHUB_PRIVATE_KEY": _app_key().private_pem,
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": github[1].url,
-        "MODEL_ASSIGNER_STATE": pg_url,
-        "MODEL_ASSIGNER_DB_POOL": "6",
-    }
+    env = app_env(github, MODEL_ASSIGNER_STATE=pg_url, MODEL_ASSIGNER_DB_POOL="6")
     running: list[Server] = []
     try:
         for name in ("a", "b"):

@@ -12,17 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,239 +25,34 @@ import requests
 
 from bench.github_standin import GitHubStandIn, StandInServer
 from model_assigner.bot.comment import MARKER
-from model_assigner.bot.queue.db import QueueDb
-from model_assigner.bot.queue.jobs import SqliteJobQueue
 from tests.bot.support import (
-    API,
-    APP_ID,
     BIG_HOTFIX,
     BOT,
-    INSTALLATION,
     PERSON,
     REPO,
     SECRET,
-    SLUG,
     SMALL_BACKEND,
     app_key,
     delivery_headers,
     encode,
-    webhook,
 )
-from tests.helpers import seed_strategy_config, shifted_clock_env
-
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-START_TIMEOUT = 30.0
-
-
-FAST_QUEUE = {
-    "MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS": "0",
-    "MODEL_ASSIGNER_WRITES_PER_MINUTE": "100000",
-    "MODEL_ASSIGNER_WRITES_PER_HOUR": "1000000",
-    "MODEL_ASSIGNER_RETRY_BASE_SECONDS": "0.2",
-    "MODEL_ASSIGNER_MAX_ATTEMPTS": "3",
-    "MODEL_ASSIGNER_CATCHUP_SECONDS": "0",
-}
-
-
-def procfile_web() -> str:
-    for line in (ROOT / "Procfile").read_text(encoding="utf-8").splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == "web":
-            return command.strip()
-    raise AssertionError("Procfile: no web process")
-
-
-def loopback_command() -> str:
-    command = procfile_web()
-    assert "--bind 0.0.0.0:${PORT" in command
-    return command.replace("--bind 0.0.0.0:", "--bind 127.0.0.1:")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Outcome:
-    """What a delivery came to once the queue's worker decided it (the
-    webhook answers 202 at once): shaped like the answer it used to be."""
-
-    status_code: int
-    body: dict[str, Any]
-
-    def json(self) -> dict[str, Any]:
-        return self.body
-
-    @property
-    def text(self) -> str:
-        return json.dumps(self.body)
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    state: Path
-
-    @property
-    def queue_path(self) -> Path:
-        return self.state.with_name("queue.sqlite3")
-
-    def queue(self) -> SqliteJobQueue:
-        return SqliteJobQueue(QueueDb(self.queue_path))
-
-    def deliver(
-        self, payload: Any, event: str = "issues", delivery: str | None = None,
-        timeout: float = 60.0,
-    ) -> Outcome:
-        """POST the delivery; when it is queued (202), wait until a worker has
-        decided it, and return that outcome."""
-        delivery = delivery or str(uuid.uuid4())
-        response = self.post(payload, event, delivery)
-        if response.status_code != 202 or response.json().get("status") != "queued":
-            return Outcome(response.status_code, response.json())
-        return self.outcome(delivery, timeout)
-
-    def outcome(self, delivery: str, timeout: float = 60.0) -> Outcome:
-        queue = self.queue()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = queue.outcome(delivery)
-            if found is not None:
-                return Outcome(*found)
-            time.sleep(0.05)
-        raise AssertionError(f"delivery {delivery} not decided within {timeout}s: "
-                             f"{queue.jobs()}\n{self.log_text()[-3000:]}")
-
-    def drained(self, timeout: float = 60.0, dead_ok: bool = False) -> None:
-        """Wait until no job is waiting or running."""
-        queue = self.queue()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            jobs = [j for j in queue.jobs() if dead_ok is False or j.state != "dead"]
-            if not jobs:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"queue not drained within {timeout}s: {queue.jobs()}")
-
-    def post(
-        self,
-        payload: Any,
-        event: str = "issues",
-        delivery: str | None = None,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> requests.Response:
-        data = encode(payload) if body is None else body
-        return requests.post(
-            f"{self.url}/webhook",
-            data=data,
-            headers=headers or delivery_headers(data, event, delivery),
-            timeout=30,
-        )
-
-    def store(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.state.read_text())
-        return data
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def group_members(self) -> list[str]:
-        """Command lines of the processes in the server's process group."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == self.process.pid:  # pgrp
-                found.append(cmdline)
-        return found
-
-
-def start_server(tmp: Path, env_extra: dict[str, str], name: str,
-                 port: int | None = None) -> Server:
-    port = port or free_port()
-    state = tmp / name / "state.json"
-    log = tmp / f"{name}.log"
-    env = {
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "HOME": str(tmp),
-        "LANG": "C.UTF-8",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "MODEL_ASSIGNER_STATE": str(state),
-        "MODEL_ASSIGNER_CONFIG": str(seed_strategy_config()),
-        "PYTHONUNBUFFERED": "1",
-        # Tests are not paced like GitHub (its own tests set a policy), retry
-        # quickly, and catch up only when they say so.
-        **FAST_QUEUE,
-        **env_extra,
-        **shifted_clock_env(),
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            ["sh", "-c", loopback_command()],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, to stop it whole
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, log, state)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stop_server(server)
-            raise AssertionError(f"server exited at start:\n{server.log_text()}")
-        try:
-            if requests.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    stop_server(server)
-    raise AssertionError(f"server not healthy after {START_TIMEOUT}s:\n{server.log_text()}")
-
-
-def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        try:
-            os.killpg(server.process.pid, signal.SIGTERM)
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-
+from tests.e2e.support import (
+    ROOT,
+    VENV_BIN,
+    Outcome,
+    Server,
+    app_env,
+    bot_comments,
+    event,
+    metric_values,
+    model_labels,
+    new_issue,
+    procfile_web,
+    start_server,
+    stop_server,
+)
 
 # -- fixtures (module-scoped: one stand-in and one server for the whole file) ----------
-
-
-@pytest.fixture(scope="module")
-def github() -> Iterator[tuple[GitHubStandIn, StandInServer]]:
-    standin = GitHubStandIn(APP_ID, app_key().public_pem, slug=SLUG)
-    standin.add_repo(REPO, installation_id=INSTALLATION, files=20, default_branch="master")
-    server = StandInServer(standin).start()
-    try:
-        yield standin, server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def standin(github: tuple[GitHubStandIn, StandInServer]) -> GitHubStandIn:
-    return github[0]
 
 
 @pytest.fixture(scope="module")
@@ -272,47 +62,13 @@ def server(
     tmp = tmp_path_factory.mktemp("e2e")
     running = start_server(
         tmp,
-        {
-            "GITHUB_APP_ID": str(APP_ID),
-            "GITHUB_PRIVATE_KEY": app_key().private_pem,
-            "GITHUB_WEBHOOK_SECRET": SECRET,
-            "GITHUB_API_URL": github[1].url,
-        },
+        app_env(github),
         "app",
     )
     try:
         yield running
     finally:
         stop_server(running)
-
-
-def new_issue(standin: GitHubStandIn, number: int, labels: list[str], body: str = "",
-              milestone_due_on: str | None = None) -> None:
-    standin.add_issue(REPO, number, title=f"Issue {number}", body=body, labels=labels,
-                      milestone_due_on=milestone_due_on, author="Codertocat")
-
-
-def event(
-    standin: GitHubStandIn, action: str, number: int, *, sender: str = "Codertocat",
-    sender_type: str = "User", label: str | None = None,
-) -> dict[str, Any]:
-    """The documented payload for ``action``, carrying the issue as the stand-in has it."""
-    name = {"opened": "issues.opened", "labeled": "issues.labeled",
-            "unlabeled": "issues.unlabeled", "milestoned": "issues.milestoned",
-            "edited": "issues.edited"}[action]
-    payload = webhook(name, sender=sender, sender_type=sender_type, label=label)
-    payload["issue"] = standin.issue_json(REPO, number, API)
-    if action == "milestoned":
-        payload["milestone"] = payload["issue"]["milestone"]
-    return payload
-
-
-def model_labels(standin: GitHubStandIn, number: int) -> list[str]:
-    return [n for n in standin.labels_of(REPO, number) if n.startswith("model:")]
-
-
-def bot_comments(standin: GitHubStandIn, number: int) -> list[str]:
-    return [c.body for c in standin.comments_of(REPO, number) if MARKER in c.body]
 
 
 # -- the tests --------------------------------------------------------------------------
@@ -552,16 +308,6 @@ def test_github_5xx_is_retried_and_a_persistent_one_is_a_dead_letter_until_retri
     response = server.outcome("e2e-fails")
     assert (response.status_code, response.json()["status"]) == (200, "assigned")
     assert len(bot_comments(standin, 6)) == 1
-
-
-def metric_values(server: Server) -> dict[str, float]:
-    text = requests.get(f"{server.url}/metrics", timeout=10).text
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
 
 
 def test_metrics_add_up_across_workers(server: Server, standin: GitHubStandIn) -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.bot.oidc_support import AUDIENCE, Issuer, oidc_issuer
-from tests.e2e.test_server import ROOT, Server, start_server, stop_server
+from tests.e2e.support import ROOT, Server, start_server, stop_server
 
 ACTION = ROOT / "deploy" / "github-actions" / "usage-report"
 EXECUTION_FILE = [

@@ -10,7 +10,7 @@ import pytest
 from model_assigner.bot.cli import main
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import Store
-from tests.bot.test_cli_ops import NOW, state_file  # noqa: F401  (the fixture)
+from tests.bot.cli.support import NOW
 
 AT = ["--now", NOW.isoformat()]
 
@@ -24,7 +24,7 @@ def claude_month(path: Path) -> int:
 
 
 def test_record_replaces_the_estimate_once(
-    state_file: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert claude_month(state_file) == 31_000
     args = ["usage", "record", "octo/repo#1", "--input", "50000", "--output", "4000",
@@ -38,7 +38,7 @@ def test_record_replaces_the_estimate_once(
 
 
 def test_record_without_a_run_id_counts_the_same_command_once(
-    state_file: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["usage", "record", "octo/repo#2", "--input", "1000000", "--output", "0", *AT]
     assert main(args) == 0 and main(args) == 0
@@ -48,7 +48,7 @@ def test_record_without_a_run_id_counts_the_same_command_once(
 
 
 def test_record_on_another_model_says_who_paid(
-    state_file: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["usage", "record", "octo/repo#2", "--input", "10000", "--output", "0",
                  "--model", "claude-opus-4-6", "--run", "x", *AT]) == 0
@@ -66,7 +66,7 @@ def test_record_on_another_model_says_who_paid(
     ],
 )
 def test_bad_records_are_one_line_and_change_nothing(
-    state_file: Path, capsys: pytest.CaptureFixture[str], args: list[str],  # noqa: F811
+    state_file: Path, capsys: pytest.CaptureFixture[str], args: list[str],
     problem: str,
 ) -> None:
     before = state_file.read_bytes()
@@ -77,7 +77,7 @@ def test_bad_records_are_one_line_and_change_nothing(
 
 
 def test_import_reads_a_claude_execution_file(
-    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     execution = [
         {"type": "system", "subtype": "init", "session_id": "abc"},
@@ -111,7 +111,7 @@ ANTHROPIC_EXPORT = {
 
 
 def test_reconcile_reports_the_difference_and_changes_nothing_unless_told(
-    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["usage", "record", "octo/repo#1", "--input", "50000", "--output", "4000",
           "--run", "s-1", *AT])
@@ -135,7 +135,7 @@ def test_reconcile_reports_the_difference_and_changes_nothing_unless_told(
 
 
 def test_reconcile_reads_openai_organization_usage(
-    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     export = tmp_path / "openai.json"
     export.write_text(json.dumps({"object": "page", "data": [{
@@ -151,14 +151,14 @@ def test_reconcile_reads_openai_organization_usage(
 
 
 def test_calibration_prints_the_table(
-    state_file: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["calibration"]) == 0
     assert "no factors yet" in capsys.readouterr().out
 
 
 def test_calibration_counts_finished_issues(
-    state_file: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from model_assigner.bot.store import Reservation
     from model_assigner.bot.usage_store import record_report
@@ -188,7 +188,7 @@ def test_calibration_counts_finished_issues(
 
 
 def test_quota_shows_estimated_vs_actual(
-    state_file: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["usage", "record", "octo/repo#1", "--input", "50000", "--output", "4000",
           "--run", "s-1", *AT])

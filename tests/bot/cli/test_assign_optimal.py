@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from model_assigner.bot.cli import main
-from tests.bot.test_cli_assign import JSON_FIELDS, SEED_FILE, SEED_NOW, run, task, write_tasks
+from tests.bot.cli.support import JSON_FIELDS, SEED_FILE, SEED_NOW, run, task, write_tasks
 
 SEED_MODEL_FIELDS = {
     "name",

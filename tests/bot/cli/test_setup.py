@@ -13,7 +13,7 @@ from model_assigner.bot.github.manifest import api_url_for, new_app_url
 from model_assigner.bot.settings import load_settings
 from model_assigner.bot.web.setup_page import create_setup_app
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/github/rest-examples/apps"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures/github/rest-examples/apps"
 
 
 def conversion_example() -> dict:  # type: ignore[type-arg]

@@ -11,31 +11,8 @@ from typing import Any
 import pytest
 
 from model_assigner.bot.cli import main
-from tests.helpers import CONFIG_DIR, EXAMPLES_DIR
-
-SEED_FILE = EXAMPLES_DIR / "seed-task.yaml"
-SEED_NOW = "2026-02-10T12:00:00Z"  # the example's deadline is 2 h later
-JSON_FIELDS = {
-    "id",
-    "model",
-    "value_score",
-    "complexity",
-    "domain",
-    "risk",
-    "time_bonus",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "reason",
-    "paid_by",
-}
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
-
+from tests.bot.cli.support import JSON_FIELDS, SEED_FILE, SEED_NOW, run, task, write_tasks
+from tests.helpers import CONFIG_DIR
 
 # The seed's select_model decides a single task under its own strategies.
 SEED_STRATEGY = ("--strategy", "maximize_subscription_usage")
@@ -47,18 +24,6 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, A
     result = json.loads(out)
     assert isinstance(result, list)
     return result
-
-
-def task(task_id: str, **fields: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": task_id, "title": task_id, "priority": "P2"}
-    data.update(fields)
-    return data
-
-
-def write_tasks(tmp_path: Path, tasks: object, name: str = "tasks.json") -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(tasks), encoding="utf-8")
-    return str(path)
 
 
 # --- the seed's example ------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,37 +13,7 @@ from model_assigner.bot.cli import main
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store import Reservation, Store
 from model_assigner.core.types import Payment
-
-# A fixed clock: the store is seeded with it and every command gets it (--now).
-NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "state.json"
-    monkeypatch.setenv("MODEL_ASSIGNER_STATE", str(path))
-    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"):
-        monkeypatch.delenv(name, raising=False)
-    store = Store(path, load_engine_config().quotas, lambda: NOW)
-    with store.transaction(NOW) as state:
-        state.reserve(
-            "octo/repo#1",
-            Reservation(
-                model="sonnet-4.5",
-                payment=Payment(kind="subscription", family="claude", tokens=31_000, cost_usd=0),
-                charged_at=NOW,
-            ),
-        )
-        state.reserve(
-            "octo/repo#2",
-            Reservation(
-                model="deepseek-v3",
-                payment=Payment(kind="api", family="deepseek", tokens=10_000, cost_usd=1.25),
-                charged_at=NOW,
-                override_by="octocat",
-            ),
-        )
-    return path
+from tests.bot.cli.support import NOW
 
 
 def test_quota_json_reports_usage_limits_and_reservations(
@@ -182,7 +151,7 @@ def test_quota_family_shows_that_family_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "config"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "config", config)
+    shutil.copytree(Path(__file__).resolve().parents[3] / "config", config)
     subs = yaml.safe_load((config / "subscriptions.yaml").read_text())
     subs["subscriptions"].append({**subs["subscriptions"][0], "model_family": "openai"})
     (config / "subscriptions.yaml").write_text(yaml.safe_dump(subs))
