@@ -201,8 +201,9 @@ def test_closing_as_completed_keeps_the_charge(world: World) -> None:
 
 
 def test_an_issue_gone_from_github_is_released(world: World) -> None:
-    opened(world)
-    decided_from = world.state().comments[KEY].issue_updated_at
+    world.gh.issue(1, labels=["P0", "backend"], body=SMALL_BACKEND)
+    decided_from = world.gh.issue_json(1)["updated_at"]  # before the bot's own writes
+    assert world.deliver("opened").body["status"] == "assigned"
     world.gh.issue(1, gone=True)
     # a delivery no newer than what the issue was decided from: GitHub is asked
     outcome = world.deliver("edited", as_of=decided_from)
