@@ -41,6 +41,9 @@ def _unavailable(reason: str) -> None:
                 "MODEL_ASSIGNER_TEST_DATABASE_URL")
 
 
+STALE_TRANSACTION_SECONDS = 20
+
+
 def session_database() -> Iterator[str]:
     """Create a database of our own; yield its URL; drop it."""
     name = f"ma_test_{uuid.uuid4().hex[:12]}"
@@ -51,6 +54,14 @@ def session_database() -> Iterator[str]:
         return
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"'.encode())
+        # A session left in a transaction (a server killed behind the cutting
+        # proxy keeps its half of the socket open) would hold its locks, and
+        # the next test's TRUNCATE would wait forever: the database ends such
+        # sessions itself.
+        admin.execute(
+            f'ALTER DATABASE "{name}" SET idle_in_transaction_session_timeout = '
+            f"'{STALE_TRANSACTION_SECONDS}s'".encode()
+        )
         parts = conninfo_to_dict(admin_url())
         # A URL, as operators write it.
         url = (f"postgresql://{parts.get('user', '')}:{parts.get('password', '')}@"
@@ -69,6 +80,9 @@ def empty_tables(url: str) -> None:
         ).fetchall()
         names = [row[0] for row in present if row[0] in TABLES]
         if names:
+            # Never wait forever: longer than the database takes to end a
+            # stale session (above), short enough to fail a run, not hang it.
+            conn.execute(f"SET lock_timeout = '{3 * STALE_TRANSACTION_SECONDS}s'".encode())
             conn.execute(f"TRUNCATE {', '.join(names)}".encode())
 
 
