@@ -6,6 +6,8 @@ these writes is tested with ``responses`` in tests/bot/test_handler.py."""
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -242,3 +244,14 @@ def test_a_failed_write_back_leaves_the_store_as_it_was(world: World) -> None:
     assert outcome.body["status"] == "assigned"
     assert len(world.gh.bot_comments(1)) == 1
     assert world.gh.labels_of(1)[-1] == "model:glm-4.7"
+
+
+def test_the_decision_log_names_the_reason_code(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logs carry the code (a stable name), never a sentence."""
+    with caplog.at_level(logging.INFO, logger="model_assigner.decisions"):
+        opened(world)
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records
+               if '"event": "decision"' in r.getMessage()]
+    assert line["reason"] == "chosen_in_band" and line["model"] == "glm-4.7"
