@@ -46,7 +46,8 @@ from model_assigner.bot.solver_output import solver_output_off_stdout
 from model_assigner.core.assessment import Assessment, assess
 from model_assigner.core.batch import BatchPlan, plan_assessed, plan_worth
 from model_assigner.core.config import EngineConfig, ScoringConfig
-from model_assigner.core.online import decide_online, due_for_redecision, observe
+from model_assigner.core.online import decide_online, due_for_redecision
+from model_assigner.core.online_history import observe
 from model_assigner.core.quota import Ledger, remaining_monthly, update_quota_tracking
 from model_assigner.core.scoring import depended_on_ids
 from model_assigner.core.selection import band_for

@@ -64,7 +64,7 @@ from model_assigner.core.batch import plan_assessed
 from model_assigner.core.catalog import find_model
 from model_assigner.core.config import EngineConfig
 from model_assigner.core.idle import idle_reasons
-from model_assigner.core.online import observation_of
+from model_assigner.core.online_history import history_start, observation_of
 from model_assigner.core.quota import Ledger, calculate_cost, payment_for
 from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.selection import band_for, make_decision
@@ -191,8 +191,6 @@ def _history(state: State, key: str, strategy: str, now: datetime) -> list[Obser
     not grow with how many issues were seen)."""
     if strategy != "online":
         return []
-    from model_assigner.core.online import history_start  # imports scipy: only when asked for
-
     return state.history_since(history_start(state.ledger(), now), key)
 
 

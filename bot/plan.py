@@ -36,7 +36,8 @@ from model_assigner.bot.store import CommentRecord, Reservation, State
 from model_assigner.bot.usage_comment import with_usage
 from model_assigner.bot.usage_store import calibrated, note_decision
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments
-from model_assigner.core.online import due_for_redecision, observation_of
+from model_assigner.core.online import due_for_redecision
+from model_assigner.core.online_history import observation_of
 from model_assigner.core.quota import Ledger
 from model_assigner.core.types import Decision, Task
 from model_assigner.core.usage import IssueUsage, estimate_class

@@ -18,7 +18,8 @@ from model_assigner.core.assessment import Assessment, assess
 from model_assigner.core.batch_plan import BatchPlan
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.greedy import minimize_cost_one, try_subscription_models
-from model_assigner.core.online import decide_online, observe
+from model_assigner.core.online import decide_online
+from model_assigner.core.online_history import observe
 from model_assigner.core.optimal import plan_optimal
 from model_assigner.core.quota import Ledger, update_quota_tracking
 from model_assigner.core.scoring import depended_on_ids

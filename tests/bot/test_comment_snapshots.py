@@ -17,7 +17,8 @@ from model_assigner.core.batch import plan_assessed
 from model_assigner.core.catalog import find_model
 from model_assigner.core.config import EngineConfig
 from model_assigner.core.idle import idle_reasons
-from model_assigner.core.online import decide_online, observe
+from model_assigner.core.online import decide_online
+from model_assigner.core.online_history import observe
 from model_assigner.core.quota import Ledger, payment_for
 from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.selection import make_decision

@@ -10,15 +10,10 @@ from model_assigner.core.assessment import Assessment, assess
 from model_assigner.core.batch import plan_assessed
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.greedy import minimize_cost_one
-from model_assigner.core.online import (
-    Need,
-    decide_online,
-    due_for_redecision,
-    estimate_prices,
-    observe,
-    options_for,
-    period_of,
-)
+from model_assigner.core.online import decide_online, due_for_redecision
+from model_assigner.core.online_history import observe, period_of
+from model_assigner.core.online_options import Need, options_for
+from model_assigner.core.online_prices import estimate_prices
 from model_assigner.core.quota import update_quota_tracking
 from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.types import Model, Observation
@@ -218,7 +213,7 @@ def test_optimal_under_the_fit_objective_takes_the_better_rated_model(
 def test_the_fit_exponent_weighs_the_rating_harder(
     models: list[Model], scoring: ScoringConfig
 ) -> None:
-    from model_assigner.core.online import worth
+    from model_assigner.core.objective import worth
 
     opus = next(m for m in models if m.name == "opus-4.6")  # 0.95 for backend
     glm = next(m for m in models if m.name == "glm-4.7")  # 0.75 for backend

@@ -17,7 +17,7 @@ from model_assigner.core.assessment import Assessment, assess
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments, plan_assessed
 from model_assigner.core.config import EngineConfig, ScoringConfig
 from model_assigner.core.loader import ConfigError
-from model_assigner.core.optimal import lagrangian_bound
+from model_assigner.core.optimal_solve import lagrangian_bound
 from model_assigner.core.quota import (
     COST_EPSILON,
     Ledger,
@@ -441,7 +441,8 @@ def test_the_bound_holds_for_any_multipliers(models: list[Model], scoring: Scori
     plan can beat, so the reported bound does not rest on solver tolerances."""
     import numpy as np
 
-    from model_assigner.core.optimal import _matrices, build_knapsack, build_options
+    from model_assigner.core.optimal_knapsack import build_knapsack, build_options
+    from model_assigner.core.optimal_solve import _matrices
 
     for seed in range(10):
         tasks, ledger = random_batch(random.Random(200 + seed))
