@@ -11,7 +11,7 @@ from model_assigner.core.batch import plan_assessed
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.greedy import minimize_cost_one
 from model_assigner.core.online import decide_online, due_for_redecision
-from model_assigner.core.online_history import observe, period_of
+from model_assigner.core.online_history import observe
 from model_assigner.core.online_options import Need, options_for
 from model_assigner.core.online_prices import estimate_prices
 from model_assigner.core.quota import update_quota_tracking
@@ -40,12 +40,6 @@ def low(scoring: ScoringConfig) -> Assessment:
 
 def seen(a: Assessment, count: int, at: datetime = FEB_1 + timedelta(days=1)) -> list[Observation]:
     return [observe(a, at) for _ in range(count)]
-
-
-def test_the_period_runs_to_the_first_reset_ahead() -> None:
-    period = period_of(build_ledger(), NOW)
-    assert (period.start, period.end) == (FEB_1, SEED_RESET)
-    assert period.elapsed == pytest.approx(9.5 / 28)
 
 
 def test_cold_start_decides_as_minimize_cost(models: list[Model], scoring: ScoringConfig) -> None:
@@ -208,19 +202,3 @@ def test_optimal_under_the_fit_objective_takes_the_better_rated_model(
     assert (by_fit.model, by_fit.paid_by) == ("opus-4.6", "subscription:claude")
     assert plan_worth(plan, models, fit) == pytest.approx(a.value * 0.95)
     assert plan.upper_bound == pytest.approx(a.value * 0.95)
-
-
-def test_the_fit_exponent_weighs_the_rating_harder(
-    models: list[Model], scoring: ScoringConfig
-) -> None:
-    from model_assigner.core.objective import worth
-
-    opus = next(m for m in models if m.name == "opus-4.6")  # 0.95 for backend
-    glm = next(m for m in models if m.name == "glm-4.7")  # 0.75 for backend
-    once = scoring.model_copy(update={"objective": "fit"})
-    four = scoring.model_copy(update={"objective": "fit", "fit_exponent": 4.0})
-    assert worth(100, opus, "backend", once) / worth(100, glm, "backend", once) == (
-        pytest.approx(0.95 / 0.75))
-    assert worth(100, opus, "backend", four) / worth(100, glm, "backend", four) == (
-        pytest.approx((0.95 / 0.75) ** 4))
-    assert worth(100, glm, "backend", scoring) == 100  # the value objective
