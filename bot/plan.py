@@ -6,8 +6,9 @@ prints the plan is bot/cli/plan.py.
 With ``--apply`` it writes what webhook handling writes: the reservations in
 one store update (planned against the store's state inside its lock, so the
 plan can never overrun what other deliveries spent meanwhile; GitHub is read
-before, never under the lock), then each issue's label and comment under that
-issue's lock, unless a delivery has re-decided the issue in between.
+before, never under the lock), then each issue's label and comment, written
+by the delivery queue's workers (bot/plan_queue.py) under that issue's lock,
+unless a delivery has re-decided the issue in between.
 
 Issues that carry a person's ``model:<name>`` label are left as they are: a
 person's choice is never re-planned.
@@ -15,7 +16,6 @@ person's choice is never re-planned.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -203,8 +203,8 @@ def _still_ours(key: str, ours: _Left, state: State) -> bool:
     return state.reservations.get(key) == ours.reservation and state.comments.get(key) == ours.mark
 
 
-# plan --apply waits out a rate limit up to this long; a longer one sends the
-# issues left to the queue's workers instead.
+# apply_plan (in-thread) waits out rate limits up to this long in all; past
+# it, the issues left are reported as failed (their reservations stand).
 PLAN_MAX_WAIT = 15 * 60.0
 
 
@@ -216,28 +216,9 @@ class ApplyProgress:
     total: int
     report: Callable[[str], None] = field(default=lambda _line: None)
     written: int = 0
-    queued: list[str] = field(default_factory=list)
 
     def line(self, text: str) -> None:
         self.report(text)
-
-
-def _enqueue(queue: Any, key: str, repo: str, issue: dict[str, Any],
-             installation: int | None, branch: str | None) -> None:
-    """Hand an issue to the queue's workers: they decide it from its latest
-    state and converge it (label, comment, reservation)."""
-    number = issue.get("number")
-    stamp = f"{key}@{issue.get('updated_at')}@{time.time()}".encode()
-    queue.accept(
-        "plan-" + hashlib.sha1(stamp).hexdigest(),
-        "issues",
-        {"action": "edited", "issue": issue,
-         "repository": {"full_name": repo, "default_branch": branch or "main"},
-         "installation": {"id": installation} if installation else None,
-         "sender": None},
-        issue_key(repo, int(number)) if isinstance(number, int) else key,
-        installation,
-    )
 
 
 def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
@@ -307,19 +288,19 @@ def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str
 def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                now: datetime, strategy: str | None = None,
                due_only: bool = False, progress: ApplyProgress | None = None,
-               queue: Any = None, installation: int | None = None,
                ) -> tuple[RepoPlan, list[str]]:
-    """reserve_plan, then write each issue in this thread under its lock as
-    a webhook would (the command goes through the queue instead:
-    bot/plan_queue.py); returns the plan and the issues whose write-back
-    failed (their reservations stand; re-run to finish them)."""
+    """reserve_plan, then write each issue in this thread under its lock,
+    through the same write-back and gateway (so rate policy) as the queue's
+    workers, waiting out a rate limit of up to PLAN_MAX_WAIT in all. The
+    command goes through the queue instead (bot/plan_queue.py); this is the
+    library's in-thread form. Returns the plan and the issues whose
+    write-back failed (their reservations stand; re-run to finish them)."""
     repo_plan, left = reserve_plan(handler, gateway, github, repo, now, strategy, due_only)
     failed: list[str] = []
     labels = repo_plan.settings.labels
     progress = progress or ApplyProgress(len(repo_plan.plan.decisions))
     progress.total = len(repo_plan.plan.decisions)
     waits_left = PLAN_MAX_WAIT
-    limited_too_long = False
     for decision in repo_plan.plan.decisions:
         key = decision.task_id
         issue = repo_plan.issues[key]
@@ -335,11 +316,6 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
             ),
             usage,
         )
-        if queue is not None and limited_too_long:
-            # A limit too long to wait for: the rest goes to the workers too.
-            _enqueue(queue, key, repo, issue, installation, None)
-            progress.queued.append(key)
-            continue
         while True:
             limited: GitHubRateLimited | None = None
             with handler.issue_locks.hold(key):
@@ -353,12 +329,8 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                 except GitHubRateLimited as exc:
                     limited = exc
                 except GitHubUnavailable as exc:
-                    if queue is None:
-                        failed.append(key)
-                        break
-                    _enqueue(queue, key, repo, issue, installation, None)
-                    progress.queued.append(key)
-                    progress.line(f"{key}: {exc}; queued for the workers")
+                    failed.append(key)
+                    progress.line(f"{key}: {exc}")
                     break
                 else:
                     _remember_written(handler, key, record, label, decision)
@@ -368,14 +340,8 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                 break
             wait = _wait_for(limited, gateway)
             if wait > waits_left:
-                if queue is None:
-                    failed.append(key)
-                    break
-                _enqueue(queue, key, repo, issue, installation, None)
-                progress.queued.append(key)
-                limited_too_long = True
-                progress.line(f"rate limited for {wait:.0f}s: {key} and the rest queued "
-                              "for the workers")
+                failed.append(key)
+                progress.line(f"rate limited for {wait:.0f}s: {key} not written")
                 break
             progress.line(f"rate limited ({limited}); waiting {wait:.0f}s, "
                           f"{progress.written}/{progress.total} written")

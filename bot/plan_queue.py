@@ -144,16 +144,20 @@ class Progress:
 
 
 def progress_of(queue: JobQueue, limiter: RateLimits, queued: Mapping[str, str],
-                installation: int | None) -> Progress:
+                installation: int | None, decided_keys: set[str] | None = None) -> Progress:
     """Where the plan's entries are: decided (an outcome is recorded for
     the entry, or for the delivery that replaced it), dead, waiting for the
-    installation's rate limit (GitHub's, or the policy's next slot), waiting."""
+    installation's rate limit (GitHub's, or the policy's next slot), waiting.
+    ``decided_keys`` (kept by the caller between calls) spares reading the
+    outcome of an entry again once it is decided."""
+    known = decided_keys if decided_keys is not None else set()
     jobs = {info.key: info for info in queue.jobs()}
     until = limiter.blocked_until(installation) if installation is not None else 0.0
     now = time.time()
     decided = dead = limited = waiting = 0
     for key, delivery in queued.items():
-        if queue.outcome(delivery) is not None:
+        if key in known or queue.outcome(delivery) is not None:
+            known.add(key)
             decided += 1
             continue
         info = jobs.get(key)
@@ -177,8 +181,9 @@ def wait_for_plan(queue: JobQueue, limiter: RateLimits, queued: Mapping[str, str
     """Report progress until every entry is decided or dead: a line when
     the counts change, and every ``heartbeat`` seconds while they do not."""
     last_line, last_time = "", 0.0
+    decided: set[str] = set()
     while True:
-        progress = progress_of(queue, limiter, queued, installation)
+        progress = progress_of(queue, limiter, queued, installation, decided)
         line = progress.line()
         if line != last_line or time.monotonic() - last_time >= heartbeat:
             report(line)
