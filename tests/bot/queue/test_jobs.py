@@ -208,3 +208,23 @@ def test_a_usage_comment_update_joins_the_issues_job_beside_its_decision(backend
     # The decision is kept, one usage update (the newest) comes after it.
     assert [e.delivery for e in job.ordered()] == ["d1", "u2"]
     assert [d for d, _ in job.coalesced] == ["u1"]
+
+
+def test_a_plan_entry_coalesces_with_the_issues_deliveries_by_their_state(
+    backend: Any,
+) -> None:
+    """plan --apply's entry joins the issue's job like a delivery: it
+    replaces a delivery of an older state of the issue, and a delivery of a
+    newer state replaces it (that delivery then decides the issue again)."""
+    make_queue, _ = backend
+    queue = make_queue(Clock())
+    queue.accept("d1", "issues", opened(1, "2026-01-01T00:00:01Z"), "o/r#1", 7)
+    queue.accept("p1", "plan_write", opened(1, "2026-01-01T00:00:05Z", "plan"), "o/r#1", 7)
+    job = queue.claim("w")
+    assert [e.delivery for e in job.ordered()] == ["p1"]
+    assert [d for d, _ in job.coalesced] == ["d1"]
+    queue.finish(job, {"p1": (200, {"status": "assigned"})}, (200, {"status": "assigned"}))
+    queue.accept("p2", "plan_write", opened(2, "2026-01-01T00:00:05Z", "plan"), "o/r#2", 7)
+    queue.accept("d2", "issues", opened(2, "2026-01-01T00:00:09Z", "labeled"), "o/r#2", 7)
+    job = queue.claim("w")
+    assert [e.delivery for e in job.ordered()] == ["d2"]
