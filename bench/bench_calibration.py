@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from bench.generate import generate_tasks
 from bench.harness import machine
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.store import Reservation, State, apply_resets, initial_state
+from model_assigner.bot.store.state import Reservation, State, apply_resets, initial_state
 from model_assigner.bot.usage_store import calibrated, note_decision, record_report
 from model_assigner.core.assessment import assess
 from model_assigner.core.calibration import Sample, learn, with_learned

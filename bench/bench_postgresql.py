@@ -46,7 +46,7 @@ from bench.harness import (
 )
 
 WEBHOOK = ROOT / "tests" / "fixtures" / "github" / "webhooks" / "issues.opened.json"
-TABLES = ("ma_ledger", "ma_reservations", "ma_comments", "ma_dependencies", "ma_usage",
+TABLES = ("ma_ledger", "ma_reservations", "ma_records", "ma_dependencies", "ma_usage",
           "ma_seen", "ma_deferred", "ma_deliveries", "ma_reconciled", "ma_queue_deliveries",
           "ma_jobs", "ma_outcomes", "ma_counters", "ma_meta", "ma_rate_events",
           "ma_rate_blocks")
@@ -66,7 +66,7 @@ def empty(url: str) -> None:
     import psycopg
 
     from model_assigner.bot.pg import Database
-    from model_assigner.bot.pg_schema import migrate
+    from model_assigner.bot.store.pg_schema import migrate
 
     db = Database(url, pool_size=1)
     migrate(db)
@@ -132,8 +132,8 @@ def fill(url: str, others: int) -> None:
     from datetime import UTC, datetime, timedelta
 
     from model_assigner.bot.config_files import load_engine_config
-    from model_assigner.bot.pg_store import PgStore
-    from model_assigner.bot.store import CommentRecord, Reservation, State
+    from model_assigner.bot.store.postgresql import PgStore
+    from model_assigner.bot.store.state import IssueRecord, Reservation, State
     from model_assigner.core.types import Observation, Payment
 
     now = datetime.now(UTC)
@@ -145,7 +145,7 @@ def fill(url: str, others: int) -> None:
             state.reservations[key] = Reservation(
                 model="sonnet-4.5", charged_at=now,
                 payment=Payment(kind="subscription", family="claude", tokens=1, cost_usd=0.0))
-            state.comments[key] = CommentRecord(id=n + 1)
+            state.records[key] = IssueRecord(id=n + 1)
             state.seen[key] = Observation(value=1.0, domain="backend", working_set=1,
                                           input_tokens=1, output_tokens=1,
                                           seen_at=now - timedelta(days=100))

@@ -10,7 +10,8 @@ from pathlib import Path
 from model_assigner.bot.locks import FileIssueLocks, IssueLocks
 from model_assigner.bot.queue.jobs import JobQueue
 from model_assigner.bot.queue.ratelimit import RateLimits, RatePolicy
-from model_assigner.bot.store import StateStore, Store
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.protocol import StateStore
 from model_assigner.core.config import SubscriptionsConfig
 
 
@@ -21,7 +22,9 @@ def open_state_store(
 ) -> StateStore:
     """A store for ``location``: a postgresql:// URL, or a file path."""
     if isinstance(location, str) and location.lower().startswith(("postgresql://", "postgres://")):
-        from model_assigner.bot.pg_store import PgStore  # psycopg only when a database is named
+        from model_assigner.bot.store.postgresql import (
+            PgStore,  # psycopg only when a database is named
+        )
 
         return PgStore(location, defaults, clock)
     return Store(Path(location), defaults, clock)

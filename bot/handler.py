@@ -28,7 +28,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -49,12 +49,13 @@ from model_assigner.bot.issue_task import (
     parse_blocks,
 )
 from model_assigner.bot.locks import FileIssueLocks, IssueLocks
-from model_assigner.bot.store import (
+from model_assigner.bot.store.protocol import StateStore
+from model_assigner.bot.store.state import (
     DELIVERY_ID,
-    CommentRecord,
+    IssueRecord,
     Reservation,
+    ReservationStep,
     State,
-    StateStore,
     issue_time,
 )
 from model_assigner.bot.usage_comment import with_usage
@@ -104,84 +105,14 @@ class BadPayload(ValueError):
     """A signed, well-formed JSON body that is not the shape GitHub sends."""
 
 
-@dataclass(frozen=True)
-class _Counters:
-    """The quota counters one reservation step can change."""
-
-    subscriptions: dict[str, tuple[date | None, int, int]]
-    spent_usd: float
-
-    @classmethod
-    def of(cls, state: State) -> _Counters:
-        return cls(
-            {
-                family: (sub.usage_day, sub.tokens_used_today, sub.tokens_used_month)
-                for family, sub in state.subscriptions.items()
-            },
-            state.api_budget.spent_usd,
-        )
-
-
 class _Reserved(NamedTuple):
     """What the reservation step decided, and how to undo it."""
 
     decision: Decision
     override: Override | None
-    comment: CommentRecord | None
-    undo: _Undo
+    record: IssueRecord | None
+    step: ReservationStep
     refusal: Reason | None  # a person's model label not honoured, and why
-
-
-@dataclass(frozen=True)
-class _Undo:
-    """What the reservation step changed, so that a failed write-back can put
-    the store back exactly, while keeping what other workers did meanwhile."""
-
-    key: str
-    reservation: Reservation | None
-    dependencies: list[str] | None
-    comment: CommentRecord | None
-    before: _Counters
-    after: _Counters
-    seen: Observation | None = None
-    deferred: Observation | None = None
-
-    def apply(self, state: State) -> None:
-        for family, sub in state.subscriptions.items():
-            before = self.before.subscriptions.get(family)
-            after = self.after.subscriptions.get(family)
-            if before is None or after is None:
-                continue
-            if sub.usage_day == after[0]:  # else a daily reset has zeroed it since
-                sub.tokens_used_today = max(0, sub.tokens_used_today + before[1] - after[1])
-            sub.tokens_used_month = max(0, sub.tokens_used_month + before[2] - after[2])
-        budget = state.api_budget
-        if budget.spent_usd == self.after.spent_usd:
-            budget.spent_usd = self.before.spent_usd  # exact, no float drift
-        else:  # another issue was charged meanwhile: keep its share
-            budget.spent_usd = max(
-                0.0, budget.spent_usd + self.before.spent_usd - self.after.spent_usd
-            )
-        state.reservations.pop(self.key, None)
-        if self.reservation is not None:
-            state.reservations[self.key] = self.reservation
-        state.dependencies.pop(self.key, None)
-        if self.dependencies is not None:
-            state.dependencies[self.key] = self.dependencies
-        state.comments.pop(self.key, None)
-        if self.comment is not None:
-            state.comments[self.key] = self.comment
-        state.seen.pop(self.key, None)
-        if self.seen is not None:
-            state.seen[self.key] = self.seen
-        state.deferred.pop(self.key, None)
-        if self.deferred is not None:
-            state.deferred[self.key] = self.deferred
-
-
-def _dependents(state: State, key: str) -> list[str]:
-    """The issues known to depend on ``key`` (each list is bounded in size)."""
-    return state.dependents_of(key)
 
 
 def _history(state: State, key: str, strategy: str, now: datetime) -> list[Observation]:
@@ -348,7 +279,7 @@ class Handler:
             # new delivery id) is checked against the issue on GitHub, and an
             # issue that is open there keeps its reservation.
             trace = self.store.view(
-                lambda state: (state.comments.get(event.key), event.key in state.reservations)
+                lambda state: (state.record(event.key), event.key in state.reservations)
             )
             if not self._payload_is_latest(event, trace):
                 gateway = self.gateway_for(event.installation_id)
@@ -393,7 +324,7 @@ class Handler:
     # -- assigning ---------------------------------------------------------
 
     def _latest_issue(
-        self, gateway: IssueGateway, event: IssueEvent, trace: tuple[CommentRecord | None, bool]
+        self, gateway: IssueGateway, event: IssueEvent, trace: tuple[IssueRecord | None, bool]
     ) -> dict[str, Any]:
         """The issue's latest state. The payload is that state when it is newer
         than the state the issue was last decided (or closed) from, or when
@@ -409,7 +340,7 @@ class Handler:
         return gateway.get_issue(event.repo, event.number, event.issue)
 
     @staticmethod
-    def _payload_is_latest(event: IssueEvent, trace: tuple[CommentRecord | None, bool]) -> bool:
+    def _payload_is_latest(event: IssueEvent, trace: tuple[IssueRecord | None, bool]) -> bool:
         """Whether the payload may stand for the issue's latest state (see
         _latest_issue): newer than what the store knows, or no trace at all."""
         record, reserved = trace
@@ -430,7 +361,7 @@ class Handler:
     def _assign(self, event: IssueEvent, delivery: str | None) -> Outcome:
         gateway = self.gateway_for(event.installation_id)
         trace = self.store.view(
-            lambda state: (state.comments.get(event.key), event.key in state.reservations)
+            lambda state: (state.record(event.key), event.key in state.reservations)
         )
         try:
             issue = self._latest_issue(gateway, event, trace)
@@ -460,7 +391,7 @@ class Handler:
             # an issue's body decide what scoring costs; no other repository's
             # delivery waits for it), from the issues known to depend on this
             # one; the lock is then held only to charge.
-            dependents = self.store.view(lambda state: _dependents(state, event.key))
+            dependents = self.store.view(lambda state: state.dependents_of(event.key))
             task = issue_to_task(
                 issue, event.repo, settings.labels, workspace.file_count, dependents
             )
@@ -479,8 +410,7 @@ class Handler:
             if reserved is not None:
                 break
         assert reserved is not None  # the last attempt always reserves
-        decision, override, comment, undo, refusal = reserved
-        comment_before = comment
+        decision, override, record, step, refusal = reserved
 
         if override is not None:  # kept as the person set it, in the catalog or not
             label = settings.labels.model_label(override.model)
@@ -495,20 +425,20 @@ class Handler:
             ),
             usage,
         )
-        sent: list[CommentRecord] = []
+        sent: list[IssueRecord] = []
         try:
             # No trace in the store and no comment at all on the issue: the
             # comment is written without listing the issue's comments first.
-            fresh = comment is None and issue.get("comments") == 0
-            comment = self.write_back(
-                gateway, event, comment, body, labels_now, label, settings.labels, override,
-                comment_before.label if comment_before is not None else None, sent, fresh,
+            fresh = record is None and issue.get("comments") == 0
+            written = self.write_back(
+                gateway, event, record, body, labels_now, label, settings.labels, override,
+                record.label if record is not None else None, sent, fresh,
             )
         except GitHubUnavailable:
-            self.store.apply(self.clock(), functools.partial(_undo_keeping_comment, undo, sent))
+            self.store.apply(self.clock(), functools.partial(step.undo, written=sent))
             raise
 
-        written = comment.model_copy(
+        written = written.model_copy(
             update={
                 "label": None if override is not None else label,
                 "issue_updated_at": _known_time(issue.get("updated_at")),
@@ -516,7 +446,7 @@ class Handler:
         )
 
         def remember(state: State) -> None:
-            state.comments[event.key] = written
+            state.put_record(event.key, written)
             note_decision(state, event.key, decision, self.engine.models, now)
             if delivery:
                 state.remember_delivery(delivery, now)
@@ -562,16 +492,11 @@ class Handler:
         the one it was scored with, unless ``own_blocks`` (whether its body
         says it blocks others) is None: the last attempt."""
         if own_blocks is not None and bool(task.blocks) != (
-            own_blocks or bool(_dependents(state, event.key))
+            own_blocks or bool(state.dependents_of(event.key))
         ):
             return None
         override, refusal = self._override(event, labels_now, state, settings.labels, sender_may)
-        before = _Counters.of(state)
-        previous = state.reservations.get(event.key)
-        previous_dependencies = state.dependencies.get(event.key)
-        previous_seen = state.seen.get(event.key)
-        previous_deferred = state.deferred.get(event.key)
-        state.release(event.key)
+        step = ReservationStep.begin(state, event.key)  # releases the old reservation
         # The online strategy's history: the issues seen but this one.
         history = _history(state, event.key, settings.scoring.quota_strategy, now)
         decision = self._decide(
@@ -584,35 +509,18 @@ class Handler:
             state.observe(event.key, observation_of(decision, now), decision.model is None)
         else:  # a person's choice: not the strategy's to re-decide
             state.deferred.pop(event.key, None)
-        if decision.payment is not None:
-            state.reserve(
-                event.key,
-                Reservation(
-                    model=decision.model or "",
-                    payment=decision.payment,
-                    charged_at=now,
-                    override_by=(override.by or "") if override else None,
-                    estimated=estimate_class(decision),
-                ),
-            )
-        if task.dependencies:
-            state.dependencies[event.key] = task.dependencies
-        else:
-            state.dependencies.pop(event.key, None)
-        # Until the delivery's record is written, the issue's state on
-        # GitHub is not known to match any payload: mark it so (a crash
-        # in between leaves the mark), and put the record back on undo.
-        record = state.comments.get(event.key)
-        state.comments[event.key] = (
-            record.model_copy(update={"issue_updated_at": None})
-            if record is not None
-            else CommentRecord()
+        step.charge(
+            state,
+            None if decision.payment is None else Reservation(
+                model=decision.model or "",
+                payment=decision.payment,
+                charged_at=now,
+                override_by=(override.by or "") if override else None,
+                estimated=estimate_class(decision),
+            ),
+            task.dependencies,
         )
-        undo = _Undo(
-            event.key, previous, previous_dependencies, record, before, _Counters.of(state),
-            previous_seen, previous_deferred,
-        )
-        return _Reserved(decision, override, record, undo, refusal)
+        return _Reserved(decision, override, step.record, step, refusal)
 
     def _sender_may_choose(
         self, gateway: IssueGateway, event: IssueEvent, labels_now: list[str],
@@ -641,16 +549,16 @@ class Handler:
         self,
         gateway: IssueGateway,
         event: IssueEvent,
-        record: CommentRecord | None,
+        record: IssueRecord | None,
         body: str,
         labels_now: list[str],
         label: str,
         labels: LabelsConfig,
         override: Override | None,
         own: str | None,
-        sent: list[CommentRecord] | None = None,
+        sent: list[IssueRecord] | None = None,
         fresh: bool = False,
-    ) -> CommentRecord:
+    ) -> IssueRecord:
         """Write a decision back to its issue: the comment, then the labels
         (stale model labels off, the new one on last). The one function that
         writes decisions to GitHub, for the queue's workers, the catch-up (both
@@ -675,7 +583,7 @@ class Handler:
         person it was honoured for before. Returns the override, or None and
         why a label was not honoured."""
         held = state.reservations.get(event.key)
-        record = state.comments.get(event.key)
+        record = state.record(event.key)
         ours = {
             held.model if held is not None and held.override_by is None else None,
             labels.model_from_label(record.label) if record and record.label else None,
@@ -833,13 +741,13 @@ class Handler:
 
     @staticmethod
     def _write_comment(
-        gateway: IssueGateway, event: IssueEvent, record: CommentRecord | None, body: str,
-        sent: list[CommentRecord] | None = None, fresh: bool = False,
-    ) -> CommentRecord:
+        gateway: IssueGateway, event: IssueEvent, record: IssueRecord | None, body: str,
+        sent: list[IssueRecord] | None = None, fresh: bool = False,
+    ) -> IssueRecord:
         """Create or edit the bot's comment. ``fresh``: the store has no trace
         of the issue (a write is always preceded by a mark in the store, and
         a failed one keeps what it may have created, see
-        _undo_keeping_comment) and the issue's latest state counts no
+        ReservationStep.undo) and the issue's latest state counts no
         comment: the comment is created without listing the issue's
         comments first. ``sent`` receives the comment created (or a mark
         when its answer was lost)."""
@@ -851,7 +759,7 @@ class Handler:
                 return record
             try:
                 gateway.edit_comment(event.repo, record.id, body)
-                return CommentRecord(id=record.id, digest=text_digest)
+                return IssueRecord(id=record.id, digest=text_digest)
             except CommentGone:
                 pass  # someone deleted it: find another one or write a new one
         found = gateway.find_comment(event.repo, event.number, MARKER)
@@ -863,7 +771,7 @@ class Handler:
                 gateway.edit_comment(event.repo, comment_id, body)
             except CommentGone:  # deleted since we listed it
                 comment_id = gateway.create_comment(event.repo, event.number, body)
-        return CommentRecord(id=comment_id, digest=text_digest)
+        return IssueRecord(id=comment_id, digest=text_digest)
 
     @staticmethod
     def _log(delivery: str | None, key: str, decision: Decision, override: Override | None) -> None:
@@ -887,25 +795,13 @@ class Handler:
 
 def _create_comment(
     gateway: IssueGateway, event: IssueEvent, body: str, text_digest: str,
-    sent: list[CommentRecord] | None,
-) -> CommentRecord:
+    sent: list[IssueRecord] | None,
+) -> IssueRecord:
     if sent is not None:
-        sent.append(CommentRecord())  # sent, answer not yet known
-    created = CommentRecord(
+        sent.append(IssueRecord())  # sent, answer not yet known
+    created = IssueRecord(
         id=gateway.create_comment(event.repo, event.number, body), digest=text_digest
     )
     if sent is not None:
         sent[-1] = created
     return created
-
-
-def _undo_keeping_comment(undo: _Undo, sent: list[CommentRecord], state: State) -> None:
-    """Undo the reservation step, but never forget a comment that may exist:
-    the retry then finds it (by its id, or by listing when its answer was
-    lost) instead of posting a second one."""
-    undo.apply(state)
-    if sent:
-        previous = state.comments.get(undo.key)
-        state.comments[undo.key] = sent[-1].model_copy(
-            update={"label": previous.label if previous is not None else None}
-        )

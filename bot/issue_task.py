@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from model_assigner.bot.github.repo_config import LabelsConfig
-from model_assigner.bot.store import MAX_DEPENDENCIES
+from model_assigner.bot.store.state import MAX_DEPENDENCIES
 from model_assigner.core.types import Priority, Task, as_utc
 
 # Estimates above this are absurd for one issue; clamping keeps arithmetic and

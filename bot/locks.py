@@ -1,9 +1,6 @@
-"""Cross-process locks on files (flock), shared by the store and the issue locks.
-
-flock, not fcntl record locks: flock locks belong to the open file, so two
-threads of one worker exclude each other as two worker processes do, and the
-kernel drops the lock when a killed worker's file is closed.
-"""
+"""One issue decided by one worker at a time: striped lock files on one
+machine (flock, see bot/store/files.py), advisory locks across machines
+(bot/store/postgresql.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +12,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from model_assigner.bot.store.files import file_lock
+
 ISSUE_LOCK_STRIPES = 1024
-
-
-@contextmanager
-def file_lock(path: Path, exclusive: bool = True) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def issue_lock_path(lock_dir: Path, issue_key: str) -> Path:
@@ -64,7 +52,7 @@ def issue_busy(lock_dir: Path, issue_key: str) -> bool:
 
 class IssueLocks(Protocol):
     """One issue decided by one worker at a time: file locks on one machine
-    (FileIssueLocks), advisory locks across machines (bot/pg_store.py)."""
+    (FileIssueLocks), advisory locks across machines (bot/store/postgresql.py)."""
 
     def hold(self, issue_key: str) -> AbstractContextManager[None]: ...
 

@@ -22,7 +22,7 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from model_assigner.bot.store import StoreError
+from model_assigner.bot.store.state import StoreError
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT = 3  # seconds to reach the server, per attempt

@@ -32,7 +32,7 @@ from model_assigner.bot.github.gateway import GitHubRateLimited, GitHubUnavailab
 from model_assigner.bot.github.repo_config import EffectiveConfig, effective_config
 from model_assigner.bot.handler import Handler, IssueEvent
 from model_assigner.bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
-from model_assigner.bot.store import CommentRecord, Reservation, State
+from model_assigner.bot.store.state import IssueRecord, Reservation, State
 from model_assigner.bot.usage_comment import with_usage
 from model_assigner.bot.usage_store import calibrated, note_decision
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments
@@ -191,8 +191,8 @@ class _Left:
     re-decides the issue afterwards changes it; its write-back then wins."""
 
     reservation: Reservation | None
-    mark: CommentRecord
-    previous: CommentRecord | None
+    mark: IssueRecord
+    previous: IssueRecord | None
 
 
 def _usage_of(key: str, state: State) -> IssueUsage | None:
@@ -200,7 +200,7 @@ def _usage_of(key: str, state: State) -> IssueUsage | None:
 
 
 def _still_ours(key: str, ours: _Left, state: State) -> bool:
-    return state.reservations.get(key) == ours.reservation and state.comments.get(key) == ours.mark
+    return state.reservations.get(key) == ours.reservation and state.records.get(key) == ours.mark
 
 
 # apply_plan (in-thread) waits out rate limits up to this long in all; past
@@ -228,8 +228,8 @@ def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str
     store's state inside its lock, so the plan never overruns what deliveries
     spent meanwhile); returns the plan and what it left in the store for
     each issue (the write-back checks it is still there)."""
-    def entries(state: State) -> tuple[dict[str, Reservation], dict[str, CommentRecord]]:
-        return dict(state.reservations), dict(state.comments)
+    def entries(state: State) -> tuple[dict[str, Reservation], dict[str, IssueRecord]]:
+        return dict(state.reservations), dict(state.records)
 
     held_before, records_before = handler.store.view(entries)
     snap = read_repo(handler, gateway, github, repo)
@@ -244,7 +244,7 @@ def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str
         changed = {
             key for key in snap.issues
             if state.reservations.get(key) != held_before.get(key)
-            or state.comments.get(key) != records_before.get(key)
+            or state.records.get(key) != records_before.get(key)
         }
         return frozenset(changed | {key for key in snap.issues
                                     if key not in changed and handler.issue_locks.busy(key)})
@@ -272,10 +272,10 @@ def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str
                 state.dependencies.pop(key, None)
             # As the handler does: until the write-back is recorded, the
             # issue's state on GitHub is not known to match what we read.
-            previous = state.comments.get(key)
+            previous = state.records.get(key)
             mark = (previous.model_copy(update={"issue_updated_at": None})
-                    if previous is not None else CommentRecord())
-            state.comments[key] = mark
+                    if previous is not None else IssueRecord())
+            state.records[key] = mark
             left[key] = _Left(reservation, mark, previous)
         return repo_plan, left
 
@@ -364,7 +364,7 @@ def _wait_for(limited: GitHubRateLimited, gateway: IssueGateway) -> float:
     return max(until - time.time(), 0.0) + 0.05
 
 
-def _remember_written(handler: Handler, key: str, record: CommentRecord, label: str,
+def _remember_written(handler: Handler, key: str, record: IssueRecord, label: str,
                       decision: Decision) -> None:
         # The issue's time stays unknown: what the plan read of it may be
         # minutes old (a label a person added since is not in it), so the
@@ -373,7 +373,7 @@ def _remember_written(handler: Handler, key: str, record: CommentRecord, label: 
         written = record.model_copy(update={"label": label, "issue_updated_at": None})
 
         def remember(state: State) -> None:
-            state.comments[key] = written
+            state.records[key] = written
             note_decision(state, key, decision, handler.engine.models, handler.clock())
 
         handler.store.apply(handler.clock(), remember)

@@ -33,7 +33,7 @@ from model_assigner.bot.issue_task import issue_key, label_names
 from model_assigner.bot.plan import RepoPlan, _Left, _remember_written, _still_ours, _usage_of
 from model_assigner.bot.queue.jobs import JobQueue
 from model_assigner.bot.queue.ratelimit import RateLimits
-from model_assigner.bot.store import CommentRecord, Reservation
+from model_assigner.bot.store.state import IssueRecord, Reservation
 from model_assigner.bot.usage_comment import with_usage
 from model_assigner.core.types import Decision
 
@@ -92,12 +92,12 @@ def plan_write_task(handler: Handler) -> Callable[[str, dict[str, Any]], Outcome
         issue = dict(payload["issue"])
         key = issue_key(repo, int(issue["number"]))
         installation = (payload.get("installation") or {}).get("id")
-        previous = (CommentRecord.model_validate(plan["previous"])
+        previous = (IssueRecord.model_validate(plan["previous"])
                     if plan.get("previous") is not None else None)
         ours = _Left(
             Reservation.model_validate(plan["reservation"])
             if plan.get("reservation") is not None else None,
-            CommentRecord.model_validate(plan["mark"]), previous,
+            IssueRecord.model_validate(plan["mark"]), previous,
         )
         label = str(plan["label"])
         labels = LabelsConfig.model_validate(plan["labels"])

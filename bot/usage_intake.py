@@ -28,7 +28,8 @@ from model_assigner.bot.handler import REPO_NAME, Outcome
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.locks import IssueLocks
 from model_assigner.bot.settings import SettingsError
-from model_assigner.bot.store import State, StateStore
+from model_assigner.bot.store.protocol import StateStore
+from model_assigner.bot.store.state import State
 from model_assigner.bot.usage_store import ReportOutcome, TooManyReports, record_report
 from model_assigner.core.types import Model
 from model_assigner.core.usage import UsageReport

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from model_assigner.bot.store import UNKNOWN_CLASS, USAGE_HIGH, USAGE_KEEP, State
+from model_assigner.bot.store.state import UNKNOWN_CLASS, USAGE_HIGH, USAGE_KEEP, State
 from model_assigner.core.calibration import Sample, learn, with_learned
 from model_assigner.core.config import CalibrationConfig, LearnedFactor, ScoringConfig
 from model_assigner.core.quota import add_months, release_charge

@@ -23,7 +23,7 @@ from model_assigner.bot.github.gateway import CommentGone, IssueGateway
 from model_assigner.bot.handler import Handler, Outcome
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.queue.jobs import USAGE_COMMENT, JobQueue
-from model_assigner.bot.store import CommentRecord, State
+from model_assigner.bot.store.state import IssueRecord, State
 from model_assigner.bot.usage_comment import with_usage
 
 log = logging.getLogger("model_assigner.usage")
@@ -66,8 +66,8 @@ def write_usage_comment(handler: Handler, gateway: IssueGateway, repo: str,
                 return False
 
         def remember(state: State) -> None:
-            known = state.comments.get(key) or CommentRecord()
-            state.comments[key] = known.model_copy(update={"id": comment_id,
+            known = state.records.get(key) or IssueRecord()
+            state.records[key] = known.model_copy(update={"id": comment_id,
                                                            "digest": digest(new)})
 
         handler.store.apply(handler.clock(), remember)

@@ -29,7 +29,7 @@ from model_assigner.bot.queue.jobs import JobQueue
 from model_assigner.bot.queue.ratelimit import RateLimits, RatePolicy
 from model_assigner.bot.queue.worker import Worker
 from model_assigner.bot.settings import Settings
-from model_assigner.bot.store import StateStore
+from model_assigner.bot.store.protocol import StateStore
 from model_assigner.bot.usage_writeback import EVENT as USAGE_EVENT
 from model_assigner.bot.usage_writeback import usage_comment_task
 

@@ -100,7 +100,7 @@ def pg_database() -> Iterator[str]:
 def pg_url(pg_database: str) -> str:
     """The session's database, its tables emptied: a fresh store."""
     from model_assigner.bot.pg import Database
-    from model_assigner.bot.pg_schema import migrate
+    from model_assigner.bot.store.pg_schema import migrate
     from tests.pg_support import empty_tables
 
     db = Database(pg_database, pool_size=1)

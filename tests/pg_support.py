@@ -23,7 +23,7 @@ DEFAULT_ADMIN_URL = (
     "postgresql://model_assigner_test:model_assigner_test@127.0.0.1:5432/postgres"
 )
 TABLES = (
-    "ma_ledger", "ma_reservations", "ma_comments", "ma_dependencies", "ma_usage",
+    "ma_ledger", "ma_reservations", "ma_records", "ma_dependencies", "ma_usage",
     "ma_seen", "ma_deferred", "ma_deliveries", "ma_reconciled", "ma_queue_deliveries",
     "ma_jobs", "ma_outcomes",
     "ma_counters", "ma_meta", "ma_rate_events", "ma_rate_blocks", "ma_labels",

@@ -55,7 +55,8 @@ def starting_point(
         ledger = config.quotas.ledger_at(now)
         roll_over(ledger, now)
         return ledger, []
-    from model_assigner.bot.store import Store, StoreError, apply_resets
+    from model_assigner.bot.store.json_store import Store
+    from model_assigner.bot.store.state import StoreError, apply_resets
 
     store = Store(Path(state_file), config.quotas, lambda: now)
     if not store.path.exists():

@@ -15,11 +15,13 @@ from typing import Any
 
 from model_assigner.bot.backends import describe_store
 from model_assigner.bot.cli.stores import fail, open_store, read_state
-from model_assigner.bot.store import BIG_SECTIONS, State, StateStore, StoreError, serialize
+from model_assigner.bot.store.codec import BIG_SECTIONS, serialize
+from model_assigner.bot.store.protocol import StateStore
+from model_assigner.bot.store.state import State, StoreError
 
 
 def _pg(store: StateStore) -> Any:
-    from model_assigner.bot.pg_store import PgStore
+    from model_assigner.bot.store.postgresql import PgStore
 
     if not isinstance(store, PgStore):
         raise fail(f"{describe_store(store)}: not a database")
@@ -69,7 +71,7 @@ def queued_jobs(store: StateStore) -> int:
         from model_assigner.bot.queue.db import QueueDb
         from model_assigner.bot.queue.jobs import SqliteJobQueue
         from model_assigner.bot.settings import load_settings
-        from model_assigner.bot.store import Store
+        from model_assigner.bot.store.json_store import Store
 
         assert isinstance(store, Store)
         settings = load_settings()
@@ -116,7 +118,8 @@ def migrate_state(args: argparse.Namespace, source: StateStore) -> int:
                             "database (or restore a backup over it: `state restore`)")
             pg.replace(state)
         else:
-            from model_assigner.bot.store import Store, write_atomically
+            from model_assigner.bot.store.files import write_atomically
+            from model_assigner.bot.store.json_store import Store
 
             assert isinstance(target, Store)
             if target.path.exists():
@@ -143,7 +146,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if store.kind != "postgresql":
         print(f"{describe_store(store)}: a JSON store has no schema to migrate")
         return 0
-    from model_assigner.bot.pg_schema import LATEST
+    from model_assigner.bot.store.pg_schema import LATEST
 
     try:
         applied = _pg(store).migrate()

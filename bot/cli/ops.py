@@ -16,17 +16,11 @@ from typing import Any
 
 from model_assigner.bot.backends import describe_store
 from model_assigner.bot.cli.stores import fail, now_of, open_store, read_state
-from model_assigner.bot.locks import file_lock
-from model_assigner.bot.store import (
-    State,
-    StateStore,
-    Store,
-    StoreError,
-    apply_resets,
-    parse_state,
-    serialize,
-    write_atomically,
-)
+from model_assigner.bot.store.codec import parse_state, serialize
+from model_assigner.bot.store.files import file_lock, write_atomically
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.protocol import StateStore
+from model_assigner.bot.store.state import State, StoreError, apply_resets
 from model_assigner.core.quota import (
     INF,
     get_remaining_monthly_budget,

@@ -26,7 +26,7 @@ from model_assigner.bot.plan_queue import enqueue_plan, wait_for_plan
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.settings import Settings, SettingsError, load_settings, redacted_url
 from model_assigner.bot.solver_output import solver_output_off_stdout
-from model_assigner.bot.store import StoreError
+from model_assigner.bot.store.state import StoreError
 from model_assigner.bot.wiring import build_handler, build_services
 from model_assigner.core.loader import ConfigError
 from model_assigner.core.types import Decision

@@ -122,7 +122,7 @@ def _queue_command(args: argparse.Namespace, queue: JobQueue, limiter: RateLimit
 def cmd_worker(args: argparse.Namespace) -> int:
     """Queue workers without a web server, until SIGTERM or SIGINT."""
     from model_assigner.bot.settings import SettingsError, load_settings
-    from model_assigner.bot.store import StoreError
+    from model_assigner.bot.store.state import StoreError
     from model_assigner.bot.wiring import build_services, configure_logging
     from model_assigner.core.loader import ConfigError
 

@@ -171,7 +171,7 @@ def _wait_for_outcome(delivery: str, timeout: float = 30.0) -> tuple[int, dict[s
     from model_assigner.bot.queue.db import QueueDb, QueueDbError
     from model_assigner.bot.queue.jobs import JobQueue, SqliteJobQueue
     from model_assigner.bot.settings import SettingsError, load_settings
-    from model_assigner.bot.store import StoreError
+    from model_assigner.bot.store.state import StoreError
 
     try:
         settings = load_settings()

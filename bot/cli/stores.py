@@ -15,7 +15,8 @@ from model_assigner.bot.backends import describe_store, open_state_store
 from model_assigner.bot.cli.errors import CliError, parse_now
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.settings import SettingsError, is_database_url, load_settings
-from model_assigner.bot.store import State, StateStore, StoreError, initial_state
+from model_assigner.bot.store.protocol import StateStore
+from model_assigner.bot.store.state import State, StoreError, initial_state
 from model_assigner.core.loader import ConfigError
 
 
@@ -63,7 +64,7 @@ def read_state(store: StateStore, args: argparse.Namespace | None = None) -> Sta
         if exists or store.kind == "file":
             state = store.read()
         else:  # a database without the schema yet: what it would start from
-            from model_assigner.bot.pg_store import PgStore
+            from model_assigner.bot.store.postgresql import PgStore
 
             assert isinstance(store, PgStore)
             state = initial_state(store.defaults, store.clock())

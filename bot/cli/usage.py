@@ -17,7 +17,8 @@ from typing import Any
 
 from model_assigner.bot.cli.stores import fail, now_of, open_store, read_state
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.store import State, StateStore, StoreError
+from model_assigner.bot.store.protocol import StateStore
+from model_assigner.bot.store.state import State, StoreError
 from model_assigner.bot.usage_intake import BadReport, parse_issue
 from model_assigner.bot.usage_store import (
     ReportOutcome,

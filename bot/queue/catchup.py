@@ -43,7 +43,7 @@ from model_assigner.bot.issue_task import issue_key, label_names
 from model_assigner.bot.queue.jobs import JobQueue, QueueMeta
 from model_assigner.bot.queue.redecide import due_issue_keys
 from model_assigner.bot.settings import Settings
-from model_assigner.bot.store import StateStore
+from model_assigner.bot.store.protocol import StateStore
 
 log = logging.getLogger("model_assigner.catchup")
 
@@ -156,7 +156,7 @@ class CatchUp:
     def sweep_issues(self) -> int:
         handler = self.services.handler
         known = handler.store.view(
-            lambda state: set(state.comments) | set(state.reservations)
+            lambda state: set(state.records) | set(state.reservations)
         )
         pending = self.services.queue.pending_keys()
         # Deferred by the online strategy and now worth their price: decided

@@ -32,7 +32,7 @@ from model_assigner.bot.handler import Handler, Outcome
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.queue.jobs import Job, JobQueue, owner_id
 from model_assigner.bot.queue.ratelimit import RateLimits
-from model_assigner.bot.store import StoreError
+from model_assigner.bot.store.state import StoreError
 
 log = logging.getLogger("model_assigner.queue")
 

@@ -28,7 +28,7 @@ from model_assigner.bot.handler import Outcome
 from model_assigner.bot.metrics import ENV, metrics, prepare_multiprocess_dir, safely
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.settings import Settings, SettingsError, load_settings, redacted_url
-from model_assigner.bot.store import StoreError
+from model_assigner.bot.store.state import StoreError
 from model_assigner.bot.web.event import Refused, from_http
 from model_assigner.bot.web.usage import build_usage_intake, register_usage_routes
 from model_assigner.bot.wiring import Services, build_services, configure_logging, count_outcome

@@ -14,7 +14,8 @@ from model_assigner.bot.handler import Handler
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.queue.jobs import JobQueue
 from model_assigner.bot.settings import Settings
-from model_assigner.bot.store import StateStore, StoreError
+from model_assigner.bot.store.protocol import StateStore
+from model_assigner.bot.store.state import StoreError
 from model_assigner.bot.usage_intake import UsageIntake, UsageSettings, load_usage_settings
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def known_repository(store: StateStore, repo: str) -> bool:
     return store.view(
         lambda state: any(
             key.lower().startswith(prefix)
-            for section in (state.comments, state.reservations, state.usage)
+            for section in (state.records, state.reservations, state.usage)
             for key in section
         )
     )

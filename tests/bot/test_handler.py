@@ -18,7 +18,8 @@ from model_assigner.bot.comment import MARKER
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.github.gateway import GitHubUnavailable
 from model_assigner.bot.settings import Settings
-from model_assigner.bot.store import Reservation, State, Store
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.state import Reservation, State
 from model_assigner.bot.web.app import create_app
 from model_assigner.bot.wiring import build_handler
 from model_assigner.core.types import Payment
@@ -207,7 +208,7 @@ def test_opened_issue_gets_one_label_and_one_comment(bot: Bot) -> None:
     )
     assert state.api_budget.spent_usd == pytest.approx(held.cost_usd)
     assert state.subscriptions["claude"].tokens_used_month == 0
-    assert state.comments[KEY].id == 501
+    assert state.records[KEY].id == 501
     assert "d-1" in state.deliveries
 
 
@@ -261,7 +262,7 @@ def test_the_comment_found_by_its_marker_is_edited_in_place(bot: Bot) -> None:
         ("POST", f"{ISSUE}/labels"),
     ]
     assert "### Model: `glm-4.7`" in calls[len(reads(issue_read=False)) + 1].body["body"]
-    assert bot.state().comments[KEY].id == 12
+    assert bot.state().records[KEY].id == 12
 
 
 def test_a_marked_comment_with_the_same_text_is_not_edited(bot: Bot) -> None:
@@ -269,7 +270,7 @@ def test_a_marked_comment_with_the_same_text_is_not_edited(bot: Bot) -> None:
     text = next(c.body["body"] for c in bot.gh.calls()
                 if c.method == "POST" and c.url.endswith("/comments"))
     with bot.store.transaction(NOW) as state:
-        del state.comments[KEY]  # the record is lost: the comment is found by its marker
+        del state.records[KEY]  # the record is lost: the comment is found by its marker
     rsps = bot.gh.rsps
     rsps.replace(responses.GET, f"https://api.github.com:443{ISSUE}/comments", json=[
         {"id": 11, "body": "Me too", "user": {"login": "Codertocat", "type": "User"}},
@@ -285,7 +286,7 @@ def test_a_marked_comment_with_the_same_text_is_not_edited(bot: Bot) -> None:
     assert [(c.method, c.url) for c in bot.calls_since(mark)] == [
         *reads(first=False), ("GET", f"{ISSUE}/comments")
     ]
-    assert bot.state().comments[KEY].id == 501
+    assert bot.state().records[KEY].id == 501
 
 
 def test_a_deleted_comment_is_written_again(bot: Bot) -> None:
@@ -311,7 +312,7 @@ def test_a_deleted_comment_is_written_again(bot: Bot) -> None:
         ("POST", f"/repos/{REPO}/labels"),
         ("POST", f"{ISSUE}/labels"),
     ]
-    assert bot.state().comments[KEY].id == 502
+    assert bot.state().records[KEY].id == 502
 
 
 # -- labels -------------------------------------------------------------------------
@@ -627,9 +628,9 @@ def test_closed_as_completed_keeps_the_usage(bot: Bot) -> None:
     assert (status, answer["status"], answer["had_reservation"]) == (200, "settled", True)
     state = bot.state()
     assert KEY not in state.reservations
-    # The comment record stays: a reopen edits the same comment and knows the
+    # The issue record stays: a reopen edits the same comment and knows the
     # model label on the issue is the bot's own, not a person's override.
-    assert state.comments[KEY].label == "model:sonnet-4.5"
+    assert state.records[KEY].label == "model:sonnet-4.5"
     assert state.subscriptions["claude"].tokens_used_month == 80000
     assert bot.calls_since(mark) == []
 
@@ -663,7 +664,7 @@ def test_a_transferred_issue_releases_the_reservation(bot: Bot) -> None:
     assert (status, answer["status"]) == (200, "released")
     state = bot.state()
     assert not state.reservations and state.api_budget.spent_usd == 0.0
-    assert state.comments[KEY].id is None  # only the time, against late deliveries
+    assert state.records[KEY].id is None  # only the time, against late deliveries
 
 
 def test_an_issue_gone_from_github_is_released(bot: Bot) -> None:

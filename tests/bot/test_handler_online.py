@@ -12,7 +12,7 @@ import pytest
 import responses
 
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.store import Store
+from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.web.app import create_app
 from tests.bot.rest_mock import RestMock
 from tests.bot.support import webhook

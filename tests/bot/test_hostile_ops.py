@@ -16,7 +16,8 @@ import pytest
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.metrics import ENV, prepare_multiprocess_dir
 from model_assigner.bot.settings import Settings, load_settings, redacted_url
-from model_assigner.bot.store import Store, StoreError
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.state import StoreError
 from tests.bot.support import APP_ID, SECRET, app_key
 from tests.helpers import CONFIG_DIR
 

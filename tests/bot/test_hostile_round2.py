@@ -24,7 +24,8 @@ from model_assigner.bot.github.repo_config import (
     load_labels_config,
 )
 from model_assigner.bot.issue_task import issue_to_task
-from model_assigner.bot.store import MAX_DEPENDENCIES, State, Store
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.state import MAX_DEPENDENCIES, State
 from model_assigner.bot.web.app import create_app
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.loader import ConfigError
@@ -583,7 +584,7 @@ def test_a_repository_holding_its_share_of_the_budget_cannot_take_more(
 ) -> None:
     import dataclasses
 
-    from model_assigner.bot.store import Reservation
+    from model_assigner.bot.store.state import Reservation
     from model_assigner.core.types import Payment
 
     subs = config_copy / "subscriptions.yaml"

@@ -10,7 +10,7 @@ from typing import Any
 
 import responses
 
-from model_assigner.bot.store import CommentRecord
+from model_assigner.bot.store.state import IssueRecord
 from model_assigner.core.types import Payment
 from tests.bot import test_handler
 from tests.bot.support import BIG_HOTFIX, SMALL_BACKEND, issue_fields, webhook
@@ -43,7 +43,7 @@ def reads_issue(bot: Bot, mark: int) -> bool:
 
 def test_a_newer_payload_is_decided_without_reading_the_issue(bot: Bot) -> None:
     assign(bot, P0_SMALL, "glm-4.7")  # decided at the fixture's updated_at (15:20:18)
-    assert bot.state().comments[KEY].issue_updated_at == "2019-05-15T15:20:18Z"
+    assert bot.state().records[KEY].issue_updated_at == "2019-05-15T15:20:18Z"
     # GitHub would say something else; the newer payload is what counts.
     bot.gh.rsps.replace(responses.GET, f"https://api.github.com:443{ISSUE}",
                         json=labelled(P0_SMALL, "model:glm-4.7"))
@@ -57,7 +57,7 @@ def test_a_newer_payload_is_decided_without_reading_the_issue(bot: Bot) -> None:
     )
     assert (status, answer["model"]) == (200, "sonnet-4.5")
     assert not reads_issue(bot, mark)
-    assert bot.state().comments[KEY].issue_updated_at == "2019-05-15T15:21:00Z"
+    assert bot.state().records[KEY].issue_updated_at == "2019-05-15T15:21:00Z"
 
 
 def test_an_older_or_equal_payload_reads_the_issue(bot: Bot) -> None:
@@ -79,7 +79,7 @@ def test_an_issue_whose_last_delivery_did_not_finish_is_read(bot: Bot) -> None:
     however new, reads the issue, which may hold what the crashed one wrote."""
     assign(bot, P0_SMALL, "glm-4.7")
     with bot.store.transaction(bot.clock[0]) as state:
-        state.comments[KEY] = state.comments[KEY].model_copy(update={"issue_updated_at": None})
+        state.records[KEY] = state.records[KEY].model_copy(update={"issue_updated_at": None})
     bot.gh.rsps.replace(responses.GET, f"https://api.github.com:443{ISSUE}",
                         json=labelled(P0_SMALL, "model:glm-4.7"))
     mark = bot.mark()
@@ -106,12 +106,12 @@ def test_the_reservation_step_marks_the_record_until_the_delivery_is_recorded(
     a finished delivery stores the time it decided from."""
     assign(bot, P0_HOTFIX, "sonnet-4.5")
     before = bot.raw()
-    record = bot.state().comments[KEY]
+    record = bot.state().records[KEY]
     bot.gh.rsps.replace(responses.GET, f"https://api.github.com:443{ISSUE}",
                         json=labelled(P0_SMALL, "model:sonnet-4.5"))
     bot.gh.edit_comment(501, status=500)
     payload = edited("2019-05-15T15:25:00Z", ["P0", "backend", "model:sonnet-4.5"])
     assert bot.deliver(payload)[0] == 503
     assert bot.raw() == before
-    assert bot.state().comments[KEY] == record
-    assert isinstance(record, CommentRecord) and record.issue_updated_at is not None
+    assert bot.state().records[KEY] == record
+    assert isinstance(record, IssueRecord) and record.issue_updated_at is not None

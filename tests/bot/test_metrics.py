@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.store import Store
+from model_assigner.bot.store.json_store import Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -23,10 +23,12 @@ import pytest
 
 from model_assigner.bot.cli import main
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.pg_schema import LATEST
-from model_assigner.bot.pg_store import PgStore
 from model_assigner.bot.settings import Settings
-from model_assigner.bot.store import Reservation, State, Store, StoreError, parse_state, serialize
+from model_assigner.bot.store.codec import parse_state, serialize
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.pg_schema import LATEST
+from model_assigner.bot.store.postgresql import PgStore
+from model_assigner.bot.store.state import Reservation, State, StoreError
 from model_assigner.bot.web.app import create_app
 from model_assigner.core.types import Payment
 from tests.bot.support import SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook

@@ -20,7 +20,7 @@ import pytest
 
 from model_assigner.bot.pg import ROWS_READ, STATEMENTS
 from model_assigner.bot.settings import Settings
-from model_assigner.bot.store import CommentRecord, Reservation, State
+from model_assigner.bot.store.state import IssueRecord, Reservation, State
 from model_assigner.bot.web.app import accept
 from model_assigner.bot.wiring import Services, build_services
 from model_assigner.core.types import Observation, Payment
@@ -58,7 +58,7 @@ def cost(services: Services, number: int) -> tuple[int, int]:
 
 def fill(state: State, seen_at: datetime) -> None:
     """What 300 busy issues of another repository leave in the store: the
-    most dependencies one may keep, a reservation, a comment record, an entry
+    most dependencies one may keep, a reservation, an issue record, an entry
     in the online strategy's history."""
     for n in range(OTHERS):
         key = f"attacker/repo#{n}"
@@ -66,7 +66,7 @@ def fill(state: State, seen_at: datetime) -> None:
         state.reserve(key, Reservation(
             model="sonnet-4.5", charged_at=NOW,
             payment=Payment(kind="subscription", family="claude", tokens=1000, cost_usd=0.0)))
-        state.comments[key] = CommentRecord(id=n + 1, label="model:sonnet-4.5")
+        state.records[key] = IssueRecord(id=n + 1, label="model:sonnet-4.5")
         state.seen[key] = Observation(value=10.0, domain="backend", working_set=1,
                                       input_tokens=10_000, output_tokens=2_000, seen_at=seen_at)
 

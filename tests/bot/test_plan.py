@@ -148,9 +148,9 @@ def test_apply_reserves_in_one_update_and_writes_like_a_webhook(
     assert claude.tokens_used_month == state.reservations[f"{REPO}#1"].tokens
     for number, label in planned.items():
         assert ("POST", f"/repos/{REPO}/issues/{number}/comments") in writes(rsps)
-        assert state.comments[f"{REPO}#{number}"].label == label
+        assert state.records[f"{REPO}#{number}"].label == label
         # What the plan read may be minutes old: the next delivery reads GitHub.
-        assert state.comments[f"{REPO}#{number}"].issue_updated_at is None
+        assert state.records[f"{REPO}#{number}"].issue_updated_at is None
     # The person's label on issue 4 is left alone.
     assert not [w for w in writes(rsps) if "/issues/4/" in w[1]]
 
@@ -257,7 +257,7 @@ def test_plan_apply_command_queues_each_issue_and_reports_until_decided(
     from model_assigner.bot.cli import main
     from model_assigner.bot.queue.db import QueueDb
     from model_assigner.bot.queue.jobs import SqliteJobQueue
-    from model_assigner.bot.store import parse_state
+    from model_assigner.bot.store.codec import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
     monkeypatch.setenv("MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS", "0")
@@ -271,7 +271,7 @@ def test_plan_apply_command_queues_each_issue_and_reports_until_decided(
     assert "Traceback" not in captured.err
     assert SqliteJobQueue(QueueDb(state_path.with_name("queue.sqlite3"))).jobs() == []
     state = parse_state(state_path.read_bytes(), str(state_path))
-    assert {k: r.label for k, r in state.comments.items()} == {
+    assert {k: r.label for k, r in state.records.items()} == {
         f"{REPO}#1": "model:opus-4.6", f"{REPO}#2": "model:glm-4.7",
         f"{REPO}#3": "model:deferred",
     }
@@ -286,7 +286,7 @@ def test_plan_apply_no_wait_leaves_the_issues_to_the_servers_workers(
     from model_assigner.bot.cli import main
     from model_assigner.bot.queue.db import QueueDb
     from model_assigner.bot.queue.jobs import SqliteJobQueue
-    from model_assigner.bot.store import parse_state
+    from model_assigner.bot.store.codec import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
     status = main(["plan", REPO, "--apply", "--no-wait"])
@@ -308,7 +308,7 @@ def test_plan_apply_reports_a_dead_letter_and_fails(
     """GitHub fails issue 2's comment every time: its job retries, then is a
     dead letter; the others are written; the command says so and exits 2."""
     from model_assigner.bot.cli import main
-    from model_assigner.bot.store import parse_state
+    from model_assigner.bot.store.codec import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
     monkeypatch.setenv("MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS", "0")
@@ -324,23 +324,23 @@ def test_plan_apply_reports_a_dead_letter_and_fails(
     assert "done: 2 of 3 decided" in captured.err
     assert "1 issue(s) are dead letters" in captured.err and "Traceback" not in captured.err
     state = parse_state(state_path.read_bytes(), str(state_path))
-    assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
-    assert state.comments[f"{REPO}#3"].label == "model:deferred"
+    assert state.records[f"{REPO}#1"].label == "model:opus-4.6"
+    assert state.records[f"{REPO}#3"].label == "model:deferred"
     assert f"{REPO}#2" in state.reservations  # kept, as a retry from the queue needs it
 
 
 def a_delivery_decides_issue_3(handler: Handler, model: str) -> Any:
     """What a webhook delivery leaves in the store once it has decided issue
-    3: a $0.01 API reservation for ``model`` and its comment record."""
-    from model_assigner.bot.store import CommentRecord, Reservation
+    3: a $0.01 API reservation for ``model`` and its issue record."""
+    from model_assigner.bot.store.state import IssueRecord, Reservation
 
-    record = CommentRecord(id=903, label=f"model:{model}", issue_updated_at="2026-11-10T12:00:05Z")
+    record = IssueRecord(id=903, label=f"model:{model}", issue_updated_at="2026-11-10T12:00:05Z")
 
     def decided(state: Any) -> None:
         payment = Payment(kind="api", family="x", tokens=1000, cost_usd=0.01,
                           remaining_budget_usd=99.99)
         state.reserve(f"{REPO}#3", Reservation(model=model, payment=payment, charged_at=NOW))
-        state.comments[f"{REPO}#3"] = record
+        state.records[f"{REPO}#3"] = record
 
     handler.store.apply(NOW, decided)
     return record
@@ -366,9 +366,9 @@ def test_apply_leaves_an_issue_a_delivery_re_decided_meanwhile(
     assert failed == []
     assert not [w for w in writes(rsps) if "/issues/3/" in w[1]]
     state = handler.store.read()
-    assert state.comments[f"{REPO}#3"] == delivered[0]
+    assert state.records[f"{REPO}#3"] == delivered[0]
     assert state.reservations[f"{REPO}#3"].model == "qwen2.5-coder"
-    assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
+    assert state.records[f"{REPO}#1"].label == "model:opus-4.6"
 
 
 def test_apply_leaves_an_issue_a_delivery_decided_while_github_was_read(
@@ -395,7 +395,7 @@ def test_apply_leaves_an_issue_a_delivery_decided_while_github_was_read(
     assert f"{REPO}#3" not in {d.task_id for d in repo_plan.plan.decisions}
     assert not [w for w in writes(rsps) if "/issues/3/" in w[1]]
     state = handler.store.read()
-    assert state.comments[f"{REPO}#3"] == delivered[0]
+    assert state.records[f"{REPO}#3"] == delivered[0]
     assert state.reservations[f"{REPO}#3"].payment.cost_usd == 0.01
     assert state.api_budget.spent_usd == pytest.approx(
         sum(r.payment.cost_usd for r in state.reservations.values()
@@ -436,8 +436,8 @@ def test_apply_leaves_an_issue_a_delivery_is_handling(
     assert failed == [] and repo_plan.busy == [f"{REPO}#2"]
     assert not [w for w in writes(rsps) if "/issues/2/" in w[1]]
     state = handler.store.read()
-    assert f"{REPO}#2" not in state.reservations and f"{REPO}#2" not in state.comments
-    assert state.comments[f"{REPO}#1"].label == "model:opus-4.6"
+    assert f"{REPO}#2" not in state.reservations and f"{REPO}#2" not in state.records
+    assert state.records[f"{REPO}#1"].label == "model:opus-4.6"
 
 
 def test_plan_against_a_github_that_does_not_answer_is_one_line(
@@ -570,7 +570,7 @@ def test_plan_state_option_names_the_store_it_writes(
 ) -> None:
     """--state over MODEL_ASSIGNER_STATE: --apply reserves in the named store."""
     from model_assigner.bot.cli import main
-    from model_assigner.bot.store import parse_state
+    from model_assigner.bot.store.codec import parse_state
 
     env_state = cli_env(monkeypatch, tmp_path / "env", rsps)
     chosen = tmp_path / "chosen" / "state.json"
@@ -595,7 +595,7 @@ def test_plan_apply_waits_out_a_rate_limit_in_the_queue_and_reports_it(
     import time
 
     from model_assigner.bot.cli import main
-    from model_assigner.bot.store import parse_state
+    from model_assigner.bot.store.codec import parse_state
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
     monkeypatch.setenv("MODEL_ASSIGNER_WRITE_INTERVAL_SECONDS", "0")
@@ -611,7 +611,7 @@ def test_plan_apply_waits_out_a_rate_limit_in_the_queue_and_reports_it(
     assert "waiting on a rate limit (until" in captured.err
     assert "done: 3 of 3 decided" in captured.err
     state = parse_state(state_path.read_bytes(), str(state_path))
-    assert {k: r.label for k, r in state.comments.items()} == {
+    assert {k: r.label for k, r in state.records.items()} == {
         f"{REPO}#1": "model:opus-4.6", f"{REPO}#2": "model:glm-4.7",
         f"{REPO}#3": "model:deferred",
     }

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from model_assigner.bot.store import Reservation, State, apply_resets, initial_state
+from model_assigner.bot.store.state import Reservation, State, apply_resets, initial_state
 from model_assigner.bot.usage_store import (
     calibrated,
     calibration_samples,
@@ -220,7 +220,7 @@ def test_the_learned_table_follows_every_change(engine_config: EngineConfig) -> 
 def test_closed_issues_records_are_bounded_oldest_idle_first(
     engine_config: EngineConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model_assigner.bot.store as store
+    import model_assigner.bot.store.state as store
 
     monkeypatch.setattr(store, "USAGE_HIGH", 6)
     monkeypatch.setattr(store, "USAGE_KEEP", 4)

@@ -9,7 +9,7 @@ against the GitHub stand-in (a thread of this process), on loopback.
 - A corrupt or truncated store at start.
 
 (The store's disk full or not writable, and the clock across midnight and a
-reset date, are in tests/bot/test_store_faults.py: they need injected
+reset date, are in tests/bot/store/test_faults.py: they need injected
 failures and clocks.)
 """
 
@@ -32,7 +32,7 @@ import pytest
 import requests
 
 from bench.github_standin import GitHubStandIn, StandInServer
-from model_assigner.bot.store import parse_state
+from model_assigner.bot.store.codec import parse_state
 from tests.bot.support import (
     BIG_HOTFIX,
     REPO,

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from bench.github_standin import GitHubStandIn, StandInServer
-from model_assigner.bot.store import MAX_DEPENDENCIES
+from model_assigner.bot.store.state import MAX_DEPENDENCIES
 from tests.bot.support import (
     API,
     INSTALLATION,

@@ -87,7 +87,7 @@ def wait_drained(url: str, timeout: float = 120.0) -> None:
 def check_store(url: str, standin: GitHubStandIn, numbers: list[int],
                 delivered: list[str]) -> None:
     from model_assigner.bot.config_files import load_engine_config
-    from model_assigner.bot.pg_store import PgStore
+    from model_assigner.bot.store.postgresql import PgStore
     from tests.helpers import seed_strategy_config
 
     store = PgStore(url, load_engine_config(seed_strategy_config()).quotas)

@@ -11,7 +11,8 @@ import pytest
 
 from model_assigner.bot.cli import main
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.store import Reservation, Store
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.state import Reservation
 from model_assigner.core.types import Observation, Payment
 from tests.helpers import EXAMPLES_DIR
 

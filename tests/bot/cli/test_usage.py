@@ -9,7 +9,7 @@ import pytest
 
 from model_assigner.bot.cli import main
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.store import Store
+from model_assigner.bot.store.json_store import Store
 from tests.bot.cli.support import NOW
 
 AT = ["--now", NOW.isoformat()]
@@ -160,7 +160,7 @@ def test_calibration_prints_the_table(
 def test_calibration_counts_finished_issues(
     state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from model_assigner.bot.store import Reservation
+    from model_assigner.bot.store.state import Reservation
     from model_assigner.bot.usage_store import record_report
     from model_assigner.core.selection import select_model
     from model_assigner.core.usage import TokenUsage, UsageReport, estimate_class

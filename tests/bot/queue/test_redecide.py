@@ -8,7 +8,7 @@ from pathlib import Path
 from model_assigner.bot.handler import Handler
 from model_assigner.bot.queue.redecide import due_issue_keys
 from model_assigner.bot.settings import Settings
-from model_assigner.bot.store import State
+from model_assigner.bot.store.state import State
 from model_assigner.bot.wiring import build_handler
 from model_assigner.core.types import Observation
 from tests.bot.support import SECRET

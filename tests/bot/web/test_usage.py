@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from model_assigner.bot.comment import MARKER
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.store import Store
+from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.web.app import create_app
 from tests.bot.oidc_support import AUDIENCE, Issuer, oidc_issuer
 from tests.bot.rest_mock import API, RestMock

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from model_assigner.bot.store import Reservation, State, Store, apply_resets
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.state import Reservation, State, apply_resets
 from tests.bot import test_handler
+from tests.bot.store.test_store import MP, api_payment, held, quotas, sub_payment
 from tests.bot.support import SMALL_BACKEND, issue_fields, webhook
 from tests.bot.test_handler import ISSUE, KEY, NOW, Bot, expect_new_assignment
-from tests.bot.test_store import MP, api_payment, held, quotas, sub_payment
 
 # The app with GitHub answered by `responses` (fixtures of tests/bot/test_handler.py).
 rsps = test_handler.rsps

@@ -1,8 +1,8 @@
 """The quota store on PostgreSQL: the same State, commands and semantics as
-the JSON store (bot/store.py), shared by any number of servers.
+the JSON store (bot/store/json_store.py), shared by any number of servers.
 
 A row per entry: the ledger (subscription counters and API budget, one row),
-and one table per section of the JSON document (reservations, comment
+and one table per section of the JSON document (reservations, issue
 records, dependencies, reported usage, delivery ids, applied exports),
 each entry the same JSON as in the file.
 
@@ -45,19 +45,19 @@ from model_assigner.bot.pg import (
     DatabaseError,
     lock_key,
 )
-from model_assigner.bot.pg_schema import current_version, migrate, require_current
-from model_assigner.bot.store import (
+from model_assigner.bot.store.codec import parse_state, serialize
+from model_assigner.bot.store.pg_schema import current_version, migrate, require_current
+from model_assigner.bot.store.state import (
     DELIVERY_LIMIT,
     DELIVERY_MEMORY,
-    CommentRecord,
+    STATE_VERSION,
     Dependencies,
+    IssueRecord,
     Reservation,
     State,
     StoreError,
     apply_resets,
     initial_state,
-    parse_state,
-    serialize,
     sync_with_config,
 )
 from model_assigner.core.config import SubscriptionsConfig
@@ -75,14 +75,14 @@ PRUNE_EVERY = 200  # ids (or decisions) recorded between two prunes, per process
 # Per section: its table, its key column, and how its entries are read.
 # Each table keeps its entries' order (``seq``), as the document keeps its
 # keys' order: the online history drops its oldest entries first.
-ISSUE_SECTIONS = ("reservations", "comments", "dependencies", "usage", "seen", "deferred")
+ISSUE_SECTIONS = ("reservations", "records", "dependencies", "usage", "seen", "deferred")
 _TABLES = {name: (f"ma_{name}", "issue") for name in ISSUE_SECTIONS} | {
     "deliveries": ("ma_deliveries", "id"),
     "reconciled": ("ma_reconciled", "digest"),
 }
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "reservations": TypeAdapter(Reservation),
-    "comments": TypeAdapter(CommentRecord),
+    "records": TypeAdapter(IssueRecord),
     "dependencies": TypeAdapter(Dependencies),
     "usage": TypeAdapter(IssueUsage),
     "seen": TypeAdapter(Observation),
@@ -567,7 +567,8 @@ class PgStore:
             ledger = _ledger_texts(fresh)
         body = ", ".join(f'"{name}": {text}' for name, text in parts.items())
         return (
-            f'{{"version": 1, "subscriptions": {ledger[0]}, "api_budget": {ledger[1]}, '
+            f'{{"version": {STATE_VERSION}, "subscriptions": {ledger[0]}, '
+            f'"api_budget": {ledger[1]}, '
             f"{body}}}"
         )
 
@@ -662,7 +663,7 @@ class PgStore:
         with self.db.connection() as conn:
             row = conn.execute(
                 "SELECT (SELECT count(*) FROM ma_ledger) + (SELECT count(*) FROM ma_reservations)"
-                " + (SELECT count(*) FROM ma_comments) + (SELECT count(*) FROM ma_deliveries)"
+                " + (SELECT count(*) FROM ma_records) + (SELECT count(*) FROM ma_deliveries)"
                 " + (SELECT count(*) FROM ma_usage) + (SELECT count(*) FROM ma_dependencies)"
             ).fetchone()
         return not row or int(row[0]) == 0

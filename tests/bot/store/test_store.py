@@ -1,5 +1,6 @@
-"""The quota store on both back ends: the JSON file (bot/store.py, with its
-file locks, bot/locks.py) and PostgreSQL (bot/pg_store.py, a real server).
+"""The quota store on both back ends: the JSON file (bot/store/json_store.py,
+with its file locks, bot/store/files.py) and PostgreSQL (bot/store/postgresql.py,
+a real server).
 
 The tests taking ``store`` run on each; those about the file itself (its
 bytes, temporary files, rename) take ``file_store``. Everything runs against
@@ -26,18 +27,19 @@ import pytest
 
 from model_assigner.bot.backends import open_state_store
 from model_assigner.bot.config_files import load_engine_config
-from model_assigner.bot.locks import ISSUE_LOCK_STRIPES, file_lock, issue_lock, issue_lock_path
-from model_assigner.bot.pg_store import PRUNE_EVERY, PgStore
-from model_assigner.bot.store import (
+from model_assigner.bot.locks import ISSUE_LOCK_STRIPES, issue_lock, issue_lock_path
+from model_assigner.bot.store.codec import parse_state, serialize
+from model_assigner.bot.store.files import file_lock
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.postgresql import PRUNE_EVERY, PgStore
+from model_assigner.bot.store.state import (
     DELIVERY_LIMIT,
     DELIVERY_MEMORY,
+    STATE_VERSION,
     Reservation,
     State,
-    Store,
     StoreError,
     initial_state,
-    parse_state,
-    serialize,
 )
 from model_assigner.core.config import SubscriptionsConfig
 from model_assigner.core.types import ApiBudget, Payment, Subscription
@@ -158,7 +160,7 @@ def test_initial_state_comes_from_config(tmp_path: Path) -> None:
         assert stored.reset_date == RESET
     assert state.api_budget.reset_date == RESET
     assert state.api_budget.monthly_limit_usd == config.api_budget.monthly_limit_usd
-    assert state.reservations == {} and state.deliveries == {} and state.comments == {}
+    assert state.reservations == {} and state.deliveries == {} and state.records == {}
 
 
 def test_first_transaction_saves_the_config_state(store: Any) -> None:
@@ -170,7 +172,7 @@ def test_first_transaction_saves_the_config_state(store: Any) -> None:
     assert claude(saved).usage_day == NOW.date()
     assert saved.api_budget.monthly_limit_usd == 100.0
     # The file is what the Store would write for it: one JSON document.
-    assert json.loads(raw(store))["version"] == 1
+    assert json.loads(raw(store))["version"] == STATE_VERSION
 
 
 def test_initial_state_does_not_share_objects_with_config() -> None:
@@ -277,7 +279,7 @@ def test_release_after_the_monthly_reset_gives_nothing_back(store: Any) -> None:
 def test_settle_keeps_the_usage(store: Any) -> None:
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
-        state.comments["o/r#1"] = state.comments.get("o/r#1") or _comment()
+        state.records["o/r#1"] = state.records.get("o/r#1") or _comment()
         state.dependencies["o/r#1"] = ["o/r#7"]
     with store.transaction(NOW) as state:
         settled = state.settle("o/r#1")
@@ -286,10 +288,10 @@ def test_settle_keeps_the_usage(store: Any) -> None:
     saved = on_disk(store)
     assert claude(saved).tokens_used_month == 10_000, "completed work stays as usage"
     assert saved.reservations == {} and saved.dependencies == {}
-    assert set(saved.comments) == {"o/r#1"}, "a closed issue keeps its comment record"
+    assert set(saved.records) == {"o/r#1"}, "a closed issue keeps its issue record"
     with store.transaction(NOW) as state:
         state.forget_issue("o/r#1", deleted=True)
-    assert on_disk(store).comments == {}
+    assert on_disk(store).records == {}
     # A later release (say, a deletion after closing) finds nothing to give back.
     with store.transaction(NOW) as state:
         assert state.release("o/r#1") is None
@@ -297,9 +299,9 @@ def test_settle_keeps_the_usage(store: Any) -> None:
 
 
 def _comment() -> Any:
-    from model_assigner.bot.store import CommentRecord
+    from model_assigner.bot.store.state import IssueRecord
 
-    return CommentRecord(id=1, digest="abc")
+    return IssueRecord(id=1, digest="abc")
 
 
 def test_exception_inside_a_transaction_saves_nothing(store: Any) -> None:
@@ -465,11 +467,13 @@ SCHEMA_INVALID = {
         VALID.replace('"tokens_used_month": 0', '"tokens_used_month": "lots"'),
         "subscriptions.claude.tokens_used_month",
     ),
-    "unknown key": (VALID.replace('"version": 1', '"version": 1, "extra": true'), "extra"),
-    "missing budget": ('{"version": 1, "subscriptions": {}}', "api_budget"),
+    "unknown key": (VALID.replace(f'"version": {STATE_VERSION}',
+                                  f'"version": {STATE_VERSION}, "extra": true'), "extra"),
+    "missing budget": (f'{{"version": {STATE_VERSION}, "subscriptions": {{}}}}', "api_budget"),
     "a newer format": (
-        VALID.replace('"version": 1', '"version": 2'),
-        "version: store format 2; this model-assigner reads format 1",
+        VALID.replace(f'"version": {STATE_VERSION}', f'"version": {STATE_VERSION + 1}'),
+        f"version: store format {STATE_VERSION + 1}; this model-assigner reads format "
+        f"{STATE_VERSION}",
     ),
     "top-level list": ("[]", ""),
     "null": ("null", ""),

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from model_assigner.bot.pg import Database, describe
-from model_assigner.bot.store import StoreError
+from model_assigner.bot.store.state import StoreError
 
 MIGRATION_LOCK = (0x6D61, 1)  # pg_advisory_xact_lock(int, int): 'ma', migrations
 
@@ -128,6 +128,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (repo, name)
         );
         """,
+    ),
+    (
+        5,
+        "one name for the per-issue record: ma_comments becomes ma_records",
+        "ALTER TABLE ma_comments RENAME TO ma_records;",
     ),
 ]
 LATEST = MIGRATIONS[-1][0]

@@ -22,20 +22,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model_assigner.bot.store import (
+from model_assigner.bot.store.codec import parse_state, serialize
+from model_assigner.bot.store.json_store import Store
+from model_assigner.bot.store.state import (
     DELIVERY_LIMIT,
     DELIVERY_MEMORY,
-    CommentRecord,
+    IssueRecord,
     Reservation,
     State,
-    Store,
     StoreError,
     initial_state,
-    parse_state,
-    serialize,
 )
 from model_assigner.core.types import Payment, as_utc
-from tests.bot.test_store import NOW, held, quotas, sub_payment
+from tests.bot.store.test_store import NOW, held, quotas, sub_payment
 
 keys = st.sampled_from([f"o/r#{n}" for n in range(12)] + ["ö/ü#1", "a/b#😀", 'q"/x#1'])
 reservations = st.builds(
@@ -52,7 +51,7 @@ reservations = st.builds(
     st.none() | st.text(max_size=8),
 )
 records = st.builds(
-    CommentRecord,
+    IssueRecord,
     id=st.none() | st.integers(min_value=1, max_value=2**62),
     digest=st.text(max_size=16),
     label=st.none() | st.text(max_size=12),
@@ -70,16 +69,16 @@ operations = st.lists(
 )
 
 
-def apply_operation(state: State, op: tuple[str, str, Reservation, CommentRecord, int]) -> None:
+def apply_operation(state: State, op: tuple[str, str, Reservation, IssueRecord, int]) -> None:
     kind, key, reservation, record, n = op
     if kind == "reserve":
         state.reservations[key] = reservation
     elif kind == "release":
         state.reservations.pop(key, None)
     elif kind == "comment":
-        state.comments[key] = record
+        state.records[key] = record
     elif kind == "forget":
-        state.comments.pop(key, None)
+        state.records.pop(key, None)
     elif kind == "deliver":
         state.remember_delivery(f"d-{n}-{key}", NOW - timedelta(seconds=n % 1000))
     else:
@@ -117,7 +116,7 @@ def test_the_earlier_layout_is_read_and_written_on(tmp_path: Path) -> None:
     state = initial_state(quotas(), NOW)
     for n in range(5):
         state.reserve(f"o/r#{n}", held(sub_payment(1_000 + n)))
-        state.comments[f"o/r#{n}"] = CommentRecord(id=n + 1, digest="d")
+        state.records[f"o/r#{n}"] = IssueRecord(id=n + 1, digest="d")
         state.remember_delivery(f"d{n}", NOW)
     path = tmp_path / "state.json"
     path.write_text(state.model_dump_json(indent=1) + "\n")  # indent=1 throughout
@@ -129,7 +128,7 @@ def test_the_earlier_layout_is_read_and_written_on(tmp_path: Path) -> None:
     assert '  "o/r#9": {"model":"sonnet-4.5"' in text  # a new entry: one line
     again = parse_state(text, "x")
     assert again.reservations["o/r#3"] == state.reservations["o/r#3"]
-    assert len(again.reservations) == 6 and again.comments == state.comments
+    assert len(again.reservations) == 6 and again.records == state.records
     assert Store(path, quotas()).view(lambda s: s.model_dump()) == again.model_dump()
 
 
@@ -251,7 +250,7 @@ def test_pruning_keeps_what_the_plain_way_keeps(
 ) -> None:
     from unittest import mock
 
-    import model_assigner.bot.store as bot_store
+    import model_assigner.bot.store.state as bot_store
 
     deliveries: dict[str, datetime] = {}
     for i in range(LIMIT - 10 + extra):  # around the limit, in order
