@@ -80,6 +80,15 @@ def empty_tables(url: str) -> None:
         ).fetchall()
         names = [row[0] for row in present if row[0] in TABLES]
         if names:
+            # Each test starts on a fresh store, so any other session on this
+            # database is an earlier test's (a server stopped behind the
+            # cutting proxy, a pool not yet closed): ended, so that none of
+            # them holds a lock the TRUNCATE would wait for. The App's pools
+            # check a connection before lending it and replace an ended one.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
             # Never wait forever: longer than the database takes to end a
             # stale session (above), short enough to fail a run, not hang it.
             conn.execute(f"SET lock_timeout = '{3 * STALE_TRANSACTION_SECONDS}s'".encode())
