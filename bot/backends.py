@@ -12,7 +12,7 @@ from model_assigner.bot.queue.jobs import JobQueue
 from model_assigner.bot.queue.ratelimit import RateLimits, RatePolicy
 from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.store.protocol import StateStore
-from model_assigner.core.config import SubscriptionsConfig
+from model_assigner.core.config_subscriptions import SubscriptionsConfig
 
 
 def open_state_store(

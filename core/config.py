@@ -8,57 +8,27 @@ to a default is the worst kind of configuration bug.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import Field, NonNegativeFloat, model_validator
 
-from model_assigner.core.quota import Ledger, first_reset_after
-from model_assigner.core.text import MAX_KEYWORD_CHARS
-from model_assigner.core.types import (
-    MAX_COUNT,
-    ApiBudget,
-    Complexity,
-    Model,
-    Priority,
-    Strategy,
-    Subscription,
-    Tier,
-    as_utc,
+from model_assigner.core.config_bounds import (
+    MAX_RULES,
+    MAX_TABLE,
+    MAX_WORDS,
+    Name,
+    Strict,
+    TokenCount,
+    Words,
 )
+from model_assigner.core.config_subscriptions import SubscriptionsConfig
+from model_assigner.core.types import MAX_COUNT, Complexity, Model, Priority, Strategy, Tier
 
 COMPLEXITY_LEVELS: tuple[Complexity, ...] = ("simple", "moderate", "complex", "highly_complex")
 TIERS: tuple[Tier, ...] = ("premium", "mid-premium", "mid-range", "budget")
 
-# Bounds on everything a config (a repository's included) can make the engine
-# walk for every issue: a word list, a table of named entries, one word. The
-# defaults use a fraction of each; a 30 KB keyword list is refused, not run.
-MAX_WORDS = 64  # entries of one keyword / label / path-hint list
-MAX_TABLE = 32  # named entries of one table (domains, risk levels, modifiers)
-MAX_RULES = 16  # entries of an ordered rule list (bands, overrides, size factors)
-MAX_NAME_CHARS = 64
-# Tokens one issue can be estimated at: a billion is beyond any context window.
-MAX_ESTIMATE_TOKENS = 10**9
 
-Word = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEYWORD_CHARS)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
-Words = Annotated[list[Word], Field(max_length=MAX_WORDS)]
-TokenCount = Annotated[int, Field(ge=0, le=MAX_ESTIMATE_TOKENS)]
-
-
-class _Strict(BaseModel):
-    # No inf or nan: a weight of 1e400 would clamp every score to 100.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class TimeBonuses(_Strict):
+class TimeBonuses(Strict):
     immediate: NonNegativeFloat
     urgent: NonNegativeFloat
     week: NonNegativeFloat
@@ -66,7 +36,7 @@ class TimeBonuses(_Strict):
     flexible: NonNegativeFloat = 0
 
 
-class TimeHours(_Strict):
+class TimeHours(Strict):
     immediate: NonNegativeFloat
     urgent: NonNegativeFloat
     week: NonNegativeFloat
@@ -79,12 +49,12 @@ class TimeHours(_Strict):
         return self
 
 
-class ComplexityRule(_Strict):
+class ComplexityRule(Strict):
     files_at_least: int = Field(ge=0, le=MAX_COUNT)
     loc_above: int = Field(ge=0, le=MAX_COUNT)
 
 
-class RiskIndicators(_Strict):
+class RiskIndicators(Strict):
     labels: Words = Field(default_factory=list)
     path_hints: Words = Field(default_factory=list)
     description_keywords: Words = Field(default_factory=list)
@@ -95,18 +65,18 @@ MAX_FACTOR = 100.0
 Factor = Annotated[float, Field(ge=0, le=MAX_FACTOR)]
 
 
-class TokenFactor(_Strict):
+class TokenFactor(Strict):
     input: Factor = 1.0
     output: Factor = 1.0
 
 
-class WorkspaceSizeFactor(_Strict):
+class WorkspaceSizeFactor(Strict):
     files_above: int = Field(ge=0, le=MAX_COUNT)
     input: Factor = 1.0
     output: Factor = 1.0
 
 
-class ValueBand(_Strict):
+class ValueBand(Strict):
     name: Name
     min_value: float = Field(ge=0)
     tiers: list[Tier] = Field(min_length=1, max_length=len(TIERS))
@@ -121,13 +91,13 @@ class ValueBand(_Strict):
         return self
 
 
-class DomainOverride(_Strict):
+class DomainOverride(Strict):
     domain: Name
     min_value: float = Field(ge=0)
     prefer_family: Name
 
 
-class BatchThresholds(_Strict):
+class BatchThresholds(Strict):
     """The value cut-offs of the seed's Phase 4 strategies."""
 
     maximize_value_always: float = Field(default=75, ge=0)
@@ -135,7 +105,7 @@ class BatchThresholds(_Strict):
     minimize_cost_api_overflow: float = Field(default=40, ge=0)
 
 
-class OptimalConfig(_Strict):
+class OptimalConfig(Strict):
     """How the ``optimal`` strategy solves its plan (core/optimal.py).
 
     The upper limits keep a repository's override from tying up the App."""
@@ -155,7 +125,7 @@ class OptimalConfig(_Strict):
     spend_leftover_budget: bool = True
 
 
-class LearnedFactor(_Strict):
+class LearnedFactor(Strict):
     """A calibration factor for one complexity and domain, and the evidence."""
 
     factor: float = Field(gt=0)
@@ -163,7 +133,7 @@ class LearnedFactor(_Strict):
     domain_samples: int = Field(ge=0)  # finished issues of this domain
 
 
-class CalibrationConfig(_Strict):
+class CalibrationConfig(Strict):
     """How reported usage corrects the token estimate (core/calibration.py).
 
     The factor for a complexity and domain is the trimmed mean of
@@ -179,7 +149,7 @@ class CalibrationConfig(_Strict):
     # Filled in by the bot from its store (complexity/domain -> factor); the
     # estimate reads it only while ``enabled``.
     learned: dict[str, LearnedFactor] = Field(default_factory=dict)
-class OnlineConfig(_Strict):
+class OnlineConfig(Strict):
     """The ``online`` strategy's bid prices (core/online.py, docs/online-strategy.md)."""
 
     # Fewer issues seen this period than this, and none from the last one:
@@ -202,12 +172,12 @@ class OnlineConfig(_Strict):
     sweep_hours_before_reset: float = Field(default=6, ge=0, le=24 * 31)
 
 
-class WorkspaceWorkingSet(_Strict):
+class WorkspaceWorkingSet(Strict):
     files_above: int = Field(ge=0)
     factor: NonNegativeFloat
 
 
-class ContextFit(_Strict):
+class ContextFit(Strict):
     """What must fit in a model's context window: the working set of one
     turn of an agent (instructions, the files it edits and reads, its
     answer), not the task's whole input, which an agent spreads over turns."""
@@ -263,7 +233,7 @@ REPOSITORY_KEYS: tuple[str, ...] = (
 )
 
 
-class ScoringConfig(_Strict):
+class ScoringConfig(Strict):
     """config/scoring.yaml."""
 
     priority_weights: dict[Priority, NonNegativeFloat]
@@ -352,99 +322,7 @@ class ScoringConfig(_Strict):
         return [*self.value_bands, self.low_value_band]
 
 
-class _ResetSchedule(_Strict):
-    """When monthly usage resets, as a config file states it.
-
-    A shipped config must not carry a calendar date: a fixed ``reset_date``
-    goes stale the day it passes, and everything that reads the config then
-    starts mid-reset. So the config names a day of the month (``reset_day``)
-    and the first reset is derived from the clock when the quota state is
-    first built. A ``reset_date`` is still accepted (configs written before
-    ``reset_day`` existed): it is the first reset, and later ones fall on its
-    day of the month, exactly as before.
-    """
-
-    reset_day: int | None = Field(default=None, ge=1, le=31)
-    reset_date: datetime | None = None
-
-    @property
-    def day(self) -> int:
-        """The day of the month resets fall on."""
-        if self.reset_day is not None:
-            return self.reset_day
-        return self.reset_date.day if self.reset_date is not None else 1
-
-    def first_reset(self, now: datetime) -> datetime:
-        """The pinned ``reset_date`` if the config has one (the roll-over
-        moves it past ``now``), else the next ``reset_day`` after ``now``."""
-        if self.reset_date is not None:
-            return as_utc(self.reset_date)
-        return first_reset_after(now, self.day)
-
-
-class SubscriptionDefaults(_ResetSchedule):
-    """A subscription in config/subscriptions.yaml: its limits, its starting
-    counters and its reset schedule. ``at(now)`` makes the live record."""
-
-    model_family: str = Field(min_length=1)
-    monthly_cost: float = Field(default=0.0, ge=0)
-    token_limit_daily: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    token_limit_monthly: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    tokens_used_today: int = Field(default=0, ge=0, le=MAX_COUNT)
-    tokens_used_month: int = Field(default=0, ge=0, le=MAX_COUNT)
-
-    def at(self, now: datetime) -> Subscription:
-        return Subscription(
-            model_family=self.model_family,
-            monthly_cost=self.monthly_cost,
-            token_limit_daily=self.token_limit_daily,
-            token_limit_monthly=self.token_limit_monthly,
-            tokens_used_today=self.tokens_used_today,
-            tokens_used_month=self.tokens_used_month,
-            reset_date=self.first_reset(now),
-            reset_day=self.day,
-        )
-
-
-class BudgetDefaults(_ResetSchedule):
-    """The API budget in config/subscriptions.yaml; ``at(now)`` as above."""
-
-    monthly_limit_usd: float = Field(ge=0)
-    spent_usd: float = Field(default=0.0, ge=0)
-
-    def at(self, now: datetime) -> ApiBudget:
-        return ApiBudget(
-            monthly_limit_usd=self.monthly_limit_usd,
-            spent_usd=self.spent_usd,
-            reset_date=self.first_reset(now),
-            reset_day=self.day,
-        )
-
-
-class SubscriptionsConfig(_Strict):
-    """config/subscriptions.yaml."""
-
-    subscriptions: list[SubscriptionDefaults] = Field(default_factory=list)
-    api_budget: BudgetDefaults
-    # The most of each subscription's monthly tokens, and of the API budget,
-    # that the live reservations of one repository may hold (1: no limit).
-    # One busy or hostile repository then cannot starve the others.
-    repository_share: float = Field(default=1.0, gt=0, le=1)
-
-    def ledger_at(self, now: datetime) -> Ledger:
-        """The starting quota state for a store seeded, or a plan made, at
-        ``now``: fresh objects every call, never shared with the config."""
-        return Ledger([sub.at(now) for sub in self.subscriptions], self.api_budget.at(now))
-
-    @model_validator(mode="after")
-    def _unique(self) -> Self:
-        families = [sub.model_family for sub in self.subscriptions]
-        if len(set(families)) != len(families):
-            raise ValueError("subscriptions: one subscription per model_family")
-        return self
-
-
-class CatalogConfig(_Strict):
+class CatalogConfig(Strict):
     """config/models.yaml."""
 
     models: list[Model] = Field(min_length=1)
@@ -457,7 +335,7 @@ class CatalogConfig(_Strict):
         return self
 
 
-class EngineConfig(_Strict):
+class EngineConfig(Strict):
     """All three files together, checked against each other."""
 
     scoring: ScoringConfig

@@ -15,12 +15,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from model_assigner.core.config import (
-    CatalogConfig,
-    EngineConfig,
-    ScoringConfig,
-    SubscriptionsConfig,
-)
+from model_assigner.core.config import CatalogConfig, EngineConfig, ScoringConfig
+from model_assigner.core.config_subscriptions import SubscriptionsConfig
 
 SCORING_FILE = "scoring.yaml"
 MODELS_FILE = "models.yaml"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from model_assigner.core.config import MAX_ESTIMATE_TOKENS, ScoringConfig
+from model_assigner.core.config import ScoringConfig
+from model_assigner.core.config_bounds import MAX_ESTIMATE_TOKENS
 from model_assigner.core.reasons import Reason, ReasonCode, reason
 from model_assigner.core.types import Complexity, Task, TokenEstimate
 

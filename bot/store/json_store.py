@@ -28,7 +28,7 @@ from model_assigner.bot.store.state import (
     initial_state,
     sync_with_config,
 )
-from model_assigner.core.config import SubscriptionsConfig
+from model_assigner.core.config_subscriptions import SubscriptionsConfig
 
 T = TypeVar("T")
 

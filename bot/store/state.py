@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from model_assigner.core.config import SubscriptionsConfig
+from model_assigner.core.config_subscriptions import SubscriptionsConfig
 from model_assigner.core.quota import Ledger, release_charge, roll_over, update_quota_tracking
 from model_assigner.core.types import ApiBudget, Observation, Payment, Subscription, as_utc
 from model_assigner.core.usage import EstimateClass, EstimateSnapshot, IssueUsage

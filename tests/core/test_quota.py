@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from model_assigner.core.config import EngineConfig, SubscriptionsConfig
+from model_assigner.core.config import EngineConfig
+from model_assigner.core.config_subscriptions import SubscriptionsConfig
 from model_assigner.core.quota import (
     INF,
     add_months,

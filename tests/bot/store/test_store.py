@@ -41,7 +41,7 @@ from model_assigner.bot.store.state import (
     StoreError,
     initial_state,
 )
-from model_assigner.core.config import SubscriptionsConfig
+from model_assigner.core.config_subscriptions import SubscriptionsConfig
 from model_assigner.core.types import ApiBudget, Payment, Subscription
 from tests.helpers import CONFIG_DIR
 
