@@ -50,7 +50,7 @@ class TaskOption:
     api_cost: float
     # What the task is worth paid by each payer (payers, then the API), under
     # the objective: its value, or with ``fit`` its value times the rating
-    # of the model that payer buys (core.online.worth).
+    # of the model that payer buys (core.objective.worth).
     worths: tuple[float, ...] = ()
     value: float = field(init=False)
     total: int = field(init=False)  # tokens

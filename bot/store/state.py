@@ -333,7 +333,7 @@ class State(BaseModel):
 
     def history_since(self, since: datetime, but: str) -> list[Observation]:
         """The online strategy's history seen at or after ``since``, but the
-        issue ``but``: what a decision reads of it (core.online.forecast
+        issue ``but``: what a decision reads of it (core.online_history.forecast
         ignores anything older). The database's state reads just those rows."""
         since = as_utc(since)
         return [seen for key, seen in self.seen.items()
