@@ -30,7 +30,9 @@ from github.GithubObject import GithubObject
 from model_assigner.bot.comment import Override, render_comment
 from model_assigner.bot.github.gateway import GitHubRateLimited, GitHubUnavailable, IssueGateway
 from model_assigner.bot.github.repo_config import EffectiveConfig, effective_config
-from model_assigner.bot.handler import Handler, IssueEvent
+from model_assigner.bot.handling.event import IssueEvent
+from model_assigner.bot.handling.handler import Handler
+from model_assigner.bot.handling.override import model_override
 from model_assigner.bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
 from model_assigner.bot.store.state import IssueRecord, Reservation, State
 from model_assigner.bot.usage_comment import with_usage
@@ -51,7 +53,7 @@ class RepoPlan:
     issues: dict[str, dict[str, Any]]
     overrides: dict[str, Override]
     plan: BatchPlan
-    settings: EffectiveConfig
+    repo_config: EffectiveConfig
     # Left alone: a delivery was handling them, or handled them after GitHub
     # was read, so what the plan read of them is not their latest state.
     busy: list[str] = field(default_factory=list)
@@ -93,7 +95,7 @@ class RepoSnapshot:
     repo: str
     issues: dict[str, dict[str, Any]]
     file_count: int | None
-    settings: EffectiveConfig
+    repo_config: EffectiveConfig
 
 
 def read_repo(handler: Handler, gateway: IssueGateway, github: Any, repo: str) -> RepoSnapshot:
@@ -105,14 +107,14 @@ def read_repo(handler: Handler, gateway: IssueGateway, github: Any, repo: str) -
     except requests.RequestException as exc:  # no answer at all: timeout, refused
         raise GitHubUnavailable(f"GET open issues of {repo}: {type(exc).__name__}") from None
     workspace = gateway.workspace(repo, branch)
-    settings = effective_config(
+    repo_config = effective_config(
         gateway.repo_config_text(repo, workspace.commit_sha),
         handler.engine.scoring,
         handler.labels,
         handler.engine.catalog,
     )
     by_key = {issue_key(repo, i["number"]): i for i in issues if isinstance(i.get("number"), int)}
-    return RepoSnapshot(repo, by_key, workspace.file_count, settings)
+    return RepoSnapshot(repo, by_key, workspace.file_count, repo_config)
 
 
 def plan_repo(
@@ -128,12 +130,12 @@ def plan_repo(
     ``state``; the issues in ``skip`` are left out, and keep what they hold.
     ``due_only``: only the issues the online strategy deferred and that are
     due to be decided again now (core.online.due_for_redecision)."""
-    repo, settings = snap.repo, snap.settings
+    repo, repo_config = snap.repo, snap.repo_config
     if due_only:
         waiting = {key: seen for key, seen in state.deferred.items()
                    if key in snap.issues and key not in skip}
         due = set(due_for_redecision(waiting, list(state.seen.values()), state.ledger(),
-                                     handler.engine.models, settings.scoring, now))
+                                     handler.engine.models, repo_config.scoring, now))
         skip_plan = skip | {key for key in snap.issues if key not in due}
     else:
         skip_plan = skip
@@ -151,14 +153,17 @@ def plan_repo(
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
         )
         # "edited": the plan attributes no label to anyone (no role is asked).
-        override, _ = handler._override(event, label_names(issue), state, settings.labels)
+        override, _ = model_override(
+            event, label_names(issue), state, repo_config.labels, handler.engine.models,
+            handler.labels.override_min_permission,
+        )
         if override is not None:
             overrides[key] = override
             continue
         tasks.append(
-            issue_to_task(issue, repo, settings.labels, snap.file_count, dependents.get(key, []))
+            issue_to_task(issue, repo, repo_config.labels, snap.file_count, dependents.get(key, []))
         )
-    chosen = strategy or settings.scoring.quota_strategy
+    chosen = strategy or repo_config.scoring.quota_strategy
     ledger = _ledger_without(state, {t.id for t in tasks})
     # The online strategy's history: the issues seen, but those re-planned
     # here (each joins it as the plan decides it).
@@ -166,10 +171,10 @@ def plan_repo(
     history = [seen for key, seen in state.seen.items() if key not in planned]
     # Token estimates corrected by what finished issues reported, as a delivery's.
     plan = optimize_task_assignments(
-        tasks, ledger, handler.engine.models, calibrated(state, settings.scoring), now, chosen,
+        tasks, ledger, handler.engine.models, calibrated(state, repo_config.scoring), now, chosen,
         history,
     )
-    return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, settings, sorted(skip))
+    return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, repo_config, sorted(skip))
 
 
 def build_plan(
@@ -297,7 +302,7 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
     write-back failed (their reservations stand; re-run to finish them)."""
     repo_plan, left = reserve_plan(handler, gateway, github, repo, now, strategy, due_only)
     failed: list[str] = []
-    labels = repo_plan.settings.labels
+    labels = repo_plan.repo_config.labels
     progress = progress or ApplyProgress(len(repo_plan.plan.decisions))
     progress.total = len(repo_plan.plan.decisions)
     waits_left = PLAN_MAX_WAIT
@@ -312,7 +317,7 @@ def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
         usage = handler.store.view(partial(_usage_of, key))
         body = with_usage(
             render_comment(
-                decision, label, None, repo_plan.settings.problem, repo_plan.settings.refused
+                decision, label, None, repo_plan.repo_config.problem, repo_plan.repo_config.refused
             ),
             usage,
         )

@@ -28,7 +28,8 @@ from typing import Any
 
 from model_assigner.bot.comment import render_comment
 from model_assigner.bot.github.repo_config import LabelsConfig
-from model_assigner.bot.handler import Handler, IssueEvent, Outcome
+from model_assigner.bot.handling.event import IssueEvent, Outcome
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.issue_task import issue_key, label_names
 from model_assigner.bot.plan import RepoPlan, _Left, _remember_written, _still_ours, _usage_of
 from model_assigner.bot.queue.jobs import JobQueue
@@ -48,7 +49,7 @@ def enqueue_plan(handler: Handler, queue: JobQueue, repo_plan: RepoPlan,
                  left: Mapping[str, _Left], installation: int | None) -> dict[str, str]:
     """One ``plan_write`` entry per planned issue, in its issue's job;
     returns the delivery id of each issue's entry."""
-    labels = repo_plan.settings.labels
+    labels = repo_plan.repo_config.labels
     queued: dict[str, str] = {}
     for decision in repo_plan.plan.decisions:
         key = decision.task_id
@@ -56,8 +57,8 @@ def enqueue_plan(handler: Handler, queue: JobQueue, repo_plan: RepoPlan,
         ours = left[key]
         label = labels.model_label(decision.model) if decision.model else labels.deferred_label
         body = with_usage(
-            render_comment(decision, label, None, repo_plan.settings.problem,
-                           repo_plan.settings.refused),
+            render_comment(decision, label, None, repo_plan.repo_config.problem,
+                           repo_plan.repo_config.refused),
             handler.store.view(partial(_usage_of, key)),
         )
         stamp = f"{key}@{issue.get('updated_at')}@{time.time()}".encode()

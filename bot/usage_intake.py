@@ -24,7 +24,7 @@ from model_assigner.bot.github.oidc import (
     OidcRejected,
     OidcVerifier,
 )
-from model_assigner.bot.handler import REPO_NAME, Outcome
+from model_assigner.bot.handling.event import REPO_NAME, Outcome
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.locks import IssueLocks
 from model_assigner.bot.settings import SettingsError

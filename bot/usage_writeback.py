@@ -20,7 +20,8 @@ from typing import Any
 
 from model_assigner.bot.comment import MARKER, digest
 from model_assigner.bot.github.gateway import CommentGone, IssueGateway
-from model_assigner.bot.handler import Handler, Outcome
+from model_assigner.bot.handling.event import Outcome
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.queue.jobs import USAGE_COMMENT, JobQueue
 from model_assigner.bot.store.state import IssueRecord, State

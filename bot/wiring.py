@@ -22,7 +22,8 @@ from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.github.api import GitHubApp
 from model_assigner.bot.github.gateway import DryRunGateway, GitHubUnavailable, IssueGateway
 from model_assigner.bot.github.repo_config import load_labels_config
-from model_assigner.bot.handler import BadPayload, Handler
+from model_assigner.bot.handling.event import BadPayload
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.metrics import metrics, safely
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.queue.jobs import JobQueue

@@ -86,7 +86,7 @@ class ReasonCode(StrEnum):
     # -- a subscription with room left unused (core/idle.py) --
     # family, left, models, value, band, tiers, floor, levers
     IDLE_SUBSCRIPTION = "idle_subscription"
-    # -- a person's model label (bot/handler.py) --
+    # -- a person's model label (bot/handling/override.py) --
     OVERRIDE_UNKNOWN_MODEL = "override_unknown_model"  # model
     OVERRIDE_SET = "override_set"  # by
     INSTEAD_CHOSEN = "instead_chosen"  # model, payment

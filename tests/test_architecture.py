@@ -163,7 +163,7 @@ GRAPH = import_graph(FILES)
 
 def test_the_scan_sees_the_layout() -> None:
     # A scan that found nothing would pass every rule below.
-    for module in ("model_assigner.core.selection", "model_assigner.bot.handler",
+    for module in ("model_assigner.core.selection", "model_assigner.bot.handling.handler",
                    "model_assigner.bot.cli", "model_assigner.bot.cli.errors",
                    "model_assigner.bot.web.app", "model_assigner.bot.github.api",
                    "model_assigner.bot.queue.worker", "model_assigner.bot.wiring"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model_assigner.bot.github.repo_config import effective_config
-from model_assigner.bot.handler import Handler
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.plan import RepoPlan, RepoSnapshot, plan_repo
 
@@ -53,8 +53,8 @@ def offline_plan(
     written), with the defaults' scoring (a repository's own config file is
     on GitHub, which is not asked)."""
     issues = read_issues(path)
-    settings = effective_config(
+    repo_config = effective_config(
         None, handler.engine.scoring, handler.labels, handler.engine.catalog
     )
-    snap = RepoSnapshot(repo, {issue_key(repo, i["number"]): i for i in issues}, None, settings)
+    snap = RepoSnapshot(repo, {issue_key(repo, i["number"]): i for i in issues}, None, repo_config)
     return plan_repo(handler, snap, handler.store.read(), now, strategy)

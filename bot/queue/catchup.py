@@ -38,7 +38,7 @@ import requests
 from github import GithubException
 
 from model_assigner.bot.github.api import GitHubApp
-from model_assigner.bot.handler import Handler
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.issue_task import issue_key, label_names
 from model_assigner.bot.queue.jobs import JobQueue, QueueMeta
 from model_assigner.bot.queue.redecide import due_issue_keys

@@ -17,7 +17,7 @@ from model_assigner.core.online import due_for_redecision
 from model_assigner.core.quota import Ledger, roll_over
 
 if TYPE_CHECKING:
-    from model_assigner.bot.handler import Handler
+    from model_assigner.bot.handling.handler import Handler
 
 
 def due_issue_keys(handler: Handler) -> set[str]:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from model_assigner.bot.github.gateway import GitHubRateLimited, GitHubUnavailable
-from model_assigner.bot.handler import Handler, Outcome
+from model_assigner.bot.handling.event import Outcome
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.queue.jobs import Job, JobQueue, owner_id
 from model_assigner.bot.queue.ratelimit import RateLimits

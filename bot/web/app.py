@@ -24,7 +24,7 @@ from model_assigner.bot.backends import (
     describe_store,
 )
 from model_assigner.bot.github.gateway import GitHubUnavailable
-from model_assigner.bot.handler import Outcome
+from model_assigner.bot.handling.event import Outcome
 from model_assigner.bot.metrics import ENV, metrics, prepare_multiprocess_dir, safely
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.settings import Settings, SettingsError, load_settings, redacted_url

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, request
 
 from model_assigner.bot.github.gateway import GitHubUnavailable
-from model_assigner.bot.handler import Handler
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.queue.jobs import JobQueue
 from model_assigner.bot.settings import Settings

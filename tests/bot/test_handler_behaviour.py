@@ -17,7 +17,8 @@ from model_assigner.bot.comment import MARKER
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.github.gateway import GitHubUnavailable, IssueGateway
 from model_assigner.bot.github.repo_config import load_labels_config
-from model_assigner.bot.handler import Handler, Outcome
+from model_assigner.bot.handling.event import Outcome
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.store.state import State
 from tests.bot.fake_gateway import FakeGitHub

@@ -1,5 +1,5 @@
 """When the delivery's payload is the issue's latest state, and when GitHub
-must be asked (bot/handler.py, Handler._latest_issue): the payload is used
+must be asked (bot/handling/freshness.py, latest_issue): the payload is used
 when it is newer than the state the issue was last decided or closed from,
 or for an issue the store has no trace of; an older or equal payload, or an
 issue whose last delivery did not finish, is read from GitHub."""

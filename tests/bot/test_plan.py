@@ -17,7 +17,7 @@ from responses import matchers
 
 from model_assigner.bot.cli.plan import plan_rows
 from model_assigner.bot.github.api import GitHubApp, InstallationGateway
-from model_assigner.bot.handler import Handler
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.plan import apply_plan, build_plan
 from model_assigner.bot.wiring import build_handler
 from model_assigner.core.types import Payment

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from model_assigner.bot.handler import Handler
+from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.queue.redecide import due_issue_keys
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store.state import State
