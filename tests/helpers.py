@@ -30,7 +30,7 @@ def seed_strategy_config() -> Path:
     (labels, comments, reservations, faults, freshness) were written against
     that strategy's answers and are not about the strategy; the App's
     default, online, has its own tests (tests/core/test_online.py and the
-    online tests of tests/bot/test_handler_online.py)."""
+    online tests of tests/bot/handling/test_assign_online.py)."""
     folder = Path(tempfile.mkdtemp(prefix="model-assigner-seed-config-"))
     atexit.register(shutil.rmtree, folder, True)
     for source in CONFIG_DIR.glob("*.yaml"):

@@ -8,6 +8,8 @@
   (bot/web/setup_page.py), imported when that command runs: ``plan``, the
   queue worker and the operator commands build what they need through
   bot/wiring.py, never through the Flask module.
+- No test module (``test_*.py``) imports another: what tests share lives in
+  a ``conftest.py`` (fixtures) or a support module.
 
 Every module under core/ and bot/ is parsed; nothing is imported. That
 ``core/`` is pure (no bot, framework, network, filesystem, thread or clock
@@ -258,3 +260,35 @@ def test_building_the_parser_loads_no_web_framework() -> None:
                           timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_test_import_scan_finds_what_it_must(tmp_path: Path) -> None:
+    path = tmp_path / "test_x.py"
+    path.write_text("from tests.bot import test_handler\n"
+                    "def f() -> None:\n    from tests.bot.test_store import NOW\n"
+                    "from tests.bot.support import REPO\n")
+    assert imported_test_modules(path) == ["tests.bot.test_handler", "tests.bot.test_store"]
+
+
+def imported_test_modules(path: Path) -> list[str]:
+    """The test modules (``test_*``) that the file at ``path`` imports."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        found += [n for n in names
+                  if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")]
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    report = {
+        str(path.relative_to(ROOT)): imported
+        for path in sorted((ROOT / "tests").rglob("test_*.py"))
+        if (imported := imported_test_modules(path))
+    }
+    assert not report, f"test modules importing test modules: {report}"

@@ -3,7 +3,8 @@ bedevere's ``FakeGH``): it implements the ``IssueGateway`` protocol
 (bot/github/gateway.py) over a few dictionaries, so a test says what the
 issue looks like, delivers an event, and reads back the labels, comments and
 store it ends with, with no HTTP in between. The wire (which REST calls, in
-which order) is tests/bot/test_handler.py's business, with ``responses``."""
+which order) is the business of the other tests of tests/bot/handling/,
+with ``responses``."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from model_assigner.bot.web.app import START_WORKERS, create_app
-from tests.bot.test_handler import make_settings
+from tests.bot.handler_support import make_settings
 
 
 def _forked_child_runs_queue_workers() -> bool:

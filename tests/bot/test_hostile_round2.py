@@ -29,30 +29,13 @@ from model_assigner.bot.store.state import MAX_DEPENDENCIES, State
 from model_assigner.bot.web.app import create_app
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.loader import ConfigError
+from tests.bot.hostile_support import AnyGitHub, make_settings, post
 from tests.bot.support import REPO, SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
-from tests.bot.test_hostile_webhook import AnyGitHub, make_settings
 from tests.helpers import CONFIG_DIR
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 # The largest body GitHub allows, naming as many issues as fit.
 HUGE_DEPENDS = ("Depends on " + ", ".join(f"#{n}" for n in range(1, 20_000)))[:65_536]
-
-
-@pytest.fixture(params=["dry-run", "github"])
-def endpoint(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FlaskClient, Path]]:
-    dry_run = request.param == "dry-run"
-    app_settings = make_settings(tmp_path, dry_run)
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        if not dry_run:
-            AnyGitHub(rsps)
-        yield create_app(app_settings).test_client(), app_settings.state_path
-
-
-def post(client: FlaskClient, body: bytes, delivery: str | None = None, event: str = "issues"
-         ) -> tuple[int, dict[str, object]]:
-    response = client.post("/webhook", data=body, headers=delivery_headers(body, event, delivery))
-    answer = json.loads(response.get_data(as_text=True))
-    return response.status_code, answer
 
 
 # -- 1: what one issue can put in the store ------------------------------------------------

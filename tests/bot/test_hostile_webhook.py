@@ -14,8 +14,6 @@ GitHub to a real delivery.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +24,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model_assigner.bot.comment import MARKER
-from model_assigner.bot.settings import Settings
 from model_assigner.bot.web.app import create_app
 from model_assigner.bot.web.signature import sign
+from tests.bot.hostile_support import HOST, AnyGitHub, make_settings
 from tests.bot.rest_mock import COMMIT_SHA, RestMock
 from tests.bot.support import (
-    APP_ID,
-    BOT,
     REPO,
     SECRET,
     SMALL_BACKEND,
-    app_key,
     delivery_headers,
     encode,
     issue_fields,
     rest_example,
     webhook,
 )
-from tests.helpers import seed_strategy_config
 
-HOST = "https://api.github.com:443"
 FUZZ = settings(
     max_examples=120,
     deadline=None,
@@ -134,77 +127,6 @@ random_payload = st.tuples(
 
 
 # -- the apps ---------------------------------------------------------------------------
-
-
-def make_settings(tmp_path: Path, dry_run: bool) -> Settings:
-    return Settings(
-        app_id=None if dry_run else APP_ID,
-        private_key=None if dry_run else app_key().private_pem,
-        webhook_secret=SECRET,
-        api_url="https://api.github.com",
-        state_path=tmp_path / "data" / "state.json",
-        config_dir=seed_strategy_config(),
-        bot_login=None,
-        inline_delivery=True,  # decided inside the request (unit tests)
-    )
-
-
-class AnyGitHub:
-    """`responses` answers for every call the bot can make, for any
-    repository, issue, label or comment: GitHub's documented examples."""
-
-    def __init__(self, rsps: responses.RequestsMock) -> None:
-        self.comment_ids = iter(range(10_000, 10_000_000))
-        RestMock(rsps).app()
-        token = rest_example("apps/create-installation-access-token")
-        token.update(token="ghs_" + "t" * 36, expires_at="2099-01-01T00:00:00Z")
-        tokens = re.compile(re.escape(HOST) + r"/app/installations/\d+/access_tokens")
-        rsps.add(responses.POST, tokens, json=token, status=201)
-        any_repo = re.escape(HOST) + r"/repos/[^?]+"
-        for method in ("GET", "POST", "PATCH", "DELETE"):
-            rsps.add_callback(method, re.compile(any_repo + r"(\?.*)?$"), self.answer)
-
-    def answer(self, request: Any) -> tuple[int, dict[str, str], str]:
-        path = request.path_url.split("?", 1)[0]
-        method = request.method
-        if method == "GET" and re.search(r"/issues/\d+$", path):
-            issue = rest_example("issues/get")
-            issue.update(number=int(path.rsplit("/", 1)[1]), state="open", labels=[],
-                         updated_at="2019-05-15T15:20:18Z")
-            return 200, {}, json.dumps(issue)
-        if method == "GET" and path.endswith("/comments"):
-            return 200, {}, "[]"
-        if method == "POST" and path.endswith("/comments"):
-            comment = rest_example("issues/create-comment")
-            comment.update(id=next(self.comment_ids))
-            comment["user"] = {**comment["user"], "login": BOT, "type": "Bot"}
-            return 201, {}, json.dumps(comment)
-        if method == "PATCH":
-            return 200, {}, json.dumps(rest_example("issues/update-comment"))
-        if method == "POST" and re.search(r"/repos/[^/]+/[^/]+/labels$", path):
-            return 201, {}, json.dumps(rest_example("issues/create-label"))
-        if method in ("POST", "DELETE") and "/labels" in path:
-            return 200, {}, json.dumps(rest_example("issues/add-labels"))
-        if method == "GET" and re.search(r"/collaborators/[^/]+/permission$", path):
-            permission = rest_example("repos/get-collaborator-permission-level")
-            permission.update(permission="write", role_name="write")
-            return 200, {}, json.dumps(permission)
-        if "/branches/" in path:
-            return 200, {}, json.dumps(rest_example("repos/get-branch"))
-        if "/git/trees/" in path:
-            return 200, {}, json.dumps(
-                rest_example("git/get-tree.response-recursively-retrieving-a-tree"))
-        return 404, {}, json.dumps({"message": "Not Found"})
-
-
-@pytest.fixture(params=["dry-run", "github"])
-def endpoint(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FlaskClient, Path]]:
-    dry_run = request.param == "dry-run"
-    app_settings = make_settings(tmp_path, dry_run)
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        if not dry_run:
-            AnyGitHub(rsps)
-        yield create_app(app_settings).test_client(), app_settings.state_path
 
 
 def post(client: FlaskClient, event: str, body: bytes, delivery: str | None = None) -> Any:

@@ -99,9 +99,8 @@ def test_a_webhook_never_counts_a_local_folder_named_like_the_repository(
     from model_assigner.bot.issue_task import issue_to_task
     from model_assigner.bot.web.app import create_app
     from model_assigner.core.assessment import assess
+    from tests.bot.hostile_support import make_settings, post
     from tests.bot.support import REPO, SMALL_BACKEND, encode, issue_fields, webhook
-    from tests.bot.test_hostile_round2 import post
-    from tests.bot.test_hostile_webhook import make_settings
 
     make_tree(tmp_path / REPO, files=150)
     monkeypatch.chdir(tmp_path)

@@ -29,7 +29,7 @@ from model_assigner.core.quota import (
 from model_assigner.core.reasons import ReasonCode, reason
 from model_assigner.core.scoring import depended_on_ids
 from model_assigner.core.types import GREEDY_STRATEGIES, ApiBudget, Model, Subscription, Task
-from tests.core.test_properties import (
+from tests.core.properties_support import (
     PROPERTY_SETTINGS,
     batches,
     check_payment,

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.deploy.support import settings_read_by_code
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
@@ -19,19 +21,6 @@ def procfile_web() -> str:
         if line.startswith("web:"):
             return line.removeprefix("web:").strip()
     raise AssertionError("no web: line in the Procfile")
-
-
-def settings_read_by_code() -> set[str]:
-    names: set[str] = set()
-    for path in list((ROOT / "bot").rglob("*.py")) + list((ROOT / "core").glob("*.py")):
-        text = path.read_text()
-        names |= set(re.findall(r"""(?:env|environ)\.get\(\s*["']([A-Z][A-Z0-9_]+)["']""", text))
-        names |= set(re.findall(r"""environ\[\s*["']([A-Z][A-Z0-9_]+)["']""", text))
-        # Names held in constants first (ENV = "PROMETHEUS_MULTIPROC_DIR"):
-        # every string that is exactly one of our settings' names.
-        names |= set(re.findall(
-            r"""["']((?:GITHUB|MODEL_ASSIGNER|PROMETHEUS)_[A-Z0-9_]+)["']""", text))
-    return names
 
 
 def test_every_setting_the_code_reads_is_in_env_example() -> None:

@@ -33,7 +33,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.bot.support import SECRET, delivery_headers, encode, webhook
-from tests.deploy.test_deploy import settings_read_by_code
+from tests.deploy.support import settings_read_by_code
 from tests.e2e.support import VENV_BIN, free_port
 from tests.pg_support import CuttableProxy
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from model_assigner.core.usage_parse import our_report, parse_text
-from tests.core.test_usage_parse import CLAUDE_RESULT
+from tests.core.usage_samples import CLAUDE_RESULT
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy/github-actions/usage-report/extract_usage.py"
 CODEX = [

@@ -34,7 +34,7 @@ from model_assigner.bot.store.state import (
     initial_state,
 )
 from model_assigner.core.types import Payment, as_utc
-from tests.bot.store.test_store import NOW, held, quotas, sub_payment
+from tests.bot.store.support import NOW, held, quotas, sub_payment
 
 keys = st.sampled_from([f"o/r#{n}" for n in range(12)] + ["ö/ü#1", "a/b#😀", 'q"/x#1'])
 reservations = st.builds(

@@ -17,14 +17,9 @@ import pytest
 
 from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.store.state import Reservation, State, apply_resets
-from tests.bot import test_handler
-from tests.bot.store.test_store import MP, api_payment, held, quotas, sub_payment
+from tests.bot.handler_support import ISSUE, KEY, NOW, Bot, expect_new_assignment
+from tests.bot.store.support import MP, api_payment, held, quotas, sub_payment
 from tests.bot.support import SMALL_BACKEND, issue_fields, webhook
-from tests.bot.test_handler import ISSUE, KEY, NOW, Bot, expect_new_assignment
-
-# The app with GitHub answered by `responses` (fixtures of tests/bot/test_handler.py).
-rsps = test_handler.rsps
-bot = test_handler.bot
 
 # -- disk full, not writable ------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from model_assigner.bot.store.state import (
     initial_state,
 )
 from model_assigner.core.types import Observation
-from tests.bot.store.test_store import NOW, api_payment, claude, held, quotas, sub_payment
+from tests.bot.store.support import NOW, api_payment, claude, held, quotas, sub_payment
 
 KEY = "o/r#1"
 OTHER = "o/r#2"

@@ -17,10 +17,10 @@ from model_assigner.bot.comment import MARKER
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.web.app import create_app
+from tests.bot.handler_support import NOW, P0_HOTFIX, Bot, assign, make_settings
 from tests.bot.oidc_support import AUDIENCE, Issuer, oidc_issuer
 from tests.bot.rest_mock import API, RestMock
 from tests.bot.support import BOT, REPO, delivery_headers, encode, rest_example, webhook
-from tests.bot.test_handler import NOW, P0_HOTFIX, Bot, assign, make_settings
 from tests.helpers import CONFIG_DIR
 
 KEY = f"{REPO}#1"

@@ -2,7 +2,7 @@
 (tests/bot/fake_gateway.py, like bedevere's FakeGH): the label and comment
 an issue ends with, the reservation in the store, overrides, closing,
 dependencies, redeliveries and deferrals. No HTTP: which REST calls carry
-these writes is tested with ``responses`` in tests/bot/test_handler.py."""
+these writes is tested with ``responses`` in tests/bot/handling/test_write_back.py."""
 
 from __future__ import annotations
 

@@ -12,9 +12,7 @@ import responses
 
 from model_assigner.bot.store.state import IssueRecord
 from model_assigner.core.types import Payment
-from tests.bot import test_handler
-from tests.bot.support import BIG_HOTFIX, SMALL_BACKEND, issue_fields, webhook
-from tests.bot.test_handler import (
+from tests.bot.handler_support import (
     ISSUE,
     KEY,
     P0_HOTFIX,
@@ -24,9 +22,7 @@ from tests.bot.test_handler import (
     labelled,
     seed_reservation,
 )
-
-rsps = test_handler.rsps
-bot = test_handler.bot
+from tests.bot.support import BIG_HOTFIX, SMALL_BACKEND, issue_fields, webhook
 
 GET_ISSUE = ("GET", ISSUE)
 

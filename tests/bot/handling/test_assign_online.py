@@ -14,9 +14,7 @@ import responses
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.web.app import create_app
-from tests.bot.rest_mock import RestMock
-from tests.bot.support import webhook
-from tests.bot.test_handler import (
+from tests.bot.handler_support import (
     DEFERRED_COLOR,
     DEFERRED_DESCRIPTION,
     KEY,
@@ -28,12 +26,14 @@ from tests.bot.test_handler import (
     expect_new_assignment,
     make_settings,
 )
+from tests.bot.rest_mock import RestMock
+from tests.bot.support import webhook
 from tests.helpers import CONFIG_DIR
 
 
 @pytest.fixture
 def bot(tmp_path: Path, rsps: responses.RequestsMock) -> Bot:
-    """As test_handler's, on the shipped config/ (quota_strategy: online)."""
+    """As tests/bot/conftest.py's, on the shipped config/ (quota_strategy: online)."""
     settings = make_settings(tmp_path)
     settings = dataclasses.replace(settings, config_dir=CONFIG_DIR)
     clock = [NOW]
