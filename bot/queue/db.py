@@ -24,8 +24,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+from model_assigner.bot.queue.dialect import Dialect, SqlMeta
 
 BUSY_TIMEOUT_MS = 30_000
 # ``MODEL_ASSIGNER_QUEUE_SYNCHRONOUS``: NORMAL (the default) or FULL, SQLite's
@@ -108,6 +110,8 @@ class QueueDb:
         self._local = threading.local()
         self._schema_lock = threading.Lock()
         self._ready = False
+        self.dialect = SqliteDialect(self)
+        self.meta = SqlMeta(self.dialect)
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -193,38 +197,40 @@ class QueueDb:
             conn.execute("COMMIT")
 
     def add_counter(self, conn: sqlite3.Connection, name: str, amount: float) -> None:
-        conn.execute(
-            "INSERT INTO counters (name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            (name, amount),
-        )
+        self.dialect.add_counter(conn, name, amount)
 
     def get_meta(self, key: str) -> str | None:
-        with self.read() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        return self.meta.get_meta(key)
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.write() as conn:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        self.meta.set_meta(key, value)
 
     def claim_run(self, key: str, every: float) -> bool:
         """Whether this process should run the periodic ``key`` now (and
         note that it does): one process per period."""
-        import time
+        return self.meta.claim_run(key, every)
 
-        now = time.time()
-        with self.write() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            if row is not None and now - float(row[0]) < every * 0.9:
-                return False
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, repr(now)),
-            )
-        return True
+
+class SqliteDialect(Dialect):
+    """The queue's SQL on the SQLite file: every write transaction holds the
+    file's write lock (``BEGIN IMMEDIATE``), so the per-job and
+    per-installation locks are already held; claim() looks for work in a
+    read first, so idle workers do not take the write lock."""
+
+    idle_check = True
+
+    def __init__(self, db: QueueDb) -> None:
+        super().__init__()
+        self.db = db
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.write()
+
+    def single(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.write()
+
+    def read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.read()
+
+    def snapshot(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.read()

@@ -32,14 +32,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.dialect import Dialect
 
 # GitHub redelivers for three days; ids and outcomes are kept a little longer.
 MEMORY_SECONDS = 4 * 24 * 3600
@@ -217,115 +217,137 @@ def _merge(entries: list[Entry], new: Entry) -> tuple[list[Entry], list[Entry]]:
     return kept, replaced
 
 
-class SqliteJobQueue:
-    def __init__(self, db: QueueDb | Path, clock: Any = time.time) -> None:
-        self.db = db if isinstance(db, QueueDb) else QueueDb(db)
+def _job(key: str, inst: int | None, entries: Any, version: int, attempts: int,
+         created: float) -> Job:
+    doc = entries if isinstance(entries, dict) else json.loads(entries)
+    return Job(
+        key=key,
+        installation=inst,
+        entries=[Entry.of(e) for e in doc["entries"]],
+        coalesced=[(str(d), int(s)) for d, s in doc["coalesced"]],
+        version=int(version),
+        attempts=int(attempts),
+        created_at=float(created),
+    )
+
+
+class SqlJobQueue:
+    """The queue's rules, once, over a back end's dialect (bot/queue/dialect.py):
+    SqliteJobQueue below, PgJobQueue in bot/queue/pg.py."""
+
+    def __init__(self, dialect: Dialect, clock: Callable[[], float] = time.time) -> None:
+        self.dialect = dialect
         self.clock = clock
+
+    def _x(self, conn: Any, text: str, args: Sequence[Any] = ()) -> Any:
+        return self.dialect.execute(conn, text, args)
 
     # -- the webhook -------------------------------------------------------
 
     def seen(self, delivery: str) -> bool:
-        with self.db.read() as conn:
-            row = conn.execute("SELECT 1 FROM deliveries WHERE id = ?", (delivery,)).fetchone()
+        with self.dialect.read() as conn:
+            row = self._x(conn, "SELECT 1 FROM {deliveries} WHERE id = ?", (delivery,)).fetchone()
         return row is not None
 
     def accept(self, delivery: str, event: str, payload: dict[str, Any], key: str,
                installation: int | None) -> bool:
-        """Record the delivery and merge it into its issue's job; False when
-        the id was accepted before (nothing changes)."""
+        """Record the delivery and merge it into its issue's job, in one
+        transaction; False when the id was accepted before (nothing changes)."""
         now = self.clock()
-        with self.db.write() as conn:
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO deliveries (id, accepted_at, job) VALUES (?, ?, ?)",
-                    (delivery, now, key),
-                )
-            except sqlite3.IntegrityError:
+        with self.dialect.write() as conn:
+            # The job's lock before the delivery's sequence number is drawn:
+            # numbers are then drawn in the order the job's deliveries merge.
+            # Drawn first, a delivery could take 10, wait for the lock while
+            # one numbered 11 merged and a worker took it, and be dropped by
+            # finish() as older than what the worker handled (seen with
+            # PostgreSQL in tests/e2e/test_replicas.py: acknowledged, never
+            # decided). SQLite's write lock is held already.
+            self.dialect.lock_job(conn, key)
+            rows = self._x(
+                conn,
+                "INSERT INTO {deliveries} (id, accepted_at, job) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING RETURNING seq",
+                (delivery, now, key),
+            ).fetchall()
+            if not rows:
                 return False
-            seq = int(cursor.lastrowid or 0)
+            seq = int(rows[0][0])
             entry = Entry(seq, delivery, event, payload)
-            row = conn.execute(
-                "SELECT entries, state FROM jobs WHERE key = ?", (key,)
+            found = self._x(
+                conn, "SELECT entries, state FROM {jobs} WHERE key = ?{for_update}", (key,)
             ).fetchone()
-            if row is None:
+            if found is None:
                 doc = {"entries": [entry.as_json()], "coalesced": []}
-                conn.execute(
-                    "INSERT INTO jobs (key, installation, entries, state, not_before, "
+                self._x(
+                    conn,
+                    "INSERT INTO {jobs} (key, installation, entries, state, not_before, "
                     "created_at, updated_at) VALUES (?, ?, ?, 'waiting', ?, ?, ?)",
                     (key, installation, json.dumps(doc), now, now, now),
                 )
             else:
-                doc = json.loads(row[0])
-                entries = [Entry.of(e) for e in doc["entries"]]
-                kept, replaced = _merge(entries, entry)
+                doc = json.loads(found[0])
+                kept, replaced = _merge([Entry.of(e) for e in doc["entries"]], entry)
                 doc["entries"] = [e.as_json() for e in kept]
                 doc["coalesced"] = [*doc["coalesced"], *([e.delivery, e.seq] for e in replaced)]
-                state = row[1]
-                if state == "dead":  # a new delivery revives it, with fresh attempts
-                    conn.execute(
-                        "UPDATE jobs SET entries = ?, state = 'waiting', attempts = 0, "
+                if found[1] == "dead":  # a new delivery revives it, with fresh attempts
+                    self._x(
+                        conn,
+                        "UPDATE {jobs} SET entries = ?, state = 'waiting', attempts = 0, "
                         "not_before = ?, version = version + 1, updated_at = ?, "
                         "installation = COALESCE(?, installation) WHERE key = ?",
                         (json.dumps(doc), now, now, installation, key),
                     )
                 else:
-                    conn.execute(
-                        "UPDATE jobs SET entries = ?, version = version + 1, updated_at = ?, "
+                    self._x(
+                        conn,
+                        "UPDATE {jobs} SET entries = ?, version = version + 1, updated_at = ?, "
                         "installation = COALESCE(?, installation) WHERE key = ?",
                         (json.dumps(doc), now, installation, key),
                     )
             if seq % 500 == 0:
-                self._prune(conn, now)
+                cutoff = now - MEMORY_SECONDS
+                self._x(conn, "DELETE FROM {deliveries} WHERE accepted_at < ?", (cutoff,))
+                self._x(conn, "DELETE FROM {outcomes} WHERE finished_at < ?", (cutoff,))
         return True
-
-    @staticmethod
-    def _prune(conn: sqlite3.Connection, now: float) -> None:
-        cutoff = now - MEMORY_SECONDS
-        conn.execute("DELETE FROM deliveries WHERE accepted_at < ?", (cutoff,))
-        conn.execute("DELETE FROM outcomes WHERE finished_at < ?", (cutoff,))
 
     # -- workers -----------------------------------------------------------
 
     def claim(self, owner: str, lease: float = DEFAULT_LEASE) -> Job | None:
-        """Lease the job that has waited longest among those ready, skipping
-        installations a rate limit holds."""
+        """Lease the job that has waited longest among those ready (a waiting
+        one due, or a running one whose lease ran out or whose process on
+        this machine is gone), skipping installations a rate limit holds
+        (and, on PostgreSQL, jobs another worker is claiming right now)."""
         now = self.clock()
-        if not self._anything_to_claim(now):  # a read: no write lock while idle
-            return None
-        with self.db.write() as conn:
-            rows = conn.execute(
+        if self.dialect.idle_check and not self._anything_to_claim(now):
+            return None  # a read: no write lock while idle
+        with self.dialect.write() as conn:
+            rows = self._x(
+                conn,
                 "SELECT key, installation, entries, version, attempts, created_at, state, "
-                "owner, lease_until FROM jobs "
+                "owner, lease_until FROM {jobs} "
                 "WHERE ((state = 'waiting' AND not_before <= ?) OR state = 'running') "
                 "AND (installation IS NULL OR installation NOT IN "
-                "  (SELECT installation FROM rate_blocks WHERE until > ?)) "
-                "ORDER BY not_before, created_at LIMIT 64",
+                "  (SELECT installation FROM {rate_blocks} WHERE until > ?)) "
+                "ORDER BY not_before, created_at{claim_tail}",
                 (now, now),
             ).fetchall()
             for key, inst, entries, version, attempts, created, state, held_by, until in rows:
                 if state == "running" and (until or 0) > now and not _owner_gone(held_by):
                     continue
-                conn.execute(
-                    "UPDATE jobs SET state = 'running', owner = ?, lease_until = ?, "
+                self._x(
+                    conn,
+                    "UPDATE {jobs} SET state = 'running', owner = ?, lease_until = ?, "
                     "attempts = attempts + 1 WHERE key = ?",
                     (owner, now + lease, key),
                 )
-                doc = json.loads(entries)
-                return Job(
-                    key=key,
-                    installation=inst,
-                    entries=[Entry.of(e) for e in doc["entries"]],
-                    coalesced=[(str(d), int(s)) for d, s in doc["coalesced"]],
-                    version=int(version),
-                    attempts=int(attempts) + 1,
-                    created_at=float(created),
-                )
+                return _job(key, inst, entries, version, int(attempts) + 1, created)
         return None
 
     def _anything_to_claim(self, now: float) -> bool:
-        with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT state, owner, lease_until FROM jobs WHERE (state = 'waiting' AND "
+        with self.dialect.read() as conn:
+            rows = self._x(
+                conn,
+                "SELECT state, owner, lease_until FROM {jobs} WHERE (state = 'waiting' AND "
                 "not_before <= ?) OR state = 'running' LIMIT 64", (now,),
             ).fetchall()
         return any(
@@ -340,30 +362,33 @@ class SqliteJobQueue:
         arrived meanwhile."""
         now = self.clock()
         done_seq = max((e.seq for e in job.entries), default=0)
-        with self.db.write() as conn:
+        with self.dialect.write() as conn:
+            self.dialect.lock_job(conn, job.key)
             results = dict(outcomes)
             for delivery, _seq in job.coalesced:
                 results.setdefault(delivery, (final[0], {**final[1], "coalesced": True}))
-            for delivery, (status, body) in results.items():
-                conn.execute(
-                    "INSERT OR REPLACE INTO outcomes (delivery, job, status, body, finished_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (delivery, job.key, status, json.dumps(body), now),
-                )
-            row = conn.execute(
-                "SELECT version, entries FROM jobs WHERE key = ?", (job.key,)
+            self.dialect.execute_many(
+                conn,
+                "INSERT INTO {outcomes} (delivery, job, status, body, finished_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (delivery) DO UPDATE SET "
+                "job = excluded.job, status = excluded.status, body = excluded.body, "
+                "finished_at = excluded.finished_at",
+                [(d, job.key, status, json.dumps(body), now)
+                 for d, (status, body) in results.items()],
+            )
+            row = self._x(
+                conn, "SELECT version, entries FROM {jobs} WHERE key = ?{for_update}", (job.key,)
             ).fetchone()
             if row is None:
                 return
-            if int(row[0]) == job.version:
-                conn.execute("DELETE FROM jobs WHERE key = ?", (job.key,))
-                return
-            doc = unfinished(json.loads(row[1]), job, done_seq)
+            doc = None if int(row[0]) == job.version else unfinished(
+                json.loads(row[1]), job, done_seq)
             if doc is None:
-                conn.execute("DELETE FROM jobs WHERE key = ?", (job.key,))
+                self._x(conn, "DELETE FROM {jobs} WHERE key = ?", (job.key,))
                 return
-            conn.execute(
-                "UPDATE jobs SET entries = ?, state = 'waiting', attempts = 0, owner = NULL, "
+            self._x(
+                conn,
+                "UPDATE {jobs} SET entries = ?, state = 'waiting', attempts = 0, owner = NULL, "
                 "lease_until = NULL, not_before = ?, updated_at = ? WHERE key = ?",
                 (json.dumps(doc), now, now, job.key),
             )
@@ -372,24 +397,28 @@ class SqliteJobQueue:
         """Count a failed attempt; True when the job is now dead."""
         now = self.clock()
         dead = job.attempts >= max_attempts
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE jobs SET state = ?, not_before = ?, owner = NULL, lease_until = NULL, "
+        with self.dialect.write() as conn:
+            self.dialect.lock_job(conn, job.key)
+            self._x(
+                conn,
+                "UPDATE {jobs} SET state = ?, not_before = ?, owner = NULL, lease_until = NULL, "
                 "last_error = ?, updated_at = ? WHERE key = ?",
                 ("dead" if dead else "waiting", now + delay, error[:500], now, job.key),
             )
-            self.db.add_counter(conn, "retries", 1)
+            self.dialect.add_counter(conn, "retries", 1)
             if dead:
-                self.db.add_counter(conn, "dead_letters", 1)
+                self.dialect.add_counter(conn, "dead_letters", 1)
         return dead
 
     def defer(self, job: Job, until: float, reason: str) -> None:
         """Wait for a rate limit: the attempt does not count."""
         now = self.clock()
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE jobs SET state = 'waiting', not_before = ?, owner = NULL, "
-                "lease_until = NULL, attempts = MAX(attempts - 1, 0), last_error = ?, "
+        with self.dialect.write() as conn:
+            self.dialect.lock_job(conn, job.key)
+            self._x(
+                conn,
+                "UPDATE {jobs} SET state = 'waiting', not_before = ?, owner = NULL, "
+                "lease_until = NULL, attempts = {greatest}(attempts - 1, 0), last_error = ?, "
                 "updated_at = ? WHERE key = ?",
                 (until, reason[:500], now, job.key),
             )
@@ -397,21 +426,21 @@ class SqliteJobQueue:
     # -- operators and tests ----------------------------------------------
 
     def outcome(self, delivery: str) -> tuple[int, dict[str, Any]] | None:
-        with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT status, body FROM outcomes WHERE delivery = ?", (delivery,)
+        with self.dialect.read() as conn:
+            row = self._x(
+                conn, "SELECT status, body FROM {outcomes} WHERE delivery = ?", (delivery,)
             ).fetchone()
         return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def jobs(self, state: str | None = None) -> list[JobInfo]:
         query = ("SELECT key, state, installation, entries, attempts, not_before, created_at, "
-                 "last_error FROM jobs")
+                 "last_error FROM {jobs}")
         args: tuple[Any, ...] = ()
         if state is not None:
             query += " WHERE state = ?"
             args = (state,)
-        with self.db.read() as conn:
-            rows = conn.execute(query + " ORDER BY created_at", args).fetchall()
+        with self.dialect.read() as conn:
+            rows = self._x(conn, query + " ORDER BY created_at", args).fetchall()
         found = []
         for key, st, inst, entries, attempts, not_before, created, error in rows:
             doc = json.loads(entries)
@@ -422,29 +451,32 @@ class SqliteJobQueue:
     def revive(self, key: str) -> bool:
         """A dead job (or a waiting one): ready now, with fresh attempts."""
         now = self.clock()
-        with self.db.write() as conn:
-            cursor = conn.execute(
-                "UPDATE jobs SET state = 'waiting', attempts = 0, not_before = ?, "
+        with self.dialect.write() as conn:
+            self.dialect.lock_job(conn, key)
+            cursor = self._x(
+                conn,
+                "UPDATE {jobs} SET state = 'waiting', attempts = 0, not_before = ?, "
                 "updated_at = ? WHERE key = ? AND state != 'running'",
                 (now, now, key),
             )
-            return cursor.rowcount > 0
+            return int(cursor.rowcount) > 0
 
     def drop(self, key: str) -> bool:
-        with self.db.write() as conn:
-            cursor = conn.execute("DELETE FROM jobs WHERE key = ? AND state != 'running'", (key,))
-            return cursor.rowcount > 0
+        with self.dialect.write() as conn:
+            self.dialect.lock_job(conn, key)
+            cursor = self._x(conn, "DELETE FROM {jobs} WHERE key = ? AND state != 'running'",
+                             (key,))
+            return int(cursor.rowcount) > 0
 
     def stats(self) -> QueueStats:
         now = self.clock()
-        with self.db.read() as conn:
-            counts = dict(
-                conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
-            )
-            oldest = conn.execute(
-                "SELECT MIN(created_at) FROM jobs WHERE state != 'dead'"
-            ).fetchone()[0]
-            counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+        with self.dialect.snapshot() as conn:
+            counts = dict(self._x(conn, "SELECT state, COUNT(*) FROM {jobs} GROUP BY state")
+                          .fetchall())
+            row = self._x(conn, "SELECT MIN(created_at) FROM {jobs} WHERE state != 'dead'"
+                          ).fetchone()
+            oldest = row[0] if row else None
+            counters = dict(self._x(conn, "SELECT name, value FROM {counters}").fetchall())
         return QueueStats(
             waiting=int(counts.get("waiting", 0)),
             running=int(counts.get("running", 0)),
@@ -454,9 +486,17 @@ class SqliteJobQueue:
         )
 
     def pending_keys(self) -> set[str]:
-        with self.db.read() as conn:
-            return {str(r[0]) for r in conn.execute("SELECT key FROM jobs").fetchall()}
+        with self.dialect.read() as conn:
+            return {str(r[0]) for r in self._x(conn, "SELECT key FROM {jobs}").fetchall()}
 
     def add_counter(self, name: str, amount: float) -> None:
-        with self.db.write() as conn:
-            self.db.add_counter(conn, name, amount)
+        with self.dialect.single() as conn:
+            self.dialect.add_counter(conn, name, amount)
+
+
+class SqliteJobQueue(SqlJobQueue):
+    """The queue in the SQLite file next to the store (bot/queue/db.py)."""
+
+    def __init__(self, db: QueueDb | Path, clock: Callable[[], float] = time.time) -> None:
+        self.db = db if isinstance(db, QueueDb) else QueueDb(db)
+        super().__init__(self.db.dialect, clock)

@@ -26,12 +26,13 @@ two small tables, and moves to PostgreSQL with the queue (issue 11).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from model_assigner.bot.github.gateway import GitHubRateLimited
 from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.dialect import Dialect
 
 
 @dataclass(frozen=True)
@@ -100,20 +101,44 @@ def label_key(repo: str, name: str) -> tuple[str, str]:
     return repo.lower(), name.lower()
 
 
-class RateLimiter:
-    def __init__(self, db: QueueDb, policy: RatePolicy | None = None,
+def next_block(previous: tuple[float, int] | None, now: float, wait: float | None,
+               policy: RatePolicy) -> tuple[float, int]:
+    """GitHub said stop: until when, and the strikes to remember, given the
+    installation's block so far (its end and strikes, or None). ``wait`` is
+    seconds from now; None is a secondary limit without retry-after: at
+    least ``secondary_wait``, doubling while it keeps happening. A longer
+    block already recorded is kept."""
+    strikes = 0
+    if previous is not None and previous[0] > now - 2 * policy.secondary_wait:
+        strikes = previous[1]  # limited again soon after: back off further
+    if wait is None:
+        wait = min(policy.secondary_wait * 2**strikes, policy.max_backoff)
+        strikes += 1
+    until = now + max(wait, 0.0)
+    if previous is not None and previous[0] > until:
+        until = previous[0]
+    return until, strikes
+
+
+class SqlRateLimiter:
+    """The rate policy, once, over a back end's dialect (bot/queue/dialect.py):
+    RateLimiter below (SQLite), PgRateLimiter in bot/queue/pg.py."""
+
+    def __init__(self, dialect: Dialect, policy: RatePolicy | None = None,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.db = db
+        self.dialect = dialect
         self.policy = policy or RatePolicy()
         self.clock = clock
         self.sleep = sleep
 
+    def _x(self, conn: Any, text: str, args: Sequence[Any] = ()) -> Any:
+        return self.dialect.execute(conn, text, args)
+
     def blocked_until(self, installation: int) -> float:
-        with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT until FROM rate_blocks WHERE installation = ?", (installation,)
-            ).fetchone()
+        with self.dialect.read() as conn:
+            row = self._x(conn, "SELECT until FROM {rate_blocks} WHERE installation = ?",
+                          (installation,)).fetchone()
         until = 0.0 if row is None else float(row[0])
         return until if until > self.clock() else 0.0
 
@@ -128,89 +153,89 @@ class RateLimiter:
         when it is more than ``max_inline_wait`` away (nothing is taken then)."""
         now = self.clock()
         policy = self.policy
-        with self.db.write() as conn:
-            row = conn.execute(
-                "SELECT until FROM rate_blocks WHERE installation = ?", (installation,)
-            ).fetchone()
+        with self.dialect.write() as conn:
+            self.dialect.lock_installation(conn, installation)
+            row = self._x(conn, "SELECT until FROM {rate_blocks} WHERE installation = ?",
+                          (installation,)).fetchone()
             start = max(now, float(row[0]) if row else 0.0)
-            conn.execute(
-                "DELETE FROM rate_events WHERE installation = ? AND at < ?",
-                (installation, now - 3600.0),
-            )
-            times = [float(r[0]) for r in conn.execute(
-                "SELECT at FROM rate_events WHERE installation = ?", (installation,)
+            self._x(conn, "DELETE FROM {rate_events} WHERE installation = ? AND at < ?",
+                    (installation, now - 3600.0))
+            times = [float(r[0]) for r in self._x(
+                conn, "SELECT at FROM {rate_events} WHERE installation = ?", (installation,)
             ).fetchall()]
             slot = _next_slot(times, start, policy)
             if slot - now > policy.max_inline_wait:
                 raise GitHubRateLimited(
                     f"write pacing: next slot in {slot - now:.0f}s", until=slot
                 )
-            conn.execute(
-                "INSERT INTO rate_events (installation, at) VALUES (?, ?)", (installation, slot)
-            )
+            self._x(conn, "INSERT INTO {rate_events} (installation, at) VALUES (?, ?)",
+                    (installation, slot))
             if slot > now:
-                self.db.add_counter(conn, "rate_limit_wait_seconds", slot - now)
+                self.dialect.add_counter(conn, "rate_limit_wait_seconds", slot - now)
         if slot > now:
             self.sleep(slot - now)
-            # GitHub may have refused another worker's write meanwhile.
+            # GitHub may have refused another worker's (replica's) write meanwhile.
             self.check(installation)
 
     def block(self, installation: int, wait: float | None, reason: str) -> float:
-        """GitHub said stop: record until when (``wait`` seconds from now; None
-        for a secondary limit without retry-after: at least
-        ``secondary_wait``, doubling while it keeps happening). Returns the
+        """GitHub said stop: record until when (next_block). Returns the
         moment the block ends."""
         now = self.clock()
-        policy = self.policy
-        with self.db.write() as conn:
-            row = conn.execute(
-                "SELECT until, strikes FROM rate_blocks WHERE installation = ?", (installation,)
+        with self.dialect.write() as conn:
+            self.dialect.lock_installation(conn, installation)
+            row = self._x(
+                conn, "SELECT until, strikes FROM {rate_blocks} WHERE installation = ?",
+                (installation,),
             ).fetchone()
-            strikes = 0
-            if row is not None and float(row[0]) > now - 2 * policy.secondary_wait:
-                strikes = int(row[1])  # limited again soon after: back off further
-            if wait is None:
-                wait = min(policy.secondary_wait * 2**strikes, policy.max_backoff)
-                strikes += 1
-            until = now + max(wait, 0.0)
-            if row is not None and float(row[0]) > until:
-                until = float(row[0])
-            conn.execute(
-                "INSERT INTO rate_blocks (installation, until, reason, strikes) VALUES (?,?,?,?) "
-                "ON CONFLICT(installation) DO UPDATE SET until = excluded.until, "
-                "reason = excluded.reason, strikes = excluded.strikes",
+            previous = None if row is None else (float(row[0]), int(row[1]))
+            until, strikes = next_block(previous, now, wait, self.policy)
+            self._x(
+                conn,
+                "INSERT INTO {rate_blocks} (installation, until, reason, strikes) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (installation) DO UPDATE SET "
+                "until = excluded.until, reason = excluded.reason, strikes = excluded.strikes",
                 (installation, until, reason[:300], strikes),
             )
-            self.db.add_counter(conn, "rate_limited", 1)
+            self.dialect.add_counter(conn, "rate_limited", 1)
         return until
 
     def claim_label(self, repo: str, name: str) -> bool:
         """Whether this process should create the label (POST /labels): no
-        process has created it, or begun to, within LABEL_MEMORY_SECONDS.
-        The claim is taken in the same transaction, so of several workers
-        and processes one sends the POST."""
+        process or replica has created it, or begun to, within
+        LABEL_MEMORY_SECONDS. The claim is one statement that takes it, so
+        of several workers one sends the POST."""
         now = self.clock()
-        with self.db.write() as conn:
-            row = conn.execute("SELECT at FROM labels WHERE repo = ? AND name = ?",
-                               label_key(repo, name)).fetchone()
-            if row is not None and now - float(row[0]) < LABEL_MEMORY_SECONDS:
-                return False
-            conn.execute(
-                "INSERT INTO labels (repo, name, at) VALUES (?, ?, ?) "
-                "ON CONFLICT(repo, name) DO UPDATE SET at = excluded.at",
-                (*label_key(repo, name), now),
-            )
-        return True
+        with self.dialect.single() as conn:
+            rows = self._x(
+                conn,
+                "INSERT INTO {labels} (repo, name, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (repo, name) DO UPDATE SET at = excluded.at "
+                "WHERE {labels}.at <= ? RETURNING 1",
+                (*label_key(repo, name), now, now - LABEL_MEMORY_SECONDS),
+            ).fetchall()
+        return bool(rows)
 
     def forget_label(self, repo: str, name: str) -> None:
         """The creation failed: another process may try again."""
-        with self.db.write() as conn:
-            conn.execute("DELETE FROM labels WHERE repo = ? AND name = ?", label_key(repo, name))
+        with self.dialect.single() as conn:
+            self._x(conn, "DELETE FROM {labels} WHERE repo = ? AND name = ?",
+                    label_key(repo, name))
 
     def blocks(self) -> list[tuple[int, float, str]]:
         now = self.clock()
-        with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT installation, until, reason FROM rate_blocks WHERE until > ?", (now,)
+        with self.dialect.read() as conn:
+            rows = self._x(
+                conn, "SELECT installation, until, reason FROM {rate_blocks} WHERE until > ?",
+                (now,),
             ).fetchall()
         return [(int(i), float(u), str(r)) for i, u, r in rows]
+
+
+class RateLimiter(SqlRateLimiter):
+    """The rate policy in the queue's SQLite file."""
+
+    def __init__(self, db: QueueDb, policy: RatePolicy | None = None,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.db = db
+        super().__init__(db.dialect, policy, clock, sleep)

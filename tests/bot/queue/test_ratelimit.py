@@ -10,7 +10,7 @@ import pytest
 
 from model_assigner.bot.github.gateway import GitHubRateLimited
 from model_assigner.bot.queue.db import QueueDb
-from model_assigner.bot.queue.ratelimit import RateLimiter, RatePolicy
+from model_assigner.bot.queue.ratelimit import RateLimiter, RatePolicy, next_block
 
 
 class Clock:
@@ -111,3 +111,34 @@ def test_a_paced_write_gives_way_to_a_block_made_while_it_waited(tmp_path: Path)
     limit.sleep = sleep_then_blocked
     with pytest.raises(GitHubRateLimited):
         limit.before_write(1)
+
+
+def test_next_block_backs_off_and_keeps_a_longer_block() -> None:
+    """The block arithmetic both back ends use (a pure function)."""
+    policy = RatePolicy(secondary_wait=60.0, max_backoff=200.0)
+    now = 1_000.0
+    assert next_block(None, now, None, policy) == (now + 60.0, 1)
+    assert next_block((now - 10.0, 1), now, None, policy) == (now + 120.0, 2)
+    assert next_block((now - 10.0, 3), now, None, policy) == (now + 200.0, 4)  # capped
+    # an old block (over two secondary waits ago) is forgotten: strikes start again
+    assert next_block((now - 121.0, 3), now, None, policy) == (now + 60.0, 1)
+    # retry-after: exactly that, strikes kept; a longer recorded block is kept
+    assert next_block((now - 10.0, 2), now, 5.0, policy) == (now + 5.0, 2)
+    assert next_block((now + 500.0, 0), now, 5.0, policy) == (now + 500.0, 0)
+    assert next_block(None, now, -3.0, policy) == (now, 0)
+
+
+def test_the_dialects_spell_one_statement_for_each_back_end() -> None:
+    """One statement, two spellings: placeholders, table names, GREATEST, row locks."""
+    from model_assigner.bot.pg import Database
+    from model_assigner.bot.queue.pg import PgDialect
+
+    text = ("SELECT {greatest}(attempts - 1, 0) FROM {jobs}, {deliveries} "
+            "WHERE key = ?{for_update}")
+    assert QueueDb(Path("unused.sqlite3")).dialect.sql(text) == (
+        "SELECT MAX(attempts - 1, 0) FROM jobs, deliveries WHERE key = ?"
+    )
+    assert PgDialect(Database("postgresql://127.0.0.1/unused")).sql(text) == (
+        "SELECT GREATEST(attempts - 1, 0) FROM ma_jobs, ma_queue_deliveries "
+        "WHERE key = %s FOR UPDATE"
+    )
