@@ -228,3 +228,20 @@ def test_a_plan_entry_coalesces_with_the_issues_deliveries_by_their_state(
     queue.accept("d2", "issues", opened(2, "2026-01-01T00:00:09Z", "labeled"), "o/r#2", 7)
     job = queue.claim("w")
     assert [e.delivery for e in job.ordered()] == ["d2"]
+
+
+def test_a_deferred_job_waits_without_counting_an_attempt(backend: Any) -> None:
+    """defer() on both back ends (its attempts arithmetic is spelled MAX on
+    SQLite, GREATEST on PostgreSQL)."""
+    make_queue, _ = backend
+    clock = Clock()
+    queue = make_queue(clock)
+    queue.accept("d1", "issues", opened(1, "2026-01-01T00:00:01Z"), "o/r#1", 7)
+    job = queue.claim("w1")
+    assert job is not None and job.attempts == 1
+    queue.defer(job, clock.now + 5, "paced")
+    assert queue.claim("w1") is None, "not before its time"
+    clock.now += 5
+    again = make_queue(clock).claim("w2")
+    assert again is not None and again.attempts == 1
+    assert [(i.state, i.last_error) for i in queue.jobs()] == [("running", "paced")]
