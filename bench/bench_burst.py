@@ -51,6 +51,8 @@ from bench.harness import (
 )
 from bench.harness import KINDS as ISSUE_KINDS
 from model_assigner.bot.comment import MARKER
+from model_assigner.bot.store.codec import serialize
+from model_assigner.bot.store.json_store import load_files
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
 # The queue file's SQLite synchronous mode for the server (--synchronous).
@@ -137,7 +139,7 @@ def scenario(folder: Path, standin: StandIn, private_key: str, name: str,
         queue_file = server.state.with_name("queue.sqlite3")
         while queue_left(queue_file) != 0:
             time.sleep(0.5)
-        store: dict[str, Any] = json.loads(server.state.read_text(encoding="utf-8"))
+        store: dict[str, Any] = json.loads(serialize(load_files(server.state)))
         calls = standin.requests()
         refused = standin.control("GET", "pace")["refused"] - refused_before
     finally:

@@ -44,6 +44,8 @@ from bench.harness import (
     start_server,
     stop_server,
 )
+from model_assigner.bot.store.codec import serialize
+from model_assigner.bot.store.json_store import load_files
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -115,7 +117,7 @@ def run(server: Any, standin: StandIn, payloads: dict[int, dict[str, Any]],
     rows = []
 
     def sample(done: int, seconds: float) -> None:
-        store = json.loads(server.state.read_text(encoding="utf-8")) if server.state.exists() \
+        store = json.loads(serialize(load_files(server.state))) if server.state.exists() \
             else {"deliveries": {}, "reservations": {}}
         size = server.state.stat().st_size if server.state.exists() else 0
         rows.append((done, [rss_mib(pid) for pid in workers], rss_mib(master),

@@ -52,6 +52,8 @@ from bench.harness import (
 )
 from bench.harness import KINDS as ISSUE_KINDS
 from model_assigner.bot.comment import MARKER
+from model_assigner.bot.store.codec import serialize
+from model_assigner.bot.store.json_store import load_files
 
 
 def make_issues(standin: StandIn, numbers: range) -> dict[int, dict[str, Any]]:
@@ -125,7 +127,7 @@ def bot_run(folder: Path, standin: StandIn, private_key: str, config: Path,
         calls = standin.requests()
     finally:
         stop_server(server)
-    store: dict[str, Any] = json.loads(server.state.read_text(encoding="utf-8"))
+    store: dict[str, Any] = json.loads(serialize(load_files(server.state)))
 
     # Done = answered, and the comment and the label written at the stand-in.
     written: dict[int, list[float]] = {}

@@ -205,3 +205,21 @@ def shifted_clock_env() -> dict[str, str]:
     if "MODEL_ASSIGNER_TEST_CLOCK_OFFSET" not in os.environ:
         return {}
     return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def store_files(path: Path) -> bytes | None:
+    """What a JSON store's files hold, byte for byte: its document and its
+    journal (None: no document yet). Equal before and after: nothing written."""
+    if not path.exists():
+        return None
+    journal = path.with_name(path.name + ".journal")
+    return path.read_bytes() + b"\0" + (journal.read_bytes() if journal.exists() else b"")
+
+
+def store_text(path: Path) -> str:
+    """A JSON store as one document (its journal's records applied), read
+    from its files independently of any running store."""
+    from model_assigner.bot.store.codec import serialize
+    from model_assigner.bot.store.json_store import load_files
+
+    return serialize(load_files(path))

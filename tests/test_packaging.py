@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import store_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -158,7 +160,7 @@ def test_serve_in_dry_run_from_another_folder(served: tuple[Installed, int]) -> 
     assert sample.returncode == 0, sample.stdout + sample.stderr
     assert '"status": "assigned"' in sample.stdout
     store = Path(installed.env["XDG_DATA_HOME"]) / "model-assigner" / "data" / "state.json"
-    assert "Codertocat/Hello-World#1" in json.loads(store.read_text())["reservations"]
+    assert "Codertocat/Hello-World#1" in json.loads(store_text(store))["reservations"]
     assert not (installed.site_packages / "data").exists()
     # The operator commands find the same store without being told where it is.
     listed = installed.run("reservations", "--json")

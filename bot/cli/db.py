@@ -15,7 +15,7 @@ from typing import Any
 
 from model_assigner.bot.backends import describe_store
 from model_assigner.bot.cli.stores import fail, open_store, read_state
-from model_assigner.bot.store.codec import BIG_SECTIONS, serialize
+from model_assigner.bot.store.codec import BIG_SECTIONS
 from model_assigner.bot.store.protocol import StateStore
 from model_assigner.bot.store.state import State, StoreError
 
@@ -118,13 +118,12 @@ def migrate_state(args: argparse.Namespace, source: StateStore) -> int:
                             "database (or restore a backup over it: `state restore`)")
             pg.replace(state)
         else:
-            from model_assigner.bot.store.files import write_atomically
             from model_assigner.bot.store.json_store import Store
 
             assert isinstance(target, Store)
             if target.path.exists():
                 raise fail(f"{target.path}: exists; copy only into a new file")
-            write_atomically(target.path, serialize(state))
+            target.replace(state)
         copied = target.read()
     except StoreError as exc:
         raise fail(f"not copied: {exc}") from None

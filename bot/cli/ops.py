@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from model_assigner.bot.backends import describe_store
 from model_assigner.bot.cli.stores import fail, now_of, open_store, read_state
-from model_assigner.bot.store.codec import parse_state, serialize
-from model_assigner.bot.store.files import file_lock, write_atomically
+from model_assigner.bot.store.codec import parse_state
+from model_assigner.bot.store.files import write_atomically
 from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.store.protocol import StateStore
 from model_assigner.bot.store.state import State, StoreError, apply_resets
@@ -197,20 +196,19 @@ def cmd_state(args: argparse.Namespace) -> int:
         raise fail(f"state {args.action}: FILE is required")
     if args.action == "backup":
         target = Path(args.file)
-        if isinstance(store, Store):
-            with file_lock(store.lock_path, exclusive=False):
-                try:
-                    shutil.copyfile(store.path, target)
-                except OSError as exc:
-                    raise fail(f"backup to {target}: {exc.strerror or exc}") from None
+        if isinstance(store, Store):  # the document with its journal's records
+            try:
+                text = store.export_text()
+            except StoreError as exc:
+                raise fail(f"not backed up: {exc}") from None
         else:  # the database's rows as the JSON store's document: portable
             from model_assigner.bot.cli.db import export_text
 
             text = export_text(store)
-            try:
-                write_atomically(target, text)
-            except OSError as exc:
-                raise fail(f"backup to {target}: {exc.strerror or exc}") from None
+        try:
+            write_atomically(target, text)
+        except OSError as exc:
+            raise fail(f"backup to {target}: {exc.strerror or exc}") from None
         print(f"backed up {name} to {target}")
         return 0
     # restore
@@ -223,9 +221,11 @@ def cmd_state(args: argparse.Namespace) -> int:
         state = parse_state(text, str(source))
     except StoreError as exc:
         raise fail(f"not restored: {exc}") from None
-    if isinstance(store, Store):
-        with file_lock(store.lock_path):
-            write_atomically(store.path, serialize(state))
+    if isinstance(store, Store):  # the document written, the journal started afresh
+        try:
+            store.replace(state)
+        except StoreError as exc:
+            raise fail(f"not restored: {exc}") from None
     else:
         from model_assigner.bot.cli.db import restore_into
 

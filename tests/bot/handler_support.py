@@ -31,7 +31,7 @@ from tests.bot.support import (
     issue_fields,
     webhook,
 )
-from tests.helpers import seed_strategy_config
+from tests.helpers import seed_strategy_config, store_files
 
 # Inside the current quota month of config/subscriptions.yaml (reset 2026-12-01):
 # a charge from before that month's start would count as already reset and
@@ -104,8 +104,9 @@ class Bot:
     def state(self) -> State:
         return self.store.read()
 
-    def raw(self) -> bytes:
-        return self.state_path.read_bytes()
+    def raw(self) -> bytes | None:
+        """The store's files (document and journal), byte for byte."""
+        return store_files(self.state_path)
 
     def calls_since(self, mark: int) -> list[Call]:
         return self.gh.calls()[mark:]

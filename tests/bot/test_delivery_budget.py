@@ -31,7 +31,7 @@ from tests.bot.support import (
     encode,
     webhook,
 )
-from tests.helpers import seed_strategy_config
+from tests.helpers import seed_strategy_config, store_text
 
 
 def settings_for(api_url: str, tmp: Path) -> Settings:
@@ -175,7 +175,7 @@ def test_a_delivery_whose_calls_add_up_past_the_budget_answers_in_time(
     assert status == 503
     assert 1.4 < elapsed < 2.4
     if state.exists():  # the store as before: nothing reserved, nothing handled
-        saved = json.loads(state.read_text())
+        saved = json.loads(store_text(state))
         assert saved["reservations"] == {} and saved["deliveries"] == {}
 
     time.sleep(0.8)  # the stand-in finishes the slow calls it was making

@@ -19,7 +19,7 @@ from model_assigner.bot.settings import Settings, load_settings, redacted_url
 from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.store.state import StoreError
 from tests.bot.support import APP_ID, SECRET, app_key
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, store_text
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -167,7 +167,7 @@ def test_a_store_holding_a_number_it_cannot_write_back_is_refused(
     tmp_path: Path, number: str
 ) -> None:
     store = started_store(tmp_path)
-    text = store.path.read_text()
+    text = store_text(store.path)
     assert '"spent_usd": 0.0' in text
     store.path.write_text(text.replace('"spent_usd": 0.0', f'"spent_usd": {number}'))
     fresh = Store(store.path, load_engine_config(CONFIG_DIR).quotas)

@@ -31,7 +31,7 @@ from model_assigner.core.config import ScoringConfig
 from model_assigner.core.loader import ConfigError
 from tests.bot.hostile_support import AnyGitHub, make_settings, post
 from tests.bot.support import REPO, SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, store_files, store_text
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 # The largest body GitHub allows, naming as many issues as fit.
@@ -60,7 +60,7 @@ def test_an_issue_naming_ten_thousand_dependencies_stores_a_bounded_list(
     payload = webhook("issues.opened", **issue_fields(["P2"], HUGE_DEPENDS))
     status, answer = post(client, encode(payload))
     assert status == 200, answer
-    stored = json.loads(state_path.read_text())["dependencies"]
+    stored = json.loads(store_text(state_path))["dependencies"]
     [deps] = stored.values()
     assert len(deps) == MAX_DEPENDENCIES
     assert state_path.stat().st_size < 16_000
@@ -71,7 +71,7 @@ def test_a_store_written_before_the_bound_is_read_with_the_lists_cut(tmp_path: P
     store = Store(tmp_path / "state.json", quotas)
     with store.transaction(NOW) as state:
         state.dependencies["o/r#1"] = ["o/r#2"]
-    raw = json.loads(store.path.read_text())
+    raw = json.loads(store_text(store.path))
     raw["dependencies"]["o/r#1"] = [f"o/r#{n}" for n in range(10_869)] + ["x" * 10_000]
     store.path.write_text(json.dumps(raw, indent=1))
     assert store.read().dependencies["o/r#1"] == [f"o/r#{n}" for n in range(MAX_DEPENDENCIES)]
@@ -123,7 +123,7 @@ def test_a_delivery_id_github_would_not_send_is_refused(
         return
     assert response.status_code == 400, response.get_data(as_text=True)
     assert "X-GitHub-Delivery" in response.get_json()["error"]
-    assert not state_path.exists() or delivery not in state_path.read_text()
+    assert not state_path.exists() or delivery not in store_text(state_path)
 
 
 def test_a_uuid_delivery_id_is_remembered(endpoint: tuple[FlaskClient, Path]) -> None:
@@ -131,7 +131,7 @@ def test_a_uuid_delivery_id_is_remembered(endpoint: tuple[FlaskClient, Path]) ->
     body = encode(webhook("issues.opened", **issue_fields(["P2"], "text")))
     delivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
     assert post(client, body, delivery)[0] == 200
-    assert delivery in json.loads(state_path.read_text())["deliveries"]
+    assert delivery in json.loads(store_text(state_path))["deliveries"]
     assert post(client, body, delivery)[1]["status"] == "duplicate"
 
 
@@ -144,11 +144,11 @@ def test_a_signed_body_nested_too_deep_is_400(
     endpoint: tuple[FlaskClient, Path], depth: int, shape: str
 ) -> None:
     client, state_path = endpoint
-    before = state_path.read_bytes()  # written at start-up
+    before = store_files(state_path)  # written at start-up
     body = (shape * depth).encode()
     status, answer = post(client, body)
     assert status == 400, answer
-    assert state_path.read_bytes() == before
+    assert store_files(state_path) == before
 
 
 # -- 3: what a repository's config can make scoring cost ------------------------------------

@@ -38,6 +38,7 @@ from tests.bot.support import (
     rest_example,
     webhook,
 )
+from tests.helpers import store_files
 
 FUZZ = settings(
     max_examples=120,
@@ -142,12 +143,12 @@ def check(response: Any, state: Path, before: bytes | None) -> None:
     outcome = answer.get("status") or answer.get("outcome") or (
         "bad_request" if response.status_code == 400 else None)
     if outcome in UNCHANGING:
-        after = state.read_bytes() if state.exists() else None
+        after = store_files(state)
         assert after == before, f"{outcome}: the store changed"
 
 
 def snapshot(state: Path) -> bytes | None:
-    return state.read_bytes() if state.exists() else None
+    return store_files(state)
 
 
 # -- fuzzing ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from model_assigner.bot.store.state import Reservation, State, StoreError
 from model_assigner.bot.web.app import create_app
 from model_assigner.core.types import Payment
 from tests.bot.support import SMALL_BACKEND, delivery_headers, encode, issue_fields, webhook
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, store_text
 from tests.pg_support import CuttableProxy
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -114,7 +114,7 @@ def test_state_migrate_copies_a_json_store_into_an_empty_database_and_back(
     back = cli_env / "back.json"
     assert run("state", "migrate", "--state", pg_url, "--to", str(back)) == 0
     capsys.readouterr()
-    assert parse_state(back.read_text(), "back") == parse_state(source.path.read_text(), "src")
+    assert parse_state(back.read_text(), "back") == parse_state(store_text(source.path), "src")
 
 
 def test_state_migrate_refuses_while_the_queue_holds_jobs_on_either_back_end(

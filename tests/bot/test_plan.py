@@ -23,7 +23,7 @@ from model_assigner.bot.wiring import build_handler
 from model_assigner.core.types import Payment
 from tests.bot.rest_mock import API, BRANCH, R, RestMock
 from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, rest_example
-from tests.helpers import seed_strategy_config
+from tests.helpers import seed_strategy_config, store_files, store_text
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -101,7 +101,7 @@ def test_plan_reads_open_issues_and_changes_nothing(
     parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
 ) -> None:
     handler, gateway = parts
-    before = handler.store.path.read_bytes() if handler.store.path.exists() else None
+    before = store_files(handler.store.path)
     repo_plan = build_plan(handler, gateway, gateway.github, REPO, NOW)
     rows = {row["issue"]: row for row in plan_rows(repo_plan)}
     assert set(rows) == {f"{REPO}#{n}" for n in (1, 2, 3, 4)}  # the pull request is not planned
@@ -113,7 +113,7 @@ def test_plan_reads_open_issues_and_changes_nothing(
     decision = next(d for d in repo_plan.plan.decisions if d.task_id == f"{REPO}#1")
     assert decision.breakdown.time_bonus == 12
     assert writes(rsps) == []
-    after = handler.store.path.read_bytes() if handler.store.path.exists() else None
+    after = store_files(handler.store.path)
     assert after == before
     # Only list reads: no issue was fetched one by one.
     assert not [c for c in rsps.calls if "/issues/" in (c.request.url or "")
@@ -270,7 +270,7 @@ def test_plan_apply_command_queues_each_issue_and_reports_until_decided(
     assert "plan --apply: done: 3 of 3 decided" in captured.err
     assert "Traceback" not in captured.err
     assert SqliteJobQueue(QueueDb(state_path.with_name("queue.sqlite3"))).jobs() == []
-    state = parse_state(state_path.read_bytes(), str(state_path))
+    state = parse_state(store_text(state_path), str(state_path))
     assert {k: r.label for k, r in state.records.items()} == {
         f"{REPO}#1": "model:opus-4.6", f"{REPO}#2": "model:glm-4.7",
         f"{REPO}#3": "model:deferred",
@@ -297,7 +297,7 @@ def test_plan_apply_no_wait_leaves_the_issues_to_the_servers_workers(
     assert sorted((j.key, j.state, j.installation) for j in jobs) == [
         (f"{REPO}#{n}", "waiting", INSTALLATION) for n in (1, 2, 3)]
     assert writes(rsps) == []  # nothing written by the command itself
-    state = parse_state(state_path.read_bytes(), str(state_path))
+    state = parse_state(store_text(state_path), str(state_path))
     assert set(state.reservations) == {f"{REPO}#1", f"{REPO}#2"}  # reserved at once
 
 
@@ -323,7 +323,7 @@ def test_plan_apply_reports_a_dead_letter_and_fails(
     assert status == 2
     assert "done: 2 of 3 decided" in captured.err
     assert "1 issue(s) are dead letters" in captured.err and "Traceback" not in captured.err
-    state = parse_state(state_path.read_bytes(), str(state_path))
+    state = parse_state(store_text(state_path), str(state_path))
     assert state.records[f"{REPO}#1"].label == "model:opus-4.6"
     assert state.records[f"{REPO}#3"].label == "model:deferred"
     assert f"{REPO}#2" in state.reservations  # kept, as a retry from the queue needs it
@@ -580,7 +580,7 @@ def test_plan_state_option_names_the_store_it_writes(
     assert "3 queued for the server's workers" in capsys.readouterr().err
     assert not env_state.exists() and not env_state.with_name("queue.sqlite3").exists()
     assert chosen.with_name("queue.sqlite3").exists()  # the queue beside the chosen store
-    state = parse_state(chosen.read_bytes(), str(chosen))
+    state = parse_state(store_text(chosen), str(chosen))
     assert {f"{REPO}#1", f"{REPO}#2"} <= set(state.reservations)
 
 
@@ -610,7 +610,7 @@ def test_plan_apply_waits_out_a_rate_limit_in_the_queue_and_reports_it(
     assert time.monotonic() - started >= 2.0
     assert "waiting on a rate limit (until" in captured.err
     assert "done: 3 of 3 decided" in captured.err
-    state = parse_state(state_path.read_bytes(), str(state_path))
+    state = parse_state(store_text(state_path), str(state_path))
     assert {k: r.label for k, r in state.records.items()} == {
         f"{REPO}#1": "model:opus-4.6", f"{REPO}#2": "model:glm-4.7",
         f"{REPO}#3": "model:deferred",

@@ -37,7 +37,7 @@ from tests.bot.support import (
     encode,
     webhook,
 )
-from tests.helpers import seed_strategy_config, shifted_clock_env
+from tests.helpers import seed_strategy_config, shifted_clock_env, store_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,7 +159,7 @@ class Server:
         )
 
     def store(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.state.read_text())
+        data: dict[str, Any] = json.loads(store_text(self.state))
         return data
 
     def log_text(self) -> str:

@@ -53,7 +53,7 @@ from tests.e2e.support import (
     start_server,
     stop_server,
 )
-from tests.helpers import seed_strategy_config, shifted_clock_env
+from tests.helpers import seed_strategy_config, shifted_clock_env, store_files, store_text
 
 KINDS = [
     (["P0", "security", "hotfix"], BIG_HOTFIX),  # sonnet-4.5, claude subscription
@@ -99,7 +99,7 @@ _numbers = iter(range(1_000_000))
 
 
 def raw(server: Server) -> bytes | None:
-    return server.state.read_bytes() if server.state.exists() else None
+    return store_files(server.state)
 
 
 def deliver(server: Server, payload: dict[str, Any], delivery: str) -> requests.Response:
@@ -179,7 +179,7 @@ def test_sigkill_mid_burst_then_restart_decides_every_acknowledged_delivery_once
             stop_server(second)
     finally:
         standin.latency = (0.0, 0.0)
-    parse_state(second.state.read_text(encoding="utf-8"), str(second.state))
+    parse_state(store_text(second.state), str(second.state))
     for number in numbers:
         assigned_everywhere(standin, store, number)
         status, body = queue.outcome(f"kill-{number}") or (0, {})

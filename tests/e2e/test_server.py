@@ -51,6 +51,7 @@ from tests.e2e.support import (
     start_server,
     stop_server,
 )
+from tests.helpers import store_files
 
 # -- fixtures (module-scoped: one stand-in and one server for the whole file) ----------
 
@@ -114,13 +115,13 @@ def test_an_opened_issue_gets_a_label_one_comment_and_a_reservation(
 
 
 def test_a_redelivery_changes_nothing(server: Server, standin: GitHubStandIn) -> None:
-    before = server.state.read_bytes()
+    before = store_files(server.state)
     standin.clear_calls()
     response = server.post(event(standin, "opened", 1), delivery="e2e-1")
     assert (response.status_code, response.json()["status"]) == (200, "duplicate")
     # Only the App's slug, if the other worker did not know it yet.
     assert [c.path for c in standin.calls()] in ([], ["/app"])
-    assert server.state.read_bytes() == before
+    assert store_files(server.state) == before
     assert len(standin.comments_of(REPO, 1)) == 1
 
 
@@ -138,7 +139,7 @@ def test_a_bad_signature_is_401_and_a_malformed_body_400(
 
 
 def test_the_apps_own_event_is_ignored(server: Server, standin: GitHubStandIn) -> None:
-    before = server.state.read_bytes()
+    before = store_files(server.state)
     standin.clear_calls()
     for _ in range(2):  # both workers may see one
         payload = event(standin, "labeled", 1, sender=BOT, sender_type="Bot",
@@ -146,7 +147,7 @@ def test_the_apps_own_event_is_ignored(server: Server, standin: GitHubStandIn) -
         response = server.post(payload)
         assert (response.status_code, response.json()["reason"]) == (202, "our own event")
     assert [c for c in standin.calls() if c.path != "/app"] == []
-    assert server.state.read_bytes() == before
+    assert store_files(server.state) == before
 
 
 def test_a_persons_model_label_is_kept_as_an_override(

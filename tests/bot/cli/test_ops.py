@@ -15,6 +15,7 @@ from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.store.state import Reservation
 from model_assigner.core.types import Payment
 from tests.bot.cli.support import NOW
+from tests.helpers import store_files, store_text
 
 
 def test_quota_json_reports_usage_limits_and_reservations(
@@ -40,7 +41,7 @@ def test_quota_table_is_readable(state_file: Path, capsys: pytest.CaptureFixture
 def test_quota_reset_one_family(state_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     at = NOW.isoformat()
     assert main(["quota", "reset", "--family", "claude", "--now", at]) == 0
-    state = json.loads(state_file.read_text())
+    state = json.loads(store_text(state_file))
     assert state["subscriptions"]["claude"]["tokens_used_month"] == 0
     assert state["api_budget"]["spent_usd"] == pytest.approx(1.25)
     assert main(["quota", "reset", "--family", "nope", "--now", at]) == 2
@@ -54,7 +55,7 @@ def test_quota_reset_applies_the_monthly_reset_due_at_now(
     a reset of one family on 2 Dec also applies the month's reset that fell
     in between, to the API budget too, and moves the reset date on."""
     assert main(["quota", "reset", "--family", "claude", "--now", "2026-12-02T00:00:00Z"]) == 0
-    state = json.loads(state_file.read_text())
+    state = json.loads(store_text(state_file))
     assert state["api_budget"]["spent_usd"] == 0.0
     assert state["api_budget"]["reset_date"].startswith("2027-01-01")
     assert state["subscriptions"]["claude"]["reset_date"].startswith("2027-01-01")
@@ -76,10 +77,10 @@ def test_state_check_backup_restore(
     assert main(["state", "check", "--now", NOW.isoformat()]) == 0
     backup = tmp_path / "backup.json"
     assert main(["state", "backup", str(backup), "--now", NOW.isoformat()]) == 0
-    assert backup.read_text() == state_file.read_text()
+    assert backup.read_text() == store_text(state_file)
     main(["quota", "reset", "--now", NOW.isoformat()])
     assert main(["state", "restore", str(backup), "--now", NOW.isoformat()]) == 0
-    assert json.loads(state_file.read_text())["subscriptions"]["claude"]["tokens_used_month"] == (
+    assert json.loads(store_text(state_file))["subscriptions"]["claude"]["tokens_used_month"] == (
         31_000
     )
 
@@ -88,13 +89,13 @@ def test_corrupt_store_is_reported_and_left_untouched(
     state_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state_file.write_text('{"version": 1, "subscriptions": ')
-    before = state_file.read_bytes()
+    before = store_files(state_file)
     for argv in (["state", "check"], ["quota"], ["reservations"], ["quota", "reset"]):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert str(state_file) in err and "not valid JSON" in err
         assert "Traceback" not in err
-    assert state_file.read_bytes() == before
+    assert store_files(state_file) == before
 
 
 def test_restore_refuses_an_invalid_backup(
@@ -102,10 +103,10 @@ def test_restore_refuses_an_invalid_backup(
 ) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 1}')
-    before = state_file.read_bytes()
+    before = store_files(state_file)
     assert main(["state", "restore", str(bad), "--now", NOW.isoformat()]) == 2
     assert "api_budget" in capsys.readouterr().err
-    assert state_file.read_bytes() == before
+    assert store_files(state_file) == before
 
 
 # -- before the first delivery, --family, stray arguments, float noise ---------

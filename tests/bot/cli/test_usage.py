@@ -11,6 +11,7 @@ from model_assigner.bot.cli import main
 from model_assigner.bot.config_files import load_engine_config
 from model_assigner.bot.store.json_store import Store
 from tests.bot.cli.support import NOW
+from tests.helpers import store_files
 
 AT = ["--now", NOW.isoformat()]
 
@@ -69,11 +70,11 @@ def test_bad_records_are_one_line_and_change_nothing(
     state_file: Path, capsys: pytest.CaptureFixture[str], args: list[str],
     problem: str,
 ) -> None:
-    before = state_file.read_bytes()
+    before = store_files(state_file)
     assert main([*args, *AT]) == 2
     err = capsys.readouterr().err
     assert problem in err and len(err.strip().splitlines()) == 1
-    assert state_file.read_bytes() == before
+    assert store_files(state_file) == before
 
 
 def test_import_reads_a_claude_execution_file(
@@ -118,14 +119,14 @@ def test_reconcile_reports_the_difference_and_changes_nothing_unless_told(
     export = tmp_path / "anthropic.json"
     export.write_text(json.dumps(ANTHROPIC_EXPORT))
     capsys.readouterr()
-    before = state_file.read_bytes()
+    before = store_files(state_file)
     assert main(["usage", "reconcile", str(export), "--json", *AT]) == 0
     report = json.loads(capsys.readouterr().out)
     [row] = report["rows"]
     assert (row["day"], row["model"], row["store_tokens"], row["provider_tokens"]) == (
         DAY, "sonnet-4.5", 54_000, 64_000)
     assert row["difference_usd"] == pytest.approx(10_000 * 3 / 1e6)
-    assert report["applied_usd"] is None and state_file.read_bytes() == before
+    assert report["applied_usd"] is None and store_files(state_file) == before
     assert main(["usage", "reconcile", str(export), "--apply", *AT]) == 0
     spent = store(state_file).read().api_budget.spent_usd
     assert spent == pytest.approx(1.25 + 0.03)

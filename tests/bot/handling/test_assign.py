@@ -40,6 +40,7 @@ from tests.bot.support import (
     rest_example,
     webhook,
 )
+from tests.helpers import store_text
 
 
 def test_a_redelivery_changes_nothing(bot: Bot) -> None:
@@ -109,13 +110,15 @@ def test_a_failed_write_back_is_undone_exactly(bot: Bot) -> None:
     bot.gh.remove_label(1, "model%3Adeepseek-v3")
     bot.gh.create_label("model:sonnet-4.5", MODEL_COLOR, MODEL_DESCRIPTION)
     bot.gh.add_labels(1, ["model:sonnet-4.5"])
-    before, mark = bot.raw(), bot.mark()
+    # The store as one document: the journal holds the reservation and its
+    # undo (it only grows), the state they leave is the one before.
+    before, mark = store_text(bot.state_path), bot.mark()
     payload = webhook("issues.labeled", label="P0", **P0_HOTFIX)
 
     status, _ = bot.deliver(payload, delivery="d-fail")
 
     assert status == 503
-    assert bot.raw() == before
+    assert store_text(bot.state_path) == before
     assert "d-fail" not in bot.state().deliveries
     on_issue = labels_after(bot, mark, on_issue)
     assert on_issue == ["P0", "security", "hotfix", "model:deepseek-v3"]
@@ -153,7 +156,7 @@ def test_the_handler_raises_github_unavailable_and_undoes_across_a_day(tmp_path:
         clock[0] = NOW + timedelta(days=1)
         with store.transaction(clock[0]):
             pass  # today's reset, as the next delivery would apply it
-        before = settings.state_path.read_bytes()
+        before = store_text(settings.state_path)  # the journal grows; the state must not
         assert store.read().subscriptions["claude"].tokens_used_today == 0
         body = BIG_HOTFIX + "\nDepends on #7"
         now_on_issue = issue_fields([*P1_HOTFIX["labels"], "model:sonnet-4.5"], body)
@@ -162,7 +165,7 @@ def test_the_handler_raises_github_unavailable_and_undoes_across_a_day(tmp_path:
         gh.edit_comment(501, status=500)
         with pytest.raises(GitHubUnavailable):
             handler.handle("issues", "d-2", webhook("issues.labeled", label="P1", **P1_HOTFIX))
-    assert settings.state_path.read_bytes() == before
+    assert store_text(settings.state_path) == before
 
 
 def test_a_retry_after_too_long_answers_503(bot: Bot) -> None:

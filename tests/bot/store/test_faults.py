@@ -20,6 +20,7 @@ from model_assigner.bot.store.state import Reservation, State, apply_resets
 from tests.bot.handler_support import ISSUE, KEY, NOW, Bot, expect_new_assignment
 from tests.bot.store.support import MP, api_payment, held, quotas, sub_payment
 from tests.bot.support import SMALL_BACKEND, issue_fields, webhook
+from tests.helpers import store_text
 
 # -- disk full, not writable ------------------------------------------------------------
 
@@ -40,8 +41,8 @@ def writes(bot: Bot) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     ("function", "code"),
-    [("fsync", errno.ENOSPC), ("replace", errno.ENOSPC), ("mkstemp", errno.EROFS),
-     ("mkstemp", errno.EACCES)],
+    [("fsync", errno.ENOSPC), ("pwrite", errno.ENOSPC), ("pwrite", errno.EROFS),
+     ("pwrite", errno.EACCES)],
 )
 def test_a_full_or_read_only_disk_answers_503_and_keeps_the_document(
     bot: Bot, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
@@ -80,17 +81,17 @@ def test_a_disk_full_after_the_write_back_is_finished_by_the_redelivery(
     one) and charges the issue once."""
     bot.gh.issue(webhook("issues.opened", **P0_SMALL)["issue"])
     expect_new_assignment(bot.gh, "glm-4.7")
-    real_replace = os.replace
-    replaced: list[str] = []
+    real_pwrite = os.pwrite
+    written: list[int] = []
 
-    def full_after_first(src: Any, dst: Any) -> None:
-        if replaced:
+    def full_after_first(fd: int, data: Any, offset: int) -> int:
+        if written:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        replaced.append(str(dst))
-        real_replace(src, dst)
+        written.append(fd)
+        return real_pwrite(fd, data, offset)
 
     with monkeypatch.context() as patch:
-        patch.setattr(os, "replace", full_after_first)
+        patch.setattr(os, "pwrite", full_after_first)
         status, _ = bot.deliver(webhook("issues.opened", **P0_SMALL), delivery="d-late")
     assert status == 503
     charged = bot.state()
@@ -178,7 +179,7 @@ def _run_workers(path: Path, edge: datetime, kind: str) -> State:
     for process in processes:
         process.join(60)
         assert process.exitcode == 0
-    return State.model_validate_json(path.read_text(encoding="utf-8"))
+    return State.model_validate_json(store_text(path))
 
 
 def _charged_since_first_after(state: State, edge: datetime) -> tuple[int, float, int]:
@@ -240,11 +241,11 @@ def test_a_clock_behind_does_not_reset_the_day_again(tmp_path: Path) -> None:
         state.reserve("o/r#3", held(sub_payment(3), at=before))
     with store.transaction(after + timedelta(seconds=1)) as state:
         pass
-    sub = State.model_validate_json(store.path.read_text()).subscriptions["claude"]
+    sub = State.model_validate_json(store_text(store.path)).subscriptions["claude"]
     assert (sub.usage_day, sub.tokens_used_today, sub.tokens_used_month) == (
         MIDNIGHT.date(), 23, 123
     )
     # The clamp itself: a time behind the day reached resets nothing.
-    state = State.model_validate_json(store.path.read_text())
+    state = State.model_validate_json(store_text(store.path))
     apply_resets(state, before - timedelta(days=3))
     assert state.subscriptions["claude"].tokens_used_today == 23

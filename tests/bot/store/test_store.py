@@ -51,7 +51,7 @@ from tests.bot.store.support import (
     quotas,
     sub_payment,
 )
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, store_files, store_text
 
 
 @pytest.fixture(params=["json", "postgresql"])
@@ -81,7 +81,7 @@ def raw(store: Any) -> str:
     """What the store holds, as text, read independently of it: the file, or
     the rows read back by another store object (another process's view)."""
     if isinstance(store, Store):
-        return store.path.read_text(encoding="utf-8")
+        return store_text(store.path)
     other = PgStore(store.db.url, store.defaults, store.clock, pool_size=1)
     try:
         return other.export_text()
@@ -499,7 +499,7 @@ def _fail_with(code: int) -> Any:
 
 @pytest.mark.parametrize(
     ("function", "code"),
-    [("replace", errno.ENOSPC), ("fsync", errno.EIO), ("replace", errno.EROFS)],
+    [("pwrite", errno.ENOSPC), ("fsync", errno.EIO), ("pwrite", errno.EROFS)],
 )
 def test_write_failure_keeps_the_previous_document(
     file_store: Store, monkeypatch: pytest.MonkeyPatch, function: str, code: int
@@ -507,7 +507,7 @@ def test_write_failure_keeps_the_previous_document(
     store = file_store
     with store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(10_000)))
-    before = store.path.read_bytes()
+    before = store_files(store.path)
 
     monkeypatch.setattr(os, function, _fail_with(code))
     with pytest.raises(StoreError) as caught, store.transaction(NOW) as state:
@@ -517,7 +517,7 @@ def test_write_failure_keeps_the_previous_document(
     message = str(caught.value)
     assert str(store.path) in message
     assert "cannot write" in message and os.strerror(code) in message
-    assert store.path.read_bytes() == before
+    assert store_files(store.path) == before, "nothing half-written stays"
     assert temp_files(store) == [], "the temporary file is cleaned up"
     assert claude(store.read()).tokens_used_month == 10_000
 
@@ -540,11 +540,11 @@ def test_state_folder_that_is_a_file_is_a_store_error(tmp_path: Path) -> None:
 def test_write_failure_when_the_folder_is_replaced_midway(
     file_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The real mkstemp failing (the folder gone under us) is a StoreError too."""
+    """The real mkstemp failing (the folder gone under us) is a StoreError
+    too: on the first commit, which writes the document whole."""
     store = file_store
-    with store.transaction(NOW):
-        pass
-    before = store.path.read_bytes()
+    store.path.parent.mkdir(parents=True)
+    before = store_files(store.path)
     import tempfile
 
     real = tempfile.mkstemp
@@ -556,7 +556,7 @@ def test_write_failure_when_the_folder_is_replaced_midway(
     with pytest.raises(StoreError, match="No space left"), store.transaction(NOW) as state:
         state.reserve("o/r#1", held(sub_payment(5)))
     monkeypatch.setattr(tempfile, "mkstemp", real)
-    assert store.path.read_bytes() == before
+    assert store_files(store.path) == before
 
 
 def test_ensure_writable_passes_on_a_fresh_folder(tmp_path: Path) -> None:
@@ -765,7 +765,10 @@ def test_concurrent_transactions_lose_no_update(store: Any, location: str) -> No
 
 
 def _write_forever(path: str, config_json: str) -> None:
-    store = Store(Path(path), SubscriptionsConfig.model_validate_json(config_json))
+    # Compacted whenever the journal outgrows the document: kills land in
+    # appends and in compactions alike.
+    store = Store(Path(path), SubscriptionsConfig.model_validate_json(config_json),
+                  journal_bytes=0)
     i = 0
     while True:
         with store.transaction(NOW) as state:
@@ -777,7 +780,7 @@ def _write_forever(path: str, config_json: str) -> None:
 
 
 def _assert_consistent(store: Store) -> State:
-    text = store.path.read_text(encoding="utf-8")
+    text = store_text(store.path)  # the document and its journal's records
     json.loads(text)
     state = parse_state(text, str(store.path))
     store.check()
@@ -799,9 +802,11 @@ def _lock_is_free(store: Store) -> bool:
 
 def test_sigkill_at_any_instant_leaves_a_valid_document(file_store: Store) -> None:
     store = file_store
-    # A bigger document makes each write take longer, so more kills land in one.
+    # A bigger document makes each compaction take longer, so more kills land
+    # in one (not so big that the ids written meanwhile reach DELIVERY_LIMIT:
+    # then the oldest would go, and the test counts on none going).
     bulk = initial_state(quotas(), NOW)
-    for n in range(3000):
+    for n in range(1500):
         bulk.remember_delivery(f"old-{n}", NOW - timedelta(hours=1))
     store.path.parent.mkdir(parents=True)
     store.path.write_text(serialize(bulk))
@@ -811,11 +816,11 @@ def test_sigkill_at_any_instant_leaves_a_valid_document(file_store: Store) -> No
     seen_reservations = 0
     committed: set[str] = set()
     for _ in range(30):
-        before = store.path.stat().st_mtime_ns
+        before = store_files(store.path)
         child = MP.Process(target=_write_forever, args=(str(store.path), config_json))
         child.start()
         deadline = time.monotonic() + 10
-        while store.path.stat().st_mtime_ns == before and time.monotonic() < deadline:
+        while store_files(store.path) == before and time.monotonic() < deadline:
             time.sleep(0.001)
         time.sleep(rng.uniform(0.0, 0.03))
         assert child.pid is not None
@@ -840,7 +845,8 @@ def test_sigkill_at_any_instant_leaves_a_valid_document(file_store: Store) -> No
 
 
 def _stall_before_rename(path: str, config_json: str, stalled: Any) -> None:
-    """Write the temporary file, then stop just before the rename."""
+    """Commit a change big enough to compact the store (the journal outgrows
+    the document), then stop just before the new document's rename."""
     real_replace = os.replace
 
     def stall(src: Any, dst: Any) -> None:
@@ -849,9 +855,12 @@ def _stall_before_rename(path: str, config_json: str, stalled: Any) -> None:
         real_replace(src, dst)
 
     os.replace = stall  # type: ignore[assignment]  # this child only
-    store = Store(Path(path), SubscriptionsConfig.model_validate_json(config_json))
+    store = Store(Path(path), SubscriptionsConfig.model_validate_json(config_json),
+                  journal_bytes=0)
     with store.transaction(NOW) as state:
         state.reserve("o/r#2", held(sub_payment(99_999)))
+        for n in range(100, 120):
+            state.remember_delivery(f"bulk-{n}", NOW)
 
 
 def test_sigkill_between_temp_file_and_rename_keeps_the_old_document(file_store: Store) -> None:
