@@ -224,11 +224,14 @@ class Store:
             ) == self._head():
                 return cache
             loaded = self._load()
-            if not loaded.extends and loaded.head and not locked:
-                with self._locked(exclusive=False):
-                    loaded = self._load()
-            self._put_cached(loaded)
-            return loaded
+            retry = not loaded.extends and bool(loaded.head) and not locked
+            if not retry:
+                self._put_cached(loaded)
+                return loaded
+        # Never wait for the file lock while holding the parse lock: a writer
+        # holds the file lock and may be waiting for the parse lock.
+        with self._locked(exclusive=False):
+            return self._current(locked=True)
 
     def _load(self) -> _Committed:
         """The document and its journal, read whole."""

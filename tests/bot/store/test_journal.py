@@ -228,3 +228,32 @@ def test_a_format_1_document_is_upgraded_at_start_up(tmp_path: Path) -> None:
     assert upgraded["version"] == STATE_VERSION and "comments" not in upgraded
     assert upgraded["records"]["o/r#1"]["id"] == 3
     assert load_files(path).reservations.keys() == {"o/r#1"}
+
+
+def test_a_reader_never_waits_for_the_file_lock_holding_the_parse_lock(tmp_path: Path) -> None:
+    """A lock-free read that finds a journal not extending the document (a
+    compaction half done) reads again under the shared file lock. It must
+    not hold this process's parse lock while it waits: the writer holding
+    the exclusive file lock needs the parse lock to read the state (this
+    hung the test suite once)."""
+    import threading
+
+    from model_assigner.bot.store import journal
+
+    store = committed(tmp_path, 1)
+    store.journal_path.write_bytes(journal.header_line_for("0" * 64))  # extends nothing
+    fresh = Store(store.path, quotas())
+    answers: list[int] = []
+    with fresh._locked():  # a writer of this process, between two steps
+        reader = threading.Thread(
+            target=lambda: answers.append(fresh.view(lambda state: len(state.reservations))),
+            daemon=True,
+        )
+        reader.start()
+        reader.join(0.5)  # now waiting for the shared file lock
+        writer = threading.Thread(target=lambda: fresh._current(locked=True), daemon=True)
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive(), "deadlocked: the reader held the parse lock"
+    reader.join(10)
+    assert answers == [0]  # the journal extends no document: its record is ignored
