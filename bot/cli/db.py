@@ -68,7 +68,7 @@ def queued_jobs(store: StateStore) -> int:
 
         stats = PgJobQueue(_pg(store).db).stats()
     else:
-        from model_assigner.bot.queue.db import QueueDb
+        from model_assigner.bot.queue.db import QueueDb, QueueDbError
         from model_assigner.bot.queue.jobs import SqliteJobQueue
         from model_assigner.bot.settings import load_settings
         from model_assigner.bot.store.json_store import Store
@@ -80,7 +80,10 @@ def queued_jobs(store: StateStore) -> int:
                 else store.path.with_name("queue.sqlite3"))
         if not path.exists():
             return 0
-        stats = SqliteJobQueue(QueueDb(path)).stats()
+        try:
+            stats = SqliteJobQueue(QueueDb(path)).stats()
+        except QueueDbError as exc:  # unreadable, or a SQLite too old: one line
+            raise fail(str(exc)) from None
     return stats.waiting + stats.running + stats.dead
 
 

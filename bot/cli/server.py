@@ -186,7 +186,10 @@ def _wait_for_outcome(delivery: str, timeout: float = 30.0) -> tuple[int, dict[s
     elif not settings.queue_path.exists():
         return None
     else:
-        queue = SqliteJobQueue(QueueDb(settings.queue_path))
+        try:
+            queue = SqliteJobQueue(QueueDb(settings.queue_path))
+        except QueueDbError:
+            return None
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:

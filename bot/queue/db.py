@@ -102,10 +102,32 @@ class QueueDbError(RuntimeError):
     """The queue file cannot be opened, read or written; ``str()`` names it."""
 
 
+# ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (bot/queue/jobs.py, accept)
+# needs SQLite 3.35; Python links the system's library, which may be older.
+MIN_SQLITE = (3, 35, 0)
+
+
+def require_sqlite() -> None:
+    """Refuse, in one line, a SQLite library too old for the queue's SQL:
+    found at start-up, not as a 503 on every acknowledgement."""
+    found = sqlite3.sqlite_version
+    try:
+        version = tuple(int(part) for part in found.split(".")[:3])
+    except ValueError:
+        version = (0,)
+    if version < MIN_SQLITE:
+        needed = ".".join(str(part) for part in MIN_SQLITE)
+        raise QueueDbError(
+            f"the delivery queue needs SQLite {needed} or newer; this Python links "
+            f"SQLite {found} (a newer Python or system, or a PostgreSQL store)"
+        )
+
+
 class QueueDb:
     """Per-thread connections to one SQLite file, created with the schema."""
 
     def __init__(self, path: Path) -> None:
+        require_sqlite()
         self.path = path
         self._local = threading.local()
         self._schema_lock = threading.Lock()
@@ -195,9 +217,6 @@ class QueueDb:
             raise QueueDbError(f"{self.path}: cannot read ({exc})") from None
         finally:
             conn.execute("COMMIT")
-
-    def add_counter(self, conn: sqlite3.Connection, name: str, amount: float) -> None:
-        self.dialect.add_counter(conn, name, amount)
 
     def get_meta(self, key: str) -> str | None:
         return self.meta.get_meta(key)

@@ -29,7 +29,7 @@ from model_assigner.bot.metrics import ENV, metrics, prepare_multiprocess_dir, s
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.settings import Settings, SettingsError, load_settings, redacted_url
 from model_assigner.bot.store.state import StoreError
-from model_assigner.bot.web.event import Refused, from_http
+from model_assigner.bot.web.event import Event, Refused, from_http, header
 from model_assigner.bot.web.usage import build_usage_intake, register_usage_routes
 from model_assigner.bot.wiring import Services, build_services, configure_logging, count_outcome
 from model_assigner.core.loader import ConfigError
@@ -156,8 +156,7 @@ def create_app(
     @app.post("/webhook")
     def webhook() -> Response:
         started = time.perf_counter()
-        event = request.headers.get("X-GitHub-Event") or ""
-        status, body = deliver(event)
+        status, body, event = deliver()
         outcome = str(body.get("status") or body.get("outcome") or status)
         seconds = time.perf_counter() - started
         label = event if event in KNOWN_EVENTS else "other"
@@ -170,16 +169,26 @@ def create_app(
             response.headers["Connection"] = "close"
         return response
 
-    def deliver(event: str) -> tuple[int, dict[str, Any]]:
+    def deliver() -> tuple[int, dict[str, Any], str]:
+        """The answer, and the event it is counted under: the parsed
+        delivery's name, the one it was handled as; a delivery refused
+        before it was parsed is counted under what its header claims."""
+        headers = dict(request.headers.items())
+        claimed = header(headers, "X-GitHub-Event") or ""
         try:
             body = request.get_data(cache=False)
         except (OSError, ClientDisconnected):  # bot.web.worker's read deadline, or a client gone
-            return 408, {"error": "request body not received in time", "outcome": "timeout"}
+            return 408, {"error": "request body not received in time",
+                         "outcome": "timeout"}, claimed
         try:
-            parsed = from_http(dict(request.headers.items()), body, settings.webhook_secret)
+            parsed = from_http(headers, body, settings.webhook_secret)
         except Refused as refused:
-            return refused.status, refused.body()
-        delivery, payload = parsed.delivery, parsed.payload
+            return refused.status, refused.body(), claimed
+        status, answer = handle(parsed)
+        return status, answer, parsed.name
+
+    def handle(parsed: Event) -> tuple[int, dict[str, Any]]:
+        event, delivery, payload = parsed.name, parsed.delivery, parsed.payload
         try:
             if event == "issue_comment":  # a usage report in a comment, or nothing
                 outcome = usage.comment_event(delivery, payload)

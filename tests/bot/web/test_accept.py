@@ -6,15 +6,17 @@ answered 202 without any GitHub call; hostile JSON never reaches a 5xx."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import responses
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.db import QueueDb, QueueDbError
 from model_assigner.bot.queue.jobs import SqliteJobQueue
 from model_assigner.bot.settings import QueueSettings, Settings
 from model_assigner.bot.web.app import create_app
@@ -86,3 +88,22 @@ def test_hostile_issue_payloads_never_fail(tmp_path: Path, extra: dict[str, obje
         assert status == 202 and len(queue.jobs()) == 1
     else:
         assert queue.jobs() == []
+
+
+def test_a_sqlite_too_old_for_the_queue_refuses_to_start_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The queue's INSERT ... ON CONFLICT DO NOTHING RETURNING needs SQLite
+    # 3.35: with an older library the server must not start and then answer
+    # 503 to every delivery.
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(SystemExit) as exited:
+        make_app(tmp_path)
+    assert exited.value.code == 4
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "SQLite 3.35.0 or newer" in line and "SQLite 3.31.1" in line
+    with pytest.raises(QueueDbError, match=r"3\.31\.1"):
+        QueueDb(tmp_path / "other.sqlite3")
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.35.0")
+    QueueDb(tmp_path / "other.sqlite3")  # the oldest that works is accepted
+
