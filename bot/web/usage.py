@@ -66,7 +66,10 @@ def _queued(queue: JobQueue) -> Callable[[str, int, int | None], str]:
     def update(repo: str, number: int, installation: int | None) -> str:
         try:
             enqueue_usage_comment(queue, repo, number, installation)
-        except QueueDbError as exc:  # the report is recorded; the next one queues it
+        # The report is recorded and charged: whatever the queue's back end
+        # (the SQLite file's QueueDbError, PostgreSQL's DatabaseError, a
+        # StoreError), the answer is the same, and the next report queues it.
+        except (QueueDbError, StoreError) as exc:
             log.warning("usage for %s#%s recorded; comment update not queued: %s",
                         repo, number, exc)
             return "failed"

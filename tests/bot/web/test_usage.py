@@ -5,6 +5,7 @@ issue_comment delivery. GitHub's REST calls are answered by `responses`."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from model_assigner.bot.comment import MARKER
 from model_assigner.bot.config_files import load_engine_config
+from model_assigner.bot.pg import Database
+from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.jobs import JobQueue, SqliteJobQueue
+from model_assigner.bot.queue.pg import PgJobQueue
 from model_assigner.bot.store.json_store import Store
 from model_assigner.bot.web.app import create_app
+from model_assigner.bot.web.usage import _queued
 from tests.bot.handler_support import NOW, P0_HOTFIX, Bot, assign, make_settings
 from tests.bot.oidc_support import AUDIENCE, Issuer, oidc_issuer
 from tests.bot.rest_mock import API, RestMock
@@ -274,3 +280,28 @@ def test_too_many_waiting_reports_are_429_and_change_nothing(
     status, answer = post(bot, issuer.token(REPO), usage_body(issue=2))
     assert status == 429 and "wait for a decision" in answer["error"]
     assert bot.raw() == before
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_queue_that_fails_after_the_report_is_saved_answers_as_recorded(
+    backend: str, tmp_path: Path
+) -> None:
+    # The report is saved and charged before the comment update is queued:
+    # a queue failure must read "failed" (200, the next report queues it) on
+    # both back ends, never a 503 whose retry is then taken as a duplicate.
+    queue: JobQueue
+    if backend == "sqlite":
+        (tmp_path / "queue.sqlite3").mkdir()  # a queue file that cannot be opened
+        queue = SqliteJobQueue(QueueDb(tmp_path / "queue.sqlite3"))
+        database = None
+    else:
+        with socket.socket() as probe:  # a port nothing listens on: the database is gone
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        database = Database(f"postgresql://nobody@127.0.0.1:{port}/gone", pool_size=1)
+        queue = PgJobQueue(database)
+    try:
+        assert _queued(queue)(REPO, 1, 42) == "failed"
+    finally:
+        if database is not None:
+            database.release()
