@@ -2,10 +2,12 @@
 
 Each migration is applied once, in order, in one transaction together with
 its row in ``ma_schema``; replicas that start together take an advisory
-lock first, so one of them migrates and the others find it done. A database
-migrated by a newer model-assigner (a version this one does not know) is
-refused: an older binary must not write into a layout it does not know
-(a rolling deploy that is rolled back stops at start-up, with one line).
+lock first, so one of them migrates and the others find it done. Migrations
+are additive (a rename takes two releases: the new name and a view by the
+old one, then the view dropped), so a database migrated by the next release
+is still run against by this one: a rolling deploy keeps the old replicas
+serving. One migrated further ahead is refused: a binary must not write into
+a layout it does not know (it stops at start-up, with one line).
 """
 
 from __future__ import annotations
@@ -131,11 +133,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
     (
         5,
-        "one name for the per-issue record: ma_comments becomes ma_records",
-        "ALTER TABLE ma_comments RENAME TO ma_records;",
+        "one name for the per-issue record: ma_comments becomes ma_records "
+        "(ma_comments stays, a view, for the replicas of the release before)",
+        # A rolling deploy runs the release before beside this one: its
+        # replicas read and write ma_comments (INSERT ... ON CONFLICT,
+        # SELECT ... FOR UPDATE, DELETE), which a simple view passes through
+        # to ma_records. A migration of the release after drops the view.
+        """
+        ALTER TABLE ma_comments RENAME TO ma_records;
+        CREATE VIEW ma_comments AS SELECT issue, doc, seq FROM ma_records;
+        """,
     ),
 ]
 LATEST = MIGRATIONS[-1][0]
+# Every migration is additive: the release before (schema LATEST - 1) keeps
+# working against it, so a rolling deploy runs old and new replicas side by
+# side (docs/postgresql.md, "Schema changes"). So a schema this many versions
+# ahead is run against; only one further ahead is refused.
+COMPATIBLE_AHEAD = 1
 
 
 def _applied(conn: psycopg.Connection[Any]) -> int:
@@ -149,10 +164,14 @@ def _applied(conn: psycopg.Connection[Any]) -> int:
 
 
 def _refuse_newer(db: Database, version: int) -> None:
-    if version > LATEST:
+    """A schema one version ahead is the next release's, additive: this
+    release's replicas keep serving during its rolling deploy (and its
+    rollback). Further ahead, this binary may not know the layout."""
+    if version > LATEST + COMPATIBLE_AHEAD:
         raise StoreError(
             f"{db.display}: database schema version {version} is newer than this "
-            f"model-assigner knows ({LATEST}); run the newer model-assigner, or restore "
+            f"model-assigner can run against ({LATEST}, or {LATEST + COMPATIBLE_AHEAD} "
+            "during a rolling deploy); run the newer model-assigner, or restore "
             "a backup into an empty database"
         )
 
@@ -192,7 +211,8 @@ def migrate(db: Database) -> list[int]:
 
 
 def require_current(db: Database, wait: float | None = None) -> None:
-    """Raise StoreError unless the schema is exactly this model-assigner's."""
+    """Raise StoreError unless the schema is this model-assigner's, or the
+    next release's (additive: see COMPATIBLE_AHEAD)."""
     version = current_version(db, wait)
     _refuse_newer(db, version)
     if version < LATEST:

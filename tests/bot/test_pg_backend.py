@@ -23,10 +23,11 @@ import pytest
 
 from model_assigner.bot.cli import main
 from model_assigner.bot.config_files import load_engine_config
+from model_assigner.bot.pg import Database
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store.codec import parse_state, serialize
 from model_assigner.bot.store.json_store import Store
-from model_assigner.bot.store.pg_schema import LATEST
+from model_assigner.bot.store.pg_schema import LATEST, MIGRATIONS, migrate
 from model_assigner.bot.store.postgresql import PgStore
 from model_assigner.bot.store.state import Reservation, State, StoreError
 from model_assigner.bot.web.app import create_app
@@ -200,11 +201,11 @@ def test_migrate_is_idempotent_and_a_newer_schema_is_refused(
     assert run("migrate", "--state", pg_url) == 0
     assert f"schema is current (version {LATEST})" in capsys.readouterr().out
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO ma_schema (version, description) VALUES (%s, 'future')",
-                     (LATEST + 1,))
+        conn.execute("INSERT INTO ma_schema (version, description) VALUES (%s, 'next'),"
+                     " (%s, 'future')", (LATEST + 1, LATEST + 2))
     try:
         assert run("migrate", "--state", pg_url) == 2
-        assert f"schema version {LATEST + 1} is newer" in capsys.readouterr().err
+        assert f"schema version {LATEST + 2} is newer" in capsys.readouterr().err
         store = released(PgStore(pg_url, load_engine_config().quotas))
         with pytest.raises(StoreError, match="is newer than this model-assigner"):
             store.check()
@@ -213,6 +214,69 @@ def test_migrate_is_idempotent_and_a_newer_schema_is_refused(
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute("DELETE FROM ma_schema WHERE version > %s", (LATEST,))
+
+
+def test_replicas_of_this_release_keep_serving_a_schema_one_version_ahead(
+    pg_url: str,
+) -> None:
+    # A rolling deploy: the next release's first replica migrates (additive),
+    # this release's replicas go on; their readiness (/healthz) stays green.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO ma_schema (version, description) VALUES (%s, 'next')",
+                     (LATEST + 1,))
+    try:
+        store = released(PgStore(pg_url, load_engine_config().quotas))
+        store.ensure_writable()
+        store.check()
+        assert migrate(store.db) == []
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM ma_schema WHERE version > %s", (LATEST,))
+
+
+# The SQL the release before (schema 4) runs on its per-issue records.
+_V4_WRITE = ("INSERT INTO ma_comments (issue, doc) VALUES (%s, %s::jsonb) "
+             "ON CONFLICT (issue) DO UPDATE SET doc = excluded.doc, seq = excluded.seq")
+_V4_READ = "SELECT issue, doc::text FROM ma_comments ORDER BY seq FOR UPDATE"
+
+
+def test_the_release_before_keeps_working_after_migration_5(pg_database: str) -> None:
+    # Schema 4 in a PostgreSQL schema of its own, with a record in it; then
+    # migration 5 (the first new replica's start-up). The old replicas' SQL on
+    # ma_comments must keep working, and see the same rows as ma_records.
+    url = f"{pg_database}?options=-csearch_path%3Dma_v4"
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS ma_v4 CASCADE")
+        conn.execute("CREATE SCHEMA ma_v4")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            with conn.transaction():
+                conn.execute("CREATE TABLE ma_schema (version integer PRIMARY KEY,"
+                             " description text NOT NULL,"
+                             " applied_at timestamptz NOT NULL DEFAULT now())")
+                for version, description, sql in MIGRATIONS:
+                    if version <= 4:
+                        conn.execute(sql.encode())
+                        conn.execute("INSERT INTO ma_schema VALUES (%s, %s)",
+                                     (version, description))
+            conn.execute(_V4_WRITE, ("o/r#1", '{"v": 1}'))
+        db = Database(url, pool_size=1)
+        try:
+            assert migrate(db) == [5]
+        finally:
+            db.release()
+        with psycopg.connect(url, autocommit=True) as conn:
+            with conn.transaction():
+                assert conn.execute(_V4_READ).fetchall() == [("o/r#1", '{"v": 1}')]
+                conn.execute(_V4_WRITE, ("o/r#1", '{"v": 2}'))
+                conn.execute(_V4_WRITE, ("o/r#2", '{"v": 3}'))
+            assert conn.execute("SELECT issue, doc::text FROM ma_records ORDER BY seq"
+                                ).fetchall() == [("o/r#1", '{"v": 2}'), ("o/r#2", '{"v": 3}')]
+            conn.execute("DELETE FROM ma_comments WHERE issue = %s", ("o/r#1",))
+            assert conn.execute("SELECT issue FROM ma_records").fetchall() == [("o/r#2",)]
+    finally:
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS ma_v4 CASCADE")
 
 
 # --- failing safe ----------------------------------------------------------------
