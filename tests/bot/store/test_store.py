@@ -30,7 +30,8 @@ from model_assigner.bot.locks import ISSUE_LOCK_STRIPES, issue_lock, issue_lock_
 from model_assigner.bot.store.codec import parse_state, serialize
 from model_assigner.bot.store.files import file_lock
 from model_assigner.bot.store.json_store import Store
-from model_assigner.bot.store.postgresql import PRUNE_EVERY, PgStore
+from model_assigner.bot.store.pg_rows import PRUNE_EVERY
+from model_assigner.bot.store.postgresql import PgStore
 from model_assigner.bot.store.state import (
     DELIVERY_LIMIT,
     DELIVERY_MEMORY,
