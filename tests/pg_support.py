@@ -95,18 +95,29 @@ def empty_tables(url: str) -> None:
             conn.execute(f"TRUNCATE {', '.join(names)}".encode())
 
 
+def _loopback_server(url: str) -> tuple[str, int]:
+    """The (host, port) of the test server named by ``url``: loopback only,
+    the tests never reach another machine."""
+    parts = conninfo_to_dict(url)
+    host = str(parts.get("host") or "localhost")
+    if host not in ("127.0.0.1", "localhost"):
+        raise ValueError(f"the test PostgreSQL server must be on 127.0.0.1/localhost, not {host}")
+    return ("127.0.0.1" if host == "localhost" else host), int(parts.get("port") or 5432)
+
+
 class CuttableProxy:
     """A TCP forwarder on 127.0.0.1 to the test server: ``cut()`` drops every
     connection and refuses new ones (the database is down, as far as the App
-    can tell), ``restore()`` listens again on the same port."""
+    can tell), ``restore()`` listens again on the same port. It forwards to
+    the server the tests use (``admin_url()``), which must be on loopback."""
 
-    def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5432) -> None:
+    def __init__(self) -> None:
         import socket
         import threading
 
         self._socket = socket
         self._threading = threading
-        self.target = (target_host, target_port)
+        self.target = _loopback_server(admin_url())
         self.port = 0
         self._listener: Any = None
         self._conns: list[Any] = []

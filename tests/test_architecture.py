@@ -8,8 +8,9 @@
   (bot/web/setup_page.py), imported when that command runs: ``plan``, the
   queue worker and the operator commands build what they need through
   bot/wiring.py, never through the Flask module.
-- No test module (``test_*.py``) imports another: what tests share lives in
-  a ``conftest.py`` (fixtures) or a support module.
+- No file under tests/ imports a test module (``test_*.py``) or a
+  ``conftest.py`` (relative imports included): what tests share lives in a
+  support module; a conftest holds fixtures, which pytest loads itself.
 
 Every module under core/ and bot/ is parsed; nothing is imported. That
 ``core/`` is pure (no bot, framework, network, filesystem, thread or clock
@@ -266,29 +267,56 @@ def test_the_test_import_scan_finds_what_it_must(tmp_path: Path) -> None:
     path = tmp_path / "test_x.py"
     path.write_text("from tests.bot import test_handler\n"
                     "def f() -> None:\n    from tests.bot.test_store import NOW\n"
-                    "from tests.bot.support import REPO\n")
-    assert imported_test_modules(path) == ["tests.bot.test_handler", "tests.bot.test_store"]
+                    "from tests.bot.support import REPO\n"
+                    "from tests.bot.conftest import WEBHOOKS\n"
+                    "import tests.conftest\n"
+                    "from .test_fork import x\n"
+                    "from . import conftest\n"
+                    "from .. import test_readme\n"
+                    "from ..helpers import NOW\n")
+    assert sorted(imported_test_modules(path, "tests.bot.web.test_x")) == [
+        "tests.bot.conftest", "tests.bot.test_handler", "tests.bot.test_readme",
+        "tests.bot.test_store", "tests.bot.web.conftest", "tests.bot.web.test_fork",
+        "tests.conftest"]
 
 
-def imported_test_modules(path: Path) -> list[str]:
-    """The test modules (``test_*``) that the file at ``path`` imports."""
+def _is_test_or_conftest(name: str) -> bool:
+    last = name.rsplit(".", 1)[-1]
+    return name.startswith("tests.") and (last.startswith("test_") or last == "conftest")
+
+
+def imported_test_modules(path: Path, module: str | None = None) -> list[str]:
+    """The test modules (``test_*``) and conftests that the file at ``path``
+    (the module ``module``, by default its place under the checkout) imports,
+    relative imports resolved. A conftest is pytest's to load: imported as a
+    module as well, it would exist twice."""
+    if module is None:
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    is_package = path.name == "__init__.py"
     found: list[str] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            names = [source, *(f"{source}.{a.name}" for a in node.names)]
         else:
             continue
-        found += [n for n in names
-                  if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")]
+        found += [n for n in names if _is_test_or_conftest(n)]
     return found
 
 
 def test_no_test_module_imports_another() -> None:
+    # Every file under tests/ (support modules and conftests too): none
+    # imports a test module or a conftest.
     report = {
         str(path.relative_to(ROOT)): imported
-        for path in sorted((ROOT / "tests").rglob("test_*.py"))
+        for path in sorted((ROOT / "tests").rglob("*.py"))
         if (imported := imported_test_modules(path))
     }
-    assert not report, f"test modules importing test modules: {report}"
+    assert not report, f"files importing test modules or conftests: {report}"

@@ -59,8 +59,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("wheel")
     source = base / "source"
     # Build from a clean copy: no egg-info or build/ of an editable install leaks in.
+    # symlinks=True: the copy keeps the checkout's layout (model_assigner/core
+    # and model_assigner/bot are relative links to ../core and ../bot, which
+    # are copied too), so the wheel is built from what a checkout really has.
     shutil.copytree(
-        ROOT, source,
+        ROOT, source, symlinks=True,
         ignore=shutil.ignore_patterns(".venv", "venv", ".git", "build", "dist", "*.egg-info",
                                       "__pycache__", ".*_cache", ".hypothesis", "data", "tests"),
     )
@@ -68,6 +71,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
                  str(source), cwd=base)
     if built.returncode != 0:
         _unavailable("building the wheel", built)
+    for link in ("core", "bot"):
+        assert (source / "model_assigner" / link).is_symlink(), link
     wheel = next((base / "dist").glob("model_assigner-*.whl"))
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -90,6 +95,11 @@ def test_the_wheel_ships_the_defaults_inside_the_package(installed: Installed) -
     shipped = installed.site_packages / "model_assigner" / "bot" / "shipped"
     for name in ("scoring.yaml", "models.yaml", "subscriptions.yaml", "labels.yaml"):
         assert (shipped / "config" / name).read_bytes() == (ROOT / "config" / name).read_bytes()
+    # The links were followed into real folders holding the modules.
+    for folder in ("core", "bot"):
+        installed_folder = installed.site_packages / "model_assigner" / folder
+        assert installed_folder.is_dir() and not installed_folder.is_symlink(), folder
+        assert (installed_folder / "__init__.py").is_file(), folder
     # Nothing generic lands at the top of site-packages: one import name, ours.
     for generic in ("config", "core", "bot", "tests", "bench"):
         assert not (installed.site_packages / generic).exists(), generic
@@ -126,10 +136,14 @@ def _free_port() -> int:
 def served(installed: Installed) -> Iterator[tuple[Installed, int]]:
     port = _free_port()
     env = {**installed.env, "PORT": str(port), "WEB_CONCURRENCY": "1"}
-    process = subprocess.Popen(
-        [str(installed.bin / "model-assigner"), "serve"], cwd=installed.workdir, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
+    # A file, not a pipe: nobody reads gunicorn's log while it runs, and a
+    # full pipe would block its writes.
+    log = installed.workdir / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(installed.bin / "model-assigner"), "serve"], cwd=installed.workdir, env=env,
+            stdout=subprocess.DEVNULL, stderr=out, start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -139,7 +153,7 @@ def served(installed: Installed) -> Iterator[tuple[Installed, int]]:
                         break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    stderr = process.stderr.read().decode() if process.stderr else ""
+                    stderr = log.read_text(errors="replace")
                     pytest.fail(f"serve did not come up: {stderr[-2000:]}")
                 time.sleep(0.2)
         yield installed, port
@@ -150,8 +164,6 @@ def served(installed: Installed) -> Iterator[tuple[Installed, int]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 def test_serve_in_dry_run_from_another_folder(served: tuple[Installed, int]) -> None:

@@ -3,12 +3,8 @@ label settings from config/."""
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Callable, Iterator
-from functools import cache
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import responses
@@ -22,31 +18,8 @@ from tests.bot.handler_support import NOW, Bot, make_settings
 from tests.bot.hostile_support import AnyGitHub
 from tests.bot.hostile_support import make_settings as hostile_settings
 from tests.bot.rest_mock import RestMock
-from tests.helpers import CONFIG_DIR, REPO_ROOT
-
-WEBHOOKS_DIR = REPO_ROOT / "tests" / "fixtures" / "github" / "webhooks"
-REST_EXAMPLES_DIR = REPO_ROOT / "tests" / "fixtures" / "github" / "rest-examples"
-
-Payload = dict[str, Any]
-PayloadFactory = Callable[[str], Payload]
-
-
-@cache
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def webhook_payload(name: str) -> Payload:
-    """A fresh deep copy of ``tests/fixtures/github/webhooks/<name>.json``, so a
-    test may change it freely."""
-    data: Payload = copy.deepcopy(_read_json(WEBHOOKS_DIR / f"{name}.json"))
-    return data
-
-
-def rest_example(name: str) -> Payload:
-    """The documented example answer of a REST operation (``issues/get``)."""
-    data: Payload = copy.deepcopy(_read_json(REST_EXAMPLES_DIR / f"{name}.json")["value"])
-    return data
+from tests.bot.support import PayloadFactory, webhook_payload
+from tests.helpers import CONFIG_DIR
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import copy
 import functools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -20,6 +21,9 @@ from model_assigner.bot.web.signature import sign
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "github"
 WEBHOOKS = FIXTURES / "webhooks"
 REST_EXAMPLES = FIXTURES / "rest-examples"
+
+Payload = dict[str, Any]
+PayloadFactory = Callable[[str], Payload]
 
 API = "https://api.github.com"
 REPO = "Codertocat/Hello-World"  # every documented issues payload is for this repository
@@ -68,6 +72,18 @@ def app_key() -> AppKey:
         .decode()
     )
     return AppKey(private, public)
+
+
+@functools.cache
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def webhook_payload(name: str) -> Payload:
+    """A fresh deep copy of ``tests/fixtures/github/webhooks/<name>.json``, so a
+    test may change it freely."""
+    data: Payload = copy.deepcopy(_read_json(WEBHOOKS / f"{name}.json"))
+    return data
 
 
 def rest_example(operation: str, base: str = API) -> Any:

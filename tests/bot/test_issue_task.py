@@ -25,7 +25,7 @@ from model_assigner.bot.issue_task import (
 from model_assigner.core.assessment import assess
 from model_assigner.core.config import ScoringConfig
 from model_assigner.core.types import Task
-from tests.bot.conftest import PayloadFactory, rest_example, webhook_payload
+from tests.bot.support import PayloadFactory, rest_example, webhook_payload
 from tests.helpers import NOW
 
 REPO = "Codertocat/Hello-World"

@@ -19,15 +19,25 @@ ALLOWED = frozenset({
 })
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module ``path`` imports, anywhere in it (relative imports resolved)."""
+def imports_of(path: Path, package: str = "model_assigner.core") -> set[str]:
+    """Every module ``path`` (a module of ``package``) imports, anywhere in it.
+    Relative imports are resolved against ``package``: ``from ..bot import x``
+    is ``model_assigner.bot`` and ``model_assigner.bot.x``, not core; one that
+    climbs above the top package is reported as ``..`` (never allowed)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                found.add(f"model_assigner.core.{node.module or ''}".rstrip("."))
+                parts = package.split(".")
+                if node.level - 1 >= len(parts):
+                    found.add("..")
+                    continue
+                source = ".".join(parts[: len(parts) - (node.level - 1)]
+                                  + ([node.module] if node.module else []))
+                found.add(source)
+                found |= {f"{source}.{alias.name}" for alias in node.names}
             elif node.module:
                 found.add(node.module)
     return found
@@ -50,6 +60,26 @@ def test_core_never_imports_bot(path: Path) -> None:
     assert not any(
         name.startswith(("model_assigner.bot", "bot")) for name in imports_of(path)
     )
+
+
+@pytest.mark.parametrize("line", [
+    "from ..bot import wiring", "from .. import bot", "from ..bot.web.app import create_app",
+    "def f() -> None:\n    from ..bot import wiring",
+])
+def test_a_relative_import_of_bot_is_caught(line: str, tmp_path: Path) -> None:
+    path = tmp_path / "planted.py"
+    path.write_text(line + "\n", encoding="utf-8")
+    names = imports_of(path)
+    assert any(name.startswith("model_assigner.bot") for name in names), names
+    assert not any(name.startswith("model_assigner.core") for name in names), names
+
+
+def test_relative_imports_inside_core_stay_in_core(tmp_path: Path) -> None:
+    path = tmp_path / "planted.py"
+    path.write_text("from .model import Task\nfrom . import scoring\n", encoding="utf-8")
+    assert imports_of(path) == {
+        "model_assigner.core.model", "model_assigner.core.model.Task",
+        "model_assigner.core", "model_assigner.core.scoring"}
 
 
 def test_core_modules_import_each_other_without_a_cycle() -> None:

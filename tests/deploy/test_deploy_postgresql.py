@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -135,12 +136,37 @@ def proxy() -> Iterator[CuttableProxy]:
     relay.cut()
 
 
+# Where the test server is, not options of the connection: replaced.
+SERVER_PARTS = frozenset({"host", "hostaddr", "port", "user", "password", "dbname"})
+# What asks for TLS, which the test server does not offer: dropped.
+TLS_ONLY = frozenset({"sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword"})
+NEEDS_TLS = frozenset({"require", "verify-ca", "verify-full"})
+
+
 def as_the_test_server(url: str, test_url: str, proxy: CuttableProxy) -> str:
     """The deploy file's connection string with the test server (through the
     cuttable proxy) in place of its host, user, password and database; its
-    options (``sslmode``) kept unless they need TLS the test server lacks."""
-    assert conninfo_to_dict(url)["host"]
-    return proxy.url(test_url)
+    other options kept, but not those that need TLS the test server lacks
+    (``sslmode=require`` and stricter, client certificates)."""
+    deployed = conninfo_to_dict(url)
+    assert deployed["host"]
+    options = {
+        key: str(value) for key, value in deployed.items()
+        if key not in SERVER_PARTS | TLS_ONLY
+        and not (key == "sslmode" and value in NEEDS_TLS)
+    }
+    served = proxy.url(test_url)
+    return f"{served}?{urlencode(options)}" if options else served
+
+
+def test_the_deploy_urls_options_are_kept_but_tls(pg_url: str, proxy: CuttableProxy) -> None:
+    url = ("postgresql://u:p@db.example.com:5432/app?sslmode=require&connect_timeout=7"
+           "&application_name=model-assigner")
+    parts = conninfo_to_dict(as_the_test_server(url, pg_url, proxy))
+    assert (parts["host"], int(parts["port"])) == ("127.0.0.1", proxy.port)
+    assert parts["connect_timeout"] == "7" and parts["application_name"] == "model-assigner"
+    assert "sslmode" not in parts
+    assert parts["dbname"] == conninfo_to_dict(pg_url)["dbname"]
 
 
 def test_the_compose_app_runs_on_postgresql_and_fails_safe_while_it_is_down(

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ VENV_BIN = Path(sys.executable).parent
 
 
 START_TIMEOUT = 30.0
+WEB_CONCURRENCY = 2  # gunicorn processes of every server the tests start
 
 
 FAST_QUEUE = {
@@ -100,13 +101,26 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
     state: Path
+    _queue_db: QueueDb | None = field(default=None, repr=False, compare=False)
 
     @property
     def queue_path(self) -> Path:
         return self.state.with_name("queue.sqlite3")
 
     def queue(self) -> SqliteJobQueue:
-        return SqliteJobQueue(QueueDb(self.queue_path))
+        """The server's queue, read through one QueueDb per Server (its
+        connection is kept per thread and closed by ``close_queue``), not a
+        new connection for every poll."""
+        if self._queue_db is None:
+            self._queue_db = QueueDb(self.queue_path)
+        return SqliteJobQueue(self._queue_db)
+
+    def close_queue(self) -> None:
+        """Close this thread's connection to the queue file (QueueDb has no
+        close of its own); a later ``queue()`` opens a new one."""
+        if self._queue_db is not None:
+            close_queue_db(self._queue_db)
+            self._queue_db = None
 
     def deliver(
         self, payload: Any, event: str = "issues", delivery: str | None = None,
@@ -192,7 +206,7 @@ def start_server(tmp: Path, env_extra: dict[str, str], name: str,
         "HOME": str(tmp),
         "LANG": "C.UTF-8",
         "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
+        "WEB_CONCURRENCY": str(WEB_CONCURRENCY),
         "MODEL_ASSIGNER_STATE": str(state),
         "MODEL_ASSIGNER_CONFIG": str(seed_strategy_config()),
         "PYTHONUNBUFFERED": "1",
@@ -227,7 +241,18 @@ def start_server(tmp: Path, env_extra: dict[str, str], name: str,
     raise AssertionError(f"server not healthy after {START_TIMEOUT}s:\n{server.log_text()}")
 
 
+def close_queue_db(db: QueueDb) -> None:
+    """Close the calling thread's SQLite connection of ``db``, if it opened
+    one: QueueDb keeps one per thread (in ``_local``) and offers no close."""
+    local = getattr(db, "_local", None)
+    conn = getattr(local, "conn", None)
+    if conn is not None:
+        conn.close()
+        local.conn = None
+
+
 def stop_server(server: Server) -> None:
+    server.close_queue()
     if server.process.poll() is None:
         try:
             os.killpg(server.process.pid, signal.SIGTERM)

@@ -8,7 +8,7 @@ import pytest
 
 from model_assigner.bot.web.event import Event, Refused, from_http, header
 from model_assigner.bot.web.signature import sign
-from tests.bot.conftest import WEBHOOKS_DIR
+from tests.bot.support import WEBHOOKS
 
 SECRET = "It's a Secret to Everybody"
 DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
@@ -16,7 +16,7 @@ DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 
 @pytest.fixture
 def body() -> bytes:
-    return (WEBHOOKS_DIR / "issues.opened.json").read_bytes()
+    return (WEBHOOKS / "issues.opened.json").read_bytes()
 
 
 def signed(body: bytes, **extra: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model_assigner.bot.web.signature import PREFIX, sign, verify
-from tests.bot.conftest import WEBHOOKS_DIR
+from tests.bot.support import WEBHOOKS
 
 SECRET = "It's a Secret to Everybody"
 # GitHub's documented example ("Validating webhook deliveries"): this secret and
@@ -22,7 +22,7 @@ GITHUB_HEADER = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c
 @pytest.fixture
 def body() -> bytes:
     """A real delivery body, byte for byte as GitHub would send it."""
-    return (WEBHOOKS_DIR / "issues.opened.json").read_bytes()
+    return (WEBHOOKS / "issues.opened.json").read_bytes()
 
 
 def test_githubs_documented_example_verifies() -> None:
