@@ -16,8 +16,9 @@ import pytest
 
 import model_assigner.bot.deadline as deadline
 from bench.github_standin import GitHubStandIn, StandInServer
-from model_assigner.bot.github.api import BudgetTimeout, GitHubApp, InstallationGateway
+from model_assigner.bot.github.api import GitHubApp, InstallationGateway
 from model_assigner.bot.github.gateway import GitHubUnavailable
+from model_assigner.bot.github.retry import BudgetTimeout
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.web.app import create_app
 from tests.bot.support import (
