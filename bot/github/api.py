@@ -383,13 +383,19 @@ class InstallationGateway:
         """GET /repos/{owner}/{repo}/collaborators/{username}/permission: the
         person's role (``role_name``: triage and maintain included), cached
         for PERMISSION_TTL per repository and person. Not a collaborator, or
-        not a user: "none"."""
+        not a user (a plain 403 or 404): "none".
+
+        A rate limit is a 403 too, but says nothing of the person: it is
+        raised (GitHubRateLimited: the job waits in the queue) and nothing is
+        cached, or a maintainer's model label would be refused, and taken
+        off, for PERMISSION_TTL."""
         key = (repo.lower(), login.lower())
         now = time.monotonic()
         with self._lock:
             cached = self._permissions.get(key)
         if cached is not None and now - cached[0] < PERMISSION_TTL:
             return cached[1]
+        self._read_gate()
         url = (f"{self._repo(repo).url}/collaborators/"
                f"{urllib.parse.quote(login, safe='')}/permission")
         try:
@@ -399,8 +405,9 @@ class InstallationGateway:
                 role = str(data.get("permission") or "none")
             role = role if role in ROLES else "none"
         except GithubException as exc:
-            if _status(exc) not in (403, 404):
-                raise _unavailable(f"GET permission {repo} {login}", exc) from None
+            failure = _unavailable(f"GET permission {repo} {login}", exc)
+            if isinstance(failure, GitHubRateLimited) or _status(exc) not in (403, 404):
+                raise failure from None
             role = "none"
         except requests.RequestException as exc:
             raise _unavailable(f"GET permission {repo} {login}", exc) from None

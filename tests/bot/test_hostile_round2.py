@@ -528,6 +528,48 @@ def test_a_model_label_is_a_choice_only_from_someone_with_the_role(
         assert "was not" in comment and "applied" in comment
 
 
+def test_a_maintainers_label_waits_out_a_rate_limited_role_read_and_a_404_is_no_role(
+    tmp_path: Path,
+) -> None:
+    """GitHub's rate limit is a 403, like a refusal: it says nothing of the
+    person. The delivery fails (503, redelivered) with nothing changed, and
+    the redelivery honours the maintainer's label. Before the fix the limit
+    read as "no role", cached: the label was refused and taken off, twice.
+    A 404 (not a collaborator) is still no role."""
+    from tests.bot.rest_mock import R, RestMock
+
+    app_settings = make_settings(tmp_path, dry_run=False)
+    by_maintainer = webhook("issues.labeled", sender="maintainer", label="model:opus-4.6",
+                            **LABELLED)
+    by_stranger = webhook("issues.labeled", sender="stranger", label="model:opus-4.6",
+                          number=2, **LABELLED)
+    limited = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
+               "X-RateLimit-Reset": str(int(datetime.now(UTC).timestamp()) + 600)}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.get(f"{R}/collaborators/maintainer/permission", status=403, headers=limited,
+                 json={"message": "API rate limit exceeded for installation ID 1."})
+        RestMock(rsps).permission("admin", "maintainer")
+        rsps.get(f"{R}/collaborators/stranger/permission", status=404,
+                 json={"message": "Not Found"})
+        AnyGitHub(rsps)
+        client = create_app(app_settings).test_client()
+        first = post(client, encode(by_maintainer))
+        deleted = [c.request.url for c in rsps.calls if c.request.method == "DELETE"]
+        again = post(client, encode(by_maintainer))  # GitHub's redelivery
+        stranger = post(client, encode(by_stranger))
+        calls = list(rsps.calls)
+    store = Store(app_settings.state_path, load_engine_config(CONFIG_DIR).quotas)
+    assert (first[0], first[1]["outcome"]) == (503, "github_unavailable"), first
+    assert deleted == []
+    assert (again[0], again[1]["status"], again[1]["model"]) == (200, "override", "opus-4.6")
+    held = store.read().reservations[f"{REPO}#1"]
+    assert (held.model, held.override_by) == ("opus-4.6", "maintainer")
+    assert stranger[0] == 200 and stranger[1]["status"] != "override"
+    assert "override_refused" in stranger[1]
+    removed = [c.request.url for c in calls if c.request.method == "DELETE"]
+    assert [u.split("/issues/")[1] for u in removed] == ["2/labels/model%3Aopus-4.6"]
+
+
 def test_a_label_an_issue_template_applied_is_attributed_and_checked(tmp_path: Path) -> None:
     """Opened with the label on it: not "chosen by a maintainer". The author
     with read access: not honoured; with triage: honoured, and said how."""

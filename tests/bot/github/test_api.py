@@ -24,6 +24,9 @@ from model_assigner.bot.github.gateway import (
     IssueGone,
     Workspace,
 )
+from model_assigner.bot.github.retry import delivery_retry
+from model_assigner.bot.queue.db import QueueDb
+from model_assigner.bot.queue.ratelimit import RateLimiter
 from model_assigner.bot.settings import Settings
 from tests.bot.rest_mock import API, COMMIT_SHA, TOKEN, TREE_SHA, R, RestMock
 from tests.bot.support import APP_ID, BOT, INSTALLATION, REPO, app_key, rest_example, webhook
@@ -362,7 +365,7 @@ def test_client_timeout_is_an_int_within_the_delivery_window() -> None:
     assert isinstance(options["timeout"], int)
     assert options["seconds_between_requests"] is None
     assert options["seconds_between_writes"] is None
-    retry = github_api.delivery_retry()
+    retry = delivery_retry()
     assert retry.total == 2 and retry.secondary_rate_wait <= 3
 
 
@@ -522,6 +525,69 @@ def test_not_a_collaborator_has_no_role(
     rsps.get(f"https://api.github.com:443/repos/{REPO}/collaborators/stranger/permission",
              json={"message": "Not Found"}, status=status)
     assert gateway.permission(REPO, "stranger") == role
+
+
+RATE_LIMITS = [
+    pytest.param({"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
+                  "X-RateLimit-Reset": "RESET"},
+                 "API rate limit exceeded for installation ID 1.", id="x-ratelimit-remaining"),
+    pytest.param({"Retry-After": "60"},
+                 "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                 "you try again.", id="retry-after"),
+]
+
+
+@pytest.mark.parametrize(("headers", "message"), RATE_LIMITS)
+def test_a_rate_limited_role_read_is_a_rate_limit_not_no_role(
+    gh: RestMock, gateway: InstallationGateway, rsps: responses.RequestsMock,
+    headers: dict[str, str], message: str,
+) -> None:
+    """A rate limit is a 403 too, but says nothing of the person: raised for
+    the queue to wait (a worker: no delivery budget), and not cached, so the
+    next read, once GitHub answers, gives the role. Before the fix it read
+    as "none", cached for five minutes."""
+    reset = str(int(time.time()) + 600)
+    url = f"{API}/repos/{REPO}/collaborators/maintainer/permission"
+    rsps.get(url, status=403, json={"message": message},
+             headers={k: v.replace("RESET", reset) for k, v in headers.items()})
+    gh.permission("admin", "maintainer")
+    with pytest.raises(GitHubRateLimited) as raised:
+        gateway.permission(REPO, "maintainer")
+    assert raised.value.answered
+    assert gateway.permission(REPO, "maintainer") == "admin"
+    assert gateway.permission(REPO, "maintainer") == "admin"  # this one is cached
+    asked = [c for c in gh.calls() if "/collaborators/" in c.url]
+    assert len(asked) == 2
+
+
+def test_a_rate_limited_role_read_inside_a_delivery_is_a_rate_limit(
+    gh: RestMock, gateway: InstallationGateway, rsps: responses.RequestsMock
+) -> None:
+    """Inside a delivery PyGithub's retry refuses a reset too far off with
+    its own 403 (RateLimitExceededExceedsMaxWait): a rate limit still."""
+    url = f"{API}/repos/{REPO}/collaborators/maintainer/permission"
+    rsps.get(url, status=403, json={"message": "API rate limit exceeded for installation ID 1."},
+             headers={"X-RateLimit-Remaining": "0",
+                      "X-RateLimit-Reset": str(int(time.time()) + 600)})
+    gh.permission("admin", "maintainer")
+    with delivery_budget(), pytest.raises(GitHubRateLimited):
+        gateway.permission(REPO, "maintainer")
+    with delivery_budget():
+        assert gateway.permission(REPO, "maintainer") == "admin"
+
+
+def test_no_role_is_asked_while_the_installation_is_rate_limited(
+    gh: RestMock, rsps: responses.RequestsMock, tmp_path: Path
+) -> None:
+    """The rate policy's block holds this read as it holds the others: no
+    request goes out, and the job waits."""
+    limiter = RateLimiter(QueueDb(tmp_path / "queue.sqlite3"))
+    gateway = GitHubApp(settings_for(), limiter).installation(INSTALLATION)
+    gh.permission("admin", "maintainer")
+    limiter.block(INSTALLATION, 60.0, "primary rate limit")
+    with pytest.raises(GitHubRateLimited):
+        gateway.permission(REPO, "maintainer")
+    assert [c for c in gh.calls() if "/collaborators/" in c.url] == []
 
 
 def test_a_failing_permission_read_is_github_unavailable(
