@@ -57,6 +57,11 @@ class RepoPlan:
     # Left alone: a delivery was handling them, or handled them after GitHub
     # was read, so what the plan read of them is not their latest state.
     busy: list[str] = field(default_factory=list)
+    # Left alone too: a model label that is not model-assigner's and whose
+    # setter the plan cannot know (no `labeled` event); not a person's choice
+    # until one is checked, so neither kept as one nor replaced. The issue's
+    # next delivery decides it (and says why the label is not applied).
+    unchecked: list[str] = field(default_factory=list)
 
 
 def list_open_issues(github: Any, repo: str) -> list[dict[str, Any]]:
@@ -146,19 +151,24 @@ def plan_repo(
 
     tasks: list[Task] = []
     overrides: dict[str, Override] = {}
+    unchecked: list[str] = []
     for key, issue in snap.issues.items():
         if key in skip_plan:
             continue
         event = IssueEvent.parse(
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
         )
-        # "edited": the plan attributes no label to anyone (no role is asked).
-        override, _ = model_override(
+        # "edited": the plan attributes no label to anyone (no role is asked):
+        # only one honoured before, for someone checked then, is kept.
+        override, refused = model_override(
             event, label_names(issue), state, repo_config.labels, handler.engine.models,
             handler.labels.override_min_permission,
         )
         if override is not None:
             overrides[key] = override
+            continue
+        if refused is not None:
+            unchecked.append(key)
             continue
         tasks.append(
             issue_to_task(issue, repo, repo_config.labels, snap.file_count, dependents.get(key, []))
@@ -174,7 +184,8 @@ def plan_repo(
         tasks, ledger, handler.engine.models, calibrated(state, repo_config.scoring), now, chosen,
         history,
     )
-    return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, repo_config, sorted(skip))
+    return RepoPlan(repo, chosen, tasks, snap.issues, overrides, plan, repo_config, sorted(skip),
+                    unchecked)
 
 
 def build_plan(

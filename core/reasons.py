@@ -91,7 +91,7 @@ class ReasonCode(StrEnum):
     OVERRIDE_SET = "override_set"  # by
     INSTEAD_CHOSEN = "instead_chosen"  # model, payment
     INSTEAD_DEFERRED = "instead_deferred"  # because
-    OVERRIDE_REFUSED = "override_refused"  # label, via, by, needed
+    OVERRIDE_REFUSED = "override_refused"  # label, via (label, opened, unknown), by, needed
 
 
 class Lever(StrEnum):

@@ -161,9 +161,21 @@ def _idle(v: Values) -> str:
 
 
 def _override_refused(v: Values) -> str:
-    how = "added by" if v["via"] == "label" else "on the issue as opened by"
+    if v["via"] == "unknown":  # on the issue with no `labeled` event naming its setter
+        return (
+            f"The `{v['label']}` label was not applied: who added it is not known (it was "
+            "on the issue without a `labeled` event model-assigner received, as when an "
+            "issue template or an automation sets it); choosing a model needs the "
+            f"{v['needed']} role on this repository or above, so someone with it may add the "
+            "label again; model-assigner chose instead"
+        )
+    if v["via"] == "label":
+        how = f"added by {v['by']}"
+    else:  # on the issue as opened, by an author who cannot set labels
+        how = (f"on the issue as {v['by']} opened it, so set by an issue template or an "
+               "automation, not by them")
     return (
-        f"The `{v['label']}` label ({how} {v['by']}) was not "
+        f"The `{v['label']}` label ({how}) was not "
         f"applied: choosing a model needs the {v['needed']} role on this repository or "
         "above; model-assigner chose instead"
     )

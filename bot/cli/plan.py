@@ -76,6 +76,13 @@ def plan_rows(repo_plan: RepoPlan) -> list[dict[str, Any]]:
             "issue": key, "value_score": None, "model": override.model, "tokens": None,
             "cost_usd": None, "paid_by": "override (kept)", "reason": "a person's label",
         })
+    for key in repo_plan.unchecked:
+        rows.append({
+            "issue": key, "value_score": None, "model": None, "tokens": None,
+            "cost_usd": None, "paid_by": "left alone",
+            "reason": "a model label whose setter is not known (not a checked person's "
+                      "choice); the issue's next delivery decides it",
+        })
     for key in repo_plan.busy:
         rows.append({
             "issue": key, "value_score": None, "model": None, "tokens": None,

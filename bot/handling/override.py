@@ -59,8 +59,10 @@ def model_override(
     when that person may choose: the label's setter is this delivery's
     sender (a `labeled` event), or the issue's author when it was on the
     issue as it was opened (an issue template may put it there), or the
-    person it was honoured for before. Returns the override, or None and
-    why a label was not honoured (``needed``: the role it asks)."""
+    person it was honoured for before. A label with no known setter (on the
+    issue without a `labeled` event naming who set it) is no one's choice.
+    Returns the override, or None and why a label was not honoured
+    (``needed``: the role it asks)."""
     held = state.reservations.get(event.key)
     record = state.record(event.key)
     ours = {
@@ -87,10 +89,18 @@ def model_override(
         by, via = event.sender, "opened"
     else:
         by = None
-    if by is not None and by == event.sender and sender_may is False:
+    label = _code(labels.model_label(model))
+    if by is None:
+        # On the issue before this delivery, with no `labeled` event that
+        # says who put it there (an issue template, an automation, a label
+        # set while model-assigner was not listening): nobody's choice that
+        # can be checked, so not a maintainer's choice.
         return None, reason(
-            ReasonCode.OVERRIDE_REFUSED, label=_code(labels.model_label(model)), via=via,
-            by=by, needed=needed,
+            ReasonCode.OVERRIDE_REFUSED, label=label, via="unknown", by="", needed=needed,
+        )
+    if by == event.sender and sender_may is False:
+        return None, reason(
+            ReasonCode.OVERRIDE_REFUSED, label=label, via=via, by=by, needed=needed,
         )
     known = find_model(models, model) is not None
     return Override(model=model, by=by, known=known, via=via), None

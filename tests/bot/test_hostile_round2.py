@@ -584,6 +584,58 @@ def test_a_label_an_issue_template_applied_is_attributed_and_checked(tmp_path: P
     assert "maintainer" not in comment
 
 
+@pytest.mark.parametrize("action", ["issues.edited", "issues.milestoned", "issues.reopened"])
+def test_a_model_label_already_there_with_no_known_setter_is_not_a_choice(
+    tmp_path: Path, action: str
+) -> None:
+    """The label is on the issue when the bot first sees it, and the delivery
+    is not the `labeled` event that would say who set it (an issue template,
+    an automation, a label set while the App was not listening): nobody's
+    checked choice, so not honoured, not charged, and the comment says why,
+    without calling anyone a maintainer. The sender (who edited the issue)
+    is not taken for the label's setter, whatever their role."""
+    payload = webhook(action, sender="admin-person", **LABELLED)
+    [(status, answer)], calls, store = deliver_as(tmp_path, [payload], {"admin-person": "admin"})
+    assert status == 200, answer
+    assert answer["status"] != "override" and answer["model"] != "opus-4.6"
+    assert "who added it is not known" in str(answer["override_refused"])
+    held = store.read().reservations.get(f"{REPO}#1")
+    assert held is None or held.model != "opus-4.6"  # not charged for it
+    comment = next(json.loads(c.request.body)["body"] for c in calls
+                   if c.request.method == "POST" and c.request.url.endswith("/comments"))
+    assert "who added it is not known" in comment and "maintainer" not in comment
+    assert not [c for c in calls if "/collaborators/" in c.request.url], "nobody to ask about"
+
+
+def test_a_template_label_on_an_issue_opened_by_a_reader_is_named_as_the_templates(
+    tmp_path: Path,
+) -> None:
+    """GitHub's `opened` payload with the template's label on it, the author
+    with read access (who cannot set labels): the note says the label came
+    from a template or an automation, not from the author."""
+    opened = webhook("issues.opened", sender="author", **LABELLED)
+    [(_, answer)], calls, _ = deliver_as(tmp_path, [opened], {"author": "read"})
+    assert "set by an issue template or an automation" in str(answer["override_refused"])
+    comment = next(json.loads(c.request.body)["body"] for c in calls
+                   if c.request.method == "POST" and c.request.url.endswith("/comments"))
+    assert "issue template" in comment and "maintainer" not in comment
+
+
+def test_a_label_honoured_for_a_checked_person_stays_a_choice_on_later_deliveries(
+    tmp_path: Path,
+) -> None:
+    """Labelled by someone with triage (checked), then edited by someone
+    else: still that person's choice (recorded with the reservation), and
+    the editor's role is not asked."""
+    labeled = webhook("issues.labeled", sender="someone", label="model:opus-4.6", **LABELLED)
+    edited = webhook("issues.milestoned", sender="reader", number=1, **LABELLED)
+    answers, _, store = deliver_as(tmp_path, [labeled, edited],
+                                   {"someone": "triage", "reader": "read"})
+    assert [a["status"] for _, a in answers] == ["override", "override"]
+    held = store.read().reservations[f"{REPO}#1"]
+    assert (held.model, held.override_by) == ("opus-4.6", "someone")
+
+
 def test_a_persons_role_is_asked_once_and_cached(tmp_path: Path) -> None:
     first = webhook("issues.labeled", sender="someone", label="model:opus-4.6", **LABELLED)
     second = webhook("issues.labeled", sender="someone", label="model:opus-4.6", number=2,

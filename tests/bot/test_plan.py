@@ -108,7 +108,10 @@ def test_plan_reads_open_issues_and_changes_nothing(
     assert rows[f"{REPO}#1"]["model"] == "opus-4.6"  # 100 (clamped): the critical band
     assert rows[f"{REPO}#1"]["paid_by"] == "subscription:claude"
     assert rows[f"{REPO}#3"]["model"] is None  # low value: deferred
-    assert rows[f"{REPO}#4"]["paid_by"] == "override (kept)"
+    # A model label nobody can be said to have set (no `labeled` event, no
+    # record of a checked person): not a person's choice, not replaced either.
+    assert rows[f"{REPO}#4"]["paid_by"] == "left alone"
+    assert "setter is not known" in rows[f"{REPO}#4"]["reason"]
     # Issue 2 depends on issue 1, so issue 1 blocks: its time bonus is the blocking one.
     decision = next(d for d in repo_plan.plan.decisions if d.task_id == f"{REPO}#1")
     assert decision.breakdown.time_bonus == 12
@@ -118,6 +121,23 @@ def test_plan_reads_open_issues_and_changes_nothing(
     # Only list reads: no issue was fetched one by one.
     assert not [c for c in rsps.calls if "/issues/" in (c.request.url or "")
                 and c.request.method == "GET"]
+
+
+def test_plan_keeps_a_label_honoured_before_for_a_checked_person(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    """A model label the bot honoured when a `labeled` delivery named its
+    setter (checked then, recorded in the reservation) is still a choice."""
+    from model_assigner.bot.store import Reservation
+
+    handler, gateway = parts
+    payment = Payment(kind="subscription", family="claude", tokens=1000, cost_usd=0.0)
+    handler.store.apply(NOW, lambda state: state.reserve(f"{REPO}#4", Reservation(
+        model="opus-4.6", payment=payment, charged_at=NOW, override_by="monalisa")))
+    rows = {row["issue"]: row for row in plan_rows(build_plan(handler, gateway, gateway.github,
+                                                              REPO, NOW))}
+    assert rows[f"{REPO}#4"]["paid_by"] == "override (kept)"
+    assert writes(rsps) == []
 
 
 def expect_writes(gh: RestMock, planned: dict[int, str]) -> None:
@@ -240,7 +260,7 @@ def test_plan_command_prints_the_table_and_changes_nothing(
     assert lines[f"{REPO}#1"][1:3] == ["100.0", "opus-4.6"]
     assert lines[f"{REPO}#1"][-1] == "subscription:claude"
     assert float(lines[f"{REPO}#3"][1]) < 40  # low value: optimal gives it the budget tier
-    assert lines[f"{REPO}#4"][-2:] == ["override", "(kept)"]
+    assert lines[f"{REPO}#4"][-2:] == ["left", "alone"]
     assert f"{REPO}: 4 open issues, strategy optimal" in out
     assert "LP bound" in out and "gap" in out
     assert writes(rsps) == [] and not state.exists()

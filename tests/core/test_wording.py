@@ -336,9 +336,15 @@ def test_every_reason_code_has_words() -> None:
          "needs the triage role on this repository or above; model-assigner chose instead"),
         (reason(ReasonCode.OVERRIDE_REFUSED, label="model:x", via="opened", by="mallory",
                 needed="write"),
-         "The `model:x` label (on the issue as opened by mallory) was not applied: choosing a "
-         "model needs the write role on this repository or above; model-assigner chose "
-         "instead"),
+         "The `model:x` label (on the issue as mallory opened it, so set by an issue template "
+         "or an automation, not by them) was not applied: choosing a model needs the write "
+         "role on this repository or above; model-assigner chose instead"),
+        (reason(ReasonCode.OVERRIDE_REFUSED, label="model:x", via="unknown", by="",
+                needed="triage"),
+         "The `model:x` label was not applied: who added it is not known (it was on the issue "
+         "without a `labeled` event model-assigner received, as when an issue template or an "
+         "automation sets it); choosing a model needs the triage role on this repository or "
+         "above, so someone with it may add the label again; model-assigner chose instead"),
     ],
     ids=lambda x: x.code.value if isinstance(x, Reason) else "",
 )
