@@ -33,6 +33,7 @@ from model_assigner.bot.github.repo_config import EffectiveConfig, effective_con
 from model_assigner.bot.handling.event import IssueEvent
 from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.handling.override import model_override
+from model_assigner.bot.handling.repository_share import repository_ledger
 from model_assigner.bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
 from model_assigner.bot.store.state import IssueRecord, Reservation, State
 from model_assigner.bot.usage_comment import with_usage
@@ -83,13 +84,14 @@ def default_branch(github: Any, repo: str) -> str:
     return str(branch or "main")
 
 
-def _ledger_without(state: State, keys: set[str]) -> Ledger:
-    """The store's ledger with the re-planned issues' reservations given back:
-    re-planning replaces a reservation, never adds to it."""
+def _ledger_without(state: State, keys: set[str], repo: str, share: float) -> Ledger:
+    """The store's ledger with the re-planned issues' reservations given back
+    (re-planning replaces a reservation, never adds to it), cut to what the
+    repository may hold of it (``repository_share``), as a delivery's is."""
     copy = state.model_copy(deep=True)
     for key in keys:
         copy.release(key)
-    return copy.ledger()
+    return repository_ledger(copy, repo, share)
 
 
 @dataclass
@@ -174,7 +176,8 @@ def plan_repo(
             issue_to_task(issue, repo, repo_config.labels, snap.file_count, dependents.get(key, []))
         )
     chosen = strategy or repo_config.scoring.quota_strategy
-    ledger = _ledger_without(state, {t.id for t in tasks})
+    ledger = _ledger_without(state, {t.id for t in tasks}, repo,
+                             handler.engine.quotas.repository_share)
     # The online strategy's history: the issues seen, but those re-planned
     # here (each joins it as the plan decides it).
     planned = {t.id for t in tasks}

@@ -90,9 +90,11 @@ class SubscriptionsConfig(Strict):
     subscriptions: list[SubscriptionDefaults] = Field(default_factory=list)
     api_budget: BudgetDefaults
     # The most of each subscription's monthly tokens, and of the API budget,
-    # that the live reservations of one repository may hold (1: no limit).
-    # One busy or hostile repository then cannot starve the others.
-    repository_share: float = Field(default=1.0, gt=0, le=1)
+    # that the live reservations of one repository may hold (1: no limit),
+    # once the store knows issues of another repository: one busy or hostile
+    # repository then cannot starve the others, and a repository alone in
+    # the installation still has the whole quota (docs/design-decisions.md).
+    repository_share: float = Field(default=0.5, gt=0, le=1)
 
     def ledger_at(self, now: datetime) -> Ledger:
         """The starting quota state for a store seeded, or a plan made, at

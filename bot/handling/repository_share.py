@@ -13,9 +13,11 @@ def repository_ledger(state: State, repo: str | None, share: float) -> Ledger:
     repository's live reservations already hold (the issue being decided
     has released its own). The store's counters are not changed: a copy.
     A person's override label is not capped (it is kept, as ever, and
-    charged), only model-assigner's own choice."""
-    if repo is None or share >= 1:
-        return state.ledger()
+    charged), only model-assigner's own choice. A repository alone in the
+    store (no other repository's reservation or history known) is not cut:
+    there is nobody to starve (docs/design-decisions.md)."""
+    if repo is None or share >= 1 or not state.other_repositories_known(repo):
+        return state.ledger()  # a repository alone has the whole quota
     tokens: dict[str, int] = {}
     spent = 0.0
     for held in state.reservations_of(repo):

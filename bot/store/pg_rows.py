@@ -232,6 +232,23 @@ class LazyState(State):
                   and issue in dict.__getitem__(section, key)]
         return found
 
+    def other_repositories_known(self, repo: str) -> bool:
+        """Two EXISTS, no rows read."""
+        if self._tx is None:
+            return super().other_repositories_known(repo)
+        prefix = f"{repo}#"
+        for name in ("reservations", "seen"):
+            section: Section = self.__dict__[name]
+            if any(not key.startswith(prefix) and dict.__contains__(section, key)
+                   for key in section.dirty):
+                return True
+        row = self._tx.run(
+            "SELECT EXISTS (SELECT 1 FROM ma_reservations WHERE NOT starts_with(issue, %(p)s))"
+            " OR EXISTS (SELECT 1 FROM ma_seen WHERE NOT starts_with(issue, %(p)s))",
+            {"p": prefix},
+        ).fetchone()
+        return bool(row and row[0])
+
     def reservations_of(self, repo: str) -> list[Reservation]:
         """Only the repository's rows."""
         section: Section = self.__dict__["reservations"]

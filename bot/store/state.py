@@ -325,6 +325,14 @@ class State(BaseModel):
         return [other for other, deps in self.dependencies.items()
                 if other != issue and issue in deps]
 
+    def other_repositories_known(self, repo: str) -> bool:
+        """Whether the store knows issues of a repository other than ``repo``
+        (a live reservation, or an entry of the online history): then one
+        repository's share of the quota is capped (``repository_share``)."""
+        prefix = f"{repo}#"
+        return any(not key.startswith(prefix) for key in self.reservations) or any(
+            not key.startswith(prefix) for key in self.seen)
+
     def reservations_of(self, repo: str) -> list[Reservation]:
         """The live reservations of one repository's issues (its share of the
         quota). The database's state reads just those rows."""

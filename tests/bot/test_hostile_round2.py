@@ -656,16 +656,16 @@ def test_a_repository_cannot_lower_who_may_choose(tmp_path: Path) -> None:
 # -- 4: one repository cannot starve the others (operator's repository_share) ---------------
 
 
-def test_a_repository_holding_its_share_of_the_budget_cannot_take_more(
-    tmp_path: Path, config_copy: Path
-) -> None:
+def share_case(tmp_path: Path, config_copy: Path, others: bool) -> list[dict[str, Any]]:
+    """The default ``repository_share`` (0.5): REPO's open issues hold $55 of
+    the $100 API budget; with ``others``, another repository holds a cent of
+    it. Then a new issue of REPO, and one of octo/other: their answers."""
     import dataclasses
 
     from model_assigner.bot.store.state import Reservation
     from model_assigner.core.types import Payment
 
-    subs = config_copy / "subscriptions.yaml"
-    subs.write_text(subs.read_text() + "\nrepository_share: 0.5\n")
+    assert load_engine_config(config_copy).quotas.repository_share == 0.5
     app_settings = dataclasses.replace(make_settings(tmp_path, dry_run=False),
                                        config_dir=config_copy)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
@@ -674,19 +674,42 @@ def test_a_repository_holding_its_share_of_the_budget_cannot_take_more(
         store = Store(app_settings.state_path, load_engine_config(config_copy).quotas)
         now = datetime.now(UTC)
 
-        def hog(state: State) -> None:  # REPO's open issues hold $55 of the $100 budget
+        def hog(state: State) -> None:
             for n in range(900, 911):
                 state.reserve(f"{REPO}#{n}", Reservation(
                     model="glm-4.7", charged_at=now,
                     payment=Payment(kind="api", family="glm", tokens=31_000, cost_usd=5.0)))
+            if others:
+                state.reserve("octo/other#77", Reservation(
+                    model="glm-4.7", charged_at=now,
+                    payment=Payment(kind="api", family="glm", tokens=100, cost_usd=0.01)))
 
         store.apply(now, hog)
+        answers = []
         mine = webhook("issues.opened", **issue_fields(["P0", "backend"], SMALL_BACKEND))
-        status, answer = post(client, encode(mine))
-        assert status == 200, answer
-        assert answer["paid_by"] != "api"  # no more of the budget for this repository
         other = webhook("issues.opened", **issue_fields(["P0", "backend"], SMALL_BACKEND))
         other["repository"] = {**other["repository"], "full_name": "octo/other"}
-        status, answer = post(client, encode(other))
-        assert status == 200, answer
-        assert answer["model"] is not None and answer["paid_by"] == "api"  # the others' share
+        for payload in (mine, other):
+            status, answer = post(client, encode(payload))
+            assert status == 200, answer
+            answers.append(answer)
+    return answers
+
+
+def test_a_repository_holding_its_share_of_the_budget_cannot_take_more(
+    tmp_path: Path, config_copy: Path
+) -> None:
+    """By default: with another repository known, REPO, already holding more
+    than half the budget, gets no more of it; the other repository does."""
+    mine, other = share_case(tmp_path, config_copy, others=True)
+    assert mine["paid_by"] != "api"  # no more of the budget for this repository
+    assert other["model"] is not None and other["paid_by"] == "api"  # the others' share
+
+
+def test_a_repository_alone_in_the_store_has_the_whole_quota(
+    tmp_path: Path, config_copy: Path
+) -> None:
+    """An installation of one repository loses nothing to the share: with no
+    other repository's issue known, REPO's next issue may still use the API."""
+    mine, _ = share_case(tmp_path, config_copy, others=False)
+    assert mine["model"] is not None and mine["paid_by"] == "api"

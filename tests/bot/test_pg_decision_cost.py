@@ -77,6 +77,11 @@ def test_a_decisions_cost_does_not_grow_with_other_issues_rows(services: Service
     decision sends as many statements and reads as many rows as on an empty
     store. (Before: every decision read the whole dependency table and the
     whole history, with FOR UPDATE: 600 more rows here.)"""
+    # Another repository known from the start: the share of the quota is
+    # capped (repository_share) in both measurements.
+    services.store.apply(NOW, lambda state: state.reserve("bystander/repo#1", Reservation(
+        model="sonnet-4.5", charged_at=NOW,
+        payment=Payment(kind="subscription", family="claude", tokens=1000, cost_usd=0.0))))
     cost(services, 1)  # the pool, the ledger, the first prunes
     empty_statements, empty_rows = cost(services, 2)
     services.store.apply(NOW, lambda state: fill(state, NOW - timedelta(days=100)))

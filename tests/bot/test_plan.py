@@ -638,3 +638,51 @@ def test_plan_apply_waits_out_a_rate_limit_in_the_queue_and_reports_it(
     posts = [c.request.url for c in rsps.calls if c.request.method == "POST"
              and c.request.url.endswith("/issues/1/comments")]
     assert len(posts) == 2  # refused once, then written once
+
+
+def test_plan_and_plan_apply_give_the_same_outputs_on_postgresql(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    pg_url: str,
+) -> None:
+    """`plan` and `plan --apply` through the command, once with the JSON
+    store and once with MODEL_ASSIGNER_STATE=postgresql://...: the same
+    table, the same writes to GitHub, and the same reservations, counters,
+    records and dependencies afterwards (read back with `reservations` and
+    `quota`, and from the stores)."""
+    from model_assigner.bot.backends import open_state_store
+    from model_assigner.bot.cli import main
+    from model_assigner.core.loader import load_engine_config
+
+    planned = {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"}
+    when = ["--now", NOW.isoformat()]
+    outputs: dict[str, dict[str, Any]] = {}
+    for kind in ("json", "postgresql"):
+        state_file = cli_env(monkeypatch, tmp_path / kind, rsps)
+        location = str(state_file) if kind == "json" else pg_url
+        monkeypatch.setenv("MODEL_ASSIGNER_STATE", location)
+        rsps.calls.reset()
+        result: dict[str, Any] = {}
+        assert main(["plan", REPO, "--json", *when]) == 0
+        result["plan"] = json.loads(capsys.readouterr().out)
+        assert writes(rsps) == []
+        expect_writes(RestMock(rsps), planned)
+        status = main(["plan", REPO, "--apply", *when])
+        captured = capsys.readouterr()
+        assert status == 0, captured.err
+        result["apply"] = captured.out
+        result["writes"] = sorted(writes(rsps))
+        for command in (["reservations", "--json"], ["quota", "--json"]):
+            assert main([*command, *when]) == 0
+            result[command[0]] = json.loads(capsys.readouterr().out)
+        store = open_state_store(location if kind == "postgresql" else state_file,
+                                 load_engine_config(seed_strategy_config()).quotas,
+                                 lambda: NOW)
+        state = store.read()
+        getattr(store, "release", lambda: None)()
+        result["state"] = state.model_dump(exclude={"deliveries"})
+        outputs[kind] = result
+    assert outputs["json"]["plan"] and outputs["json"]["writes"]
+    assert set(outputs["postgresql"]["state"]["reservations"]) == {f"{REPO}#1", f"{REPO}#2"}
+    for key in outputs["json"]:
+        assert outputs["postgresql"][key] == outputs["json"][key], key
