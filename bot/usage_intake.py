@@ -27,7 +27,7 @@ from model_assigner.bot.github.oidc import (
 from model_assigner.bot.handling.event import REPO_NAME, Outcome
 from model_assigner.bot.issue_task import issue_key
 from model_assigner.bot.locks import IssueLocks
-from model_assigner.bot.settings import SettingsError
+from model_assigner.bot.settings import SettingsError, redacted_url
 from model_assigner.bot.store.protocol import StateStore
 from model_assigner.bot.store.state import State
 from model_assigner.bot.usage_store import ReportOutcome, TooManyReports, record_report
@@ -59,7 +59,13 @@ def load_usage_settings(env: Mapping[str, str] | None = None) -> UsageSettings:
     env = os.environ if env is None else env
     url = env.get("MODEL_ASSIGNER_OIDC_JWKS_URL", "").strip() or GITHUB_JWKS_URL
     if not url.startswith(("https://", "http://")) or " " in url:
-        raise SettingsError(f"MODEL_ASSIGNER_OIDC_JWKS_URL: must be an http(s) URL, got {url!r}")
+        raise SettingsError("MODEL_ASSIGNER_OIDC_JWKS_URL: must be an http(s) URL, got "
+                            f"{redacted_url(url)!r}")
+    if redacted_url(url) != url:
+        # A user or password in it would be logged with every fetch error (and
+        # urllib cannot send them: it reads "pass@host" as a port).
+        raise SettingsError("MODEL_ASSIGNER_OIDC_JWKS_URL: must not carry a user or password, "
+                            f"got {redacted_url(url)!r}")
     logins = env.get("MODEL_ASSIGNER_USAGE_COMMENT_LOGINS", "")
     return UsageSettings(
         oidc_audience=env.get("MODEL_ASSIGNER_OIDC_AUDIENCE", "").strip() or None,

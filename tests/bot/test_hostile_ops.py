@@ -126,6 +126,23 @@ def test_the_start_up_line_and_the_settings_never_show_url_credentials(
     assert "hunter2" not in caplog.text and "user:" not in caplog.text
 
 
+@pytest.mark.parametrize("url", ["https://user:hunter2@keys.example/jwks",
+                                 "ftp://user:hunter2@keys.example/jwks"])
+def test_a_jwks_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    """The other URL setting (POST /usage's key set): credentials in it would
+    be logged with every fetch error, and urllib would read "hunter2@host"
+    as a port; refused at start-up, the message masked."""
+    from model_assigner.bot.settings import SettingsError
+    from model_assigner.bot.usage_intake import load_usage_settings
+
+    with pytest.raises(SettingsError) as caught:
+        load_usage_settings({"MODEL_ASSIGNER_OIDC_JWKS_URL": url})
+    assert "hunter2" not in str(caught.value) and "***@keys.example" in str(caught.value)
+    assert load_usage_settings(
+        {"MODEL_ASSIGNER_OIDC_JWKS_URL": "https://keys.example/jwks"}
+    ).oidc_jwks_url == "https://keys.example/jwks"
+
+
 def test_a_bad_url_setting_does_not_echo_its_credentials() -> None:
     from model_assigner.bot.settings import SettingsError
 
