@@ -652,7 +652,7 @@ def test_plan_and_plan_apply_give_the_same_outputs_on_postgresql(
     `quota`, and from the stores)."""
     from model_assigner.bot.backends import open_state_store
     from model_assigner.bot.cli import main
-    from model_assigner.core.loader import load_engine_config
+    from model_assigner.bot.config_files import load_engine_config
 
     planned = {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"}
     when = ["--now", NOW.isoformat()]
