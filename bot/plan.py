@@ -16,19 +16,17 @@ person's choice is never re-planned.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import requests
 from github import GithubException
 from github.GithubObject import GithubObject
 
-from model_assigner.bot.comment import Override, render_comment
-from model_assigner.bot.github.gateway import GitHubRateLimited, GitHubUnavailable, IssueGateway
+from model_assigner.bot.comment import Override
+from model_assigner.bot.github.gateway import GitHubUnavailable, IssueGateway
 from model_assigner.bot.github.repo_config import EffectiveConfig, effective_config
 from model_assigner.bot.handling.event import IssueEvent
 from model_assigner.bot.handling.handler import Handler
@@ -36,7 +34,6 @@ from model_assigner.bot.handling.override import model_override
 from model_assigner.bot.handling.repository_share import repository_ledger
 from model_assigner.bot.issue_task import issue_key, issue_to_task, label_names, parse_dependencies
 from model_assigner.bot.store.state import IssueRecord, Reservation, State
-from model_assigner.bot.usage_comment import with_usage
 from model_assigner.bot.usage_store import calibrated, note_decision
 from model_assigner.core.batch import BatchPlan, optimize_task_assignments
 from model_assigner.core.online import due_for_redecision
@@ -205,44 +202,65 @@ def build_plan(
 
 
 @dataclass(frozen=True)
-class _Left:
+class PlanLeft:
     """What the plan left in the store for one issue. A webhook that
-    re-decides the issue afterwards changes it; its write-back then wins."""
+    re-decides the issue afterwards changes it; its write-back then wins.
+    ``held``: the reservation the plan replaced, put back if the issue's
+    entry never reaches the queue (release_unqueued)."""
 
     reservation: Reservation | None
     mark: IssueRecord
     previous: IssueRecord | None
+    held: Reservation | None = None
 
 
-def _usage_of(key: str, state: State) -> IssueUsage | None:
+def usage_of(key: str, state: State) -> IssueUsage | None:
     return state.usage.get(key)
 
 
-def _still_ours(key: str, ours: _Left, state: State) -> bool:
-    return state.reservations.get(key) == ours.reservation and state.records.get(key) == ours.mark
+def still_ours(key: str, ours: PlanLeft, state: State) -> bool:
+    """Whether no delivery has re-decided the issue since the plan reserved
+    it: the plan's reservation stands and the record still has no issue time
+    and the plan's label. Only what a re-decision changes is compared: a
+    usage comment's write-back (bot/usage_writeback.py) rewrites the record's
+    comment id and digest, and must not make the plan skip the issue."""
+    record = state.records.get(key)
+    return (state.reservations.get(key) == ours.reservation and record is not None
+            and record.issue_updated_at is None and record.label == ours.mark.label)
 
 
-# apply_plan (in-thread) waits out rate limits up to this long in all; past
-# it, the issues left are reported as failed (their reservations stand).
-PLAN_MAX_WAIT = 15 * 60.0
+def release_plan_reservation(key: str, ours: PlanLeft, state: State) -> bool:
+    """Undo what the plan left for an issue whose label will never be
+    written by the plan (its entry was never queued, or cannot be written):
+    the plan's reservation released, the one it replaced put back, the record
+    as it was. Nothing changes if a delivery re-decided the issue since.
+    Returns whether it undid anything."""
+    if not still_ours(key, ours, state):
+        return False
+    state.release(key)
+    if ours.held is not None:
+        state.reserve(key, ours.held)
+    if ours.previous is not None:
+        state.records[key] = ours.previous
+    else:
+        state.records.pop(key, None)
+    return True
 
 
-@dataclass
-class ApplyProgress:
-    """Where ``plan --apply`` is: printed as it goes (stderr), so a person
-    sees it wait for a rate limit rather than fail."""
+def release_unqueued(handler: Handler, left: Mapping[str, PlanLeft],
+                     queued: Collection[str]) -> int:
+    """One store update: every planned issue whose entry is not in the queue
+    gets back what it held before the plan; returns how many were undone."""
+    def undo(state: State) -> int:
+        return sum(release_plan_reservation(key, ours, state)
+                   for key, ours in left.items() if key not in queued)
 
-    total: int
-    report: Callable[[str], None] = field(default=lambda _line: None)
-    written: int = 0
-
-    def line(self, text: str) -> None:
-        self.report(text)
+    return handler.store.apply(handler.clock(), undo)
 
 
 def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
                  now: datetime, strategy: str | None = None, due_only: bool = False,
-                 ) -> tuple[RepoPlan, dict[str, _Left]]:
+                 ) -> tuple[RepoPlan, dict[str, PlanLeft]]:
     """Read GitHub, then reserve in one store update (planned against the
     store's state inside its lock, so the plan never overruns what deliveries
     spent meanwhile); returns the plan and what it left in the store for
@@ -268,13 +286,13 @@ def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str
         return frozenset(changed | {key for key in snap.issues
                                     if key not in changed and handler.issue_locks.busy(key)})
 
-    def reserve(state: State) -> tuple[RepoPlan, dict[str, _Left]]:
+    def reserve(state: State) -> tuple[RepoPlan, dict[str, PlanLeft]]:
         repo_plan = plan_repo(handler, snap, state, now, strategy, busy(state), due_only)
         tasks = {task.id: task for task in repo_plan.tasks}
-        left: dict[str, _Left] = {}
+        left: dict[str, PlanLeft] = {}
         for decision in repo_plan.plan.decisions:
             key = decision.task_id
-            state.release(key)
+            held = state.release(key)
             reservation = None
             if decision.payment is not None and decision.model is not None:
                 reservation = Reservation(
@@ -295,7 +313,7 @@ def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str
             mark = (previous.model_copy(update={"issue_updated_at": None})
                     if previous is not None else IssueRecord())
             state.records[key] = mark
-            left[key] = _Left(reservation, mark, previous)
+            left[key] = PlanLeft(reservation, mark, previous, held)
         return repo_plan, left
 
     # Charged as of now, after the read: a reset that fell while GitHub was
@@ -304,95 +322,16 @@ def reserve_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str
     return handler.store.apply(charged, reserve)
 
 
-def apply_plan(handler: Handler, gateway: IssueGateway, github: Any, repo: str,
-               now: datetime, strategy: str | None = None,
-               due_only: bool = False, progress: ApplyProgress | None = None,
-               ) -> tuple[RepoPlan, list[str]]:
-    """reserve_plan, then write each issue in this thread under its lock,
-    through the same write-back and gateway (so rate policy) as the queue's
-    workers, waiting out a rate limit of up to PLAN_MAX_WAIT in all. The
-    command goes through the queue instead (bot/plan_queue.py); this is the
-    library's in-thread form. Returns the plan and the issues whose
-    write-back failed (their reservations stand; re-run to finish them)."""
-    repo_plan, left = reserve_plan(handler, gateway, github, repo, now, strategy, due_only)
-    failed: list[str] = []
-    labels = repo_plan.repo_config.labels
-    progress = progress or ApplyProgress(len(repo_plan.plan.decisions))
-    progress.total = len(repo_plan.plan.decisions)
-    waits_left = PLAN_MAX_WAIT
-    for decision in repo_plan.plan.decisions:
-        key = decision.task_id
-        issue = repo_plan.issues[key]
-        ours = left[key]
-        event = IssueEvent.parse(
-            {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
-        )
-        label = labels.model_label(decision.model) if decision.model else labels.deferred_label
-        usage = handler.store.view(partial(_usage_of, key))
-        body = with_usage(
-            render_comment(
-                decision, label, None, repo_plan.repo_config.problem, repo_plan.repo_config.refused
-            ),
-            usage,
-        )
-        while True:
-            limited: GitHubRateLimited | None = None
-            with handler.issue_locks.hold(key):
-                if not handler.store.view(partial(_still_ours, key, ours)):
-                    break  # a delivery re-decided it since: its label and comment stand
-                try:
-                    record = handler.write_back(
-                        gateway, event, ours.previous, body, label_names(issue), label, labels,
-                        None, ours.previous.label if ours.previous is not None else None,
-                    )
-                except GitHubRateLimited as exc:
-                    limited = exc
-                except GitHubUnavailable as exc:
-                    failed.append(key)
-                    progress.line(f"{key}: {exc}")
-                    break
-                else:
-                    _remember_written(handler, key, record, label, decision)
-            if limited is None:
-                progress.written += 1
-                progress.line(f"written {progress.written}/{progress.total}: {key} -> {label}")
-                break
-            wait = _wait_for(limited, gateway)
-            if wait > waits_left:
-                failed.append(key)
-                progress.line(f"rate limited for {wait:.0f}s: {key} not written")
-                break
-            progress.line(f"rate limited ({limited}); waiting {wait:.0f}s, "
-                          f"{progress.written}/{progress.total} written")
-            waits_left -= wait
-            time.sleep(wait)
-    return repo_plan, failed
+def remember_written(handler: Handler, key: str, record: IssueRecord, label: str,
+                     decision: Decision) -> None:
+    """Record the plan's write-back of an issue. The issue's time stays
+    unknown: what the plan read of it may be minutes old (a label a person
+    added since is not in it), so the next delivery reads the issue from
+    GitHub instead of trusting its payload, and sees every model label there is."""
+    written = record.model_copy(update={"label": label, "issue_updated_at": None})
 
+    def remember(state: State) -> None:
+        state.records[key] = written
+        note_decision(state, key, decision, handler.engine.models, handler.clock())
 
-def _wait_for(limited: GitHubRateLimited, gateway: IssueGateway) -> float:
-    """Seconds until the installation may write again; a refusal GitHub
-    answered is recorded for every worker (the same policy as the queue's)."""
-    limiter = getattr(gateway, "limiter", None)
-    installation = getattr(gateway, "installation_id", None)
-    if limited.answered and limiter is not None and installation is not None:
-        until = float(limiter.block(installation, limited.wait, str(limited)))
-    elif limited.until is not None:
-        until = limited.until
-    else:
-        until = time.time() + (limited.wait or 60.0)
-    return max(until - time.time(), 0.0) + 0.05
-
-
-def _remember_written(handler: Handler, key: str, record: IssueRecord, label: str,
-                      decision: Decision) -> None:
-        # The issue's time stays unknown: what the plan read of it may be
-        # minutes old (a label a person added since is not in it), so the
-        # next delivery reads the issue from GitHub instead of trusting
-        # its payload, and sees every model label there is.
-        written = record.model_copy(update={"label": label, "issue_updated_at": None})
-
-        def remember(state: State) -> None:
-            state.records[key] = written
-            note_decision(state, key, decision, handler.engine.models, handler.clock())
-
-        handler.store.apply(handler.clock(), remember)
+    handler.store.apply(handler.clock(), remember)

@@ -31,7 +31,15 @@ from model_assigner.bot.github.repo_config import LabelsConfig
 from model_assigner.bot.handling.event import IssueEvent, Outcome
 from model_assigner.bot.handling.handler import Handler
 from model_assigner.bot.issue_task import issue_key, label_names
-from model_assigner.bot.plan import RepoPlan, _Left, _remember_written, _still_ours, _usage_of
+from model_assigner.bot.plan import (
+    PlanLeft,
+    RepoPlan,
+    release_plan_reservation,
+    release_unqueued,
+    remember_written,
+    still_ours,
+    usage_of,
+)
 from model_assigner.bot.queue.jobs import JobQueue
 from model_assigner.bot.queue.ratelimit import RateLimits
 from model_assigner.bot.store.state import IssueRecord, Reservation
@@ -45,12 +53,44 @@ def _dump(model: Any) -> Any:
     return None if model is None else model.model_dump(mode="json")
 
 
+class PlanNotQueued(RuntimeError):
+    """Queueing the plan's entries stopped part-way (the queue's database
+    failing, SQLite's or PostgreSQL's, or Ctrl-C): the reservations of the
+    entries not queued were given back, so no issue is left reserved with no
+    label coming."""
+
+    def __init__(self, queued: int, released: int, cause: BaseException) -> None:
+        reason = str(cause) or type(cause).__name__
+        super().__init__(
+            f"plan --apply stopped while queueing ({reason}): {queued} issue(s) queued, "
+            f"{released} reservation(s) released; run `plan --apply` again to finish")
+        self.queued = queued
+        self.released = released
+
+
 def enqueue_plan(handler: Handler, queue: JobQueue, repo_plan: RepoPlan,
-                 left: Mapping[str, _Left], installation: int | None) -> dict[str, str]:
+                 left: Mapping[str, PlanLeft], installation: int | None) -> dict[str, str]:
     """One ``plan_write`` entry per planned issue, in its issue's job;
-    returns the delivery id of each issue's entry."""
-    labels = repo_plan.repo_config.labels
+    returns the delivery id of each issue's entry. If queueing stops
+    part-way (any error, Ctrl-C included), the issues not queued get back
+    what they held before the plan (release_unqueued), then PlanNotQueued
+    says how many were queued and released.
+    Should the process die before that, the catch-up sweep decides them
+    (bot/queue/catchup.py: a record with no issue time and no model label
+    on GitHub is undecided)."""
     queued: dict[str, str] = {}
+    try:
+        _enqueue(handler, queue, repo_plan, left, installation, queued)
+    except (Exception, KeyboardInterrupt) as exc:
+        released = release_unqueued(handler, left, queued)
+        raise PlanNotQueued(len(queued), released, exc) from None
+    return queued
+
+
+def _enqueue(handler: Handler, queue: JobQueue, repo_plan: RepoPlan,
+             left: Mapping[str, PlanLeft], installation: int | None,
+             queued: dict[str, str]) -> None:
+    labels = repo_plan.repo_config.labels
     for decision in repo_plan.plan.decisions:
         key = decision.task_id
         issue = repo_plan.issues[key]
@@ -59,7 +99,7 @@ def enqueue_plan(handler: Handler, queue: JobQueue, repo_plan: RepoPlan,
         body = with_usage(
             render_comment(decision, label, None, repo_plan.repo_config.problem,
                            repo_plan.repo_config.refused),
-            handler.store.view(partial(_usage_of, key)),
+            handler.store.view(partial(usage_of, key)),
         )
         stamp = f"{key}@{issue.get('updated_at')}@{time.time()}".encode()
         delivery = "plan-" + hashlib.sha1(stamp).hexdigest()
@@ -73,13 +113,13 @@ def enqueue_plan(handler: Handler, queue: JobQueue, repo_plan: RepoPlan,
                 "label": label, "body": body, "labels": _dump(labels),
                 "decision": _dump(decision), "reservation": _dump(ours.reservation),
                 "mark": _dump(ours.mark), "previous": _dump(ours.previous),
+                "held": _dump(ours.held),
             },
         }
         queue.accept(delivery, PLAN_EVENT, payload,
                      issue_key(repo_plan.repo, int(number)) if isinstance(number, int) else key,
                      installation)
         queued[key] = delivery
-    return queued
 
 
 def plan_write_task(handler: Handler) -> Callable[[str, dict[str, Any]], Outcome]:
@@ -95,27 +135,37 @@ def plan_write_task(handler: Handler) -> Callable[[str, dict[str, Any]], Outcome
         installation = (payload.get("installation") or {}).get("id")
         previous = (IssueRecord.model_validate(plan["previous"])
                     if plan.get("previous") is not None else None)
-        ours = _Left(
+        ours = PlanLeft(
             Reservation.model_validate(plan["reservation"])
             if plan.get("reservation") is not None else None,
             IssueRecord.model_validate(plan["mark"]), previous,
+            Reservation.model_validate(plan["held"])
+            if plan.get("held") is not None else None,
         )
         label = str(plan["label"])
         labels = LabelsConfig.model_validate(plan["labels"])
         decision = Decision.model_validate(plan["decision"])
-        gateway = handler.gateway_for(installation if isinstance(installation, int) else None)
+        if not isinstance(installation, int):
+            # Not a GitHub App's entry: no gateway can write it, and retrying
+            # cannot help. What the plan reserved for it goes back.
+            handler.store.apply(handler.clock(), partial(release_plan_reservation, key, ours))
+            return Outcome(400, {"error": "plan entry without an installation: not written, "
+                                 "its reservation released", "issue": key, "via": "plan"})
+        gateway = handler.gateway_for(installation)
         event = IssueEvent.parse(
             {"action": "edited", "repository": {"full_name": repo}, "issue": issue}
         )
         with handler.issue_locks.hold(key):
-            if not handler.store.view(partial(_still_ours, key, ours)):
+            if not handler.store.view(partial(still_ours, key, ours)):
+                # The delivery that re-decided it holds the reservation now
+                # (still_ours compares it): nothing of the plan's is left.
                 return Outcome(200, {"status": "left alone", "issue": key, "via": "plan",
                                      "reason": "a delivery re-decided it since the plan"})
             record = handler.write_back(
                 gateway, event, previous, str(plan["body"]), label_names(issue), label, labels,
                 None, previous.label if previous is not None else None,
             )
-            _remember_written(handler, key, record, label, decision)
+            remember_written(handler, key, record, label, decision)
         status = "deferred" if decision.model is None else "assigned"
         return Outcome(200, {"status": status, "issue": key, "model": decision.model,
                              "label": label, "via": "plan"})

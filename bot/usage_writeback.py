@@ -85,7 +85,12 @@ def usage_comment_task(handler: Handler) -> Any:
         repo, number = repository.get("full_name"), issue.get("number")
         if not isinstance(repo, str) or type(number) is not int:
             return Outcome(400, {"error": "usage_comment job without an issue"})
-        gateway = handler.gateway_for(installation if isinstance(installation, int) else None)
+        if not isinstance(installation, int):
+            # Not a GitHub App's job: no gateway can write it, retrying
+            # cannot help (the usage stays in the store, for the next comment).
+            return Outcome(400, {"error": "usage_comment job without an installation",
+                                 "issue": issue_key(repo, number)})
+        gateway = handler.gateway_for(installation)
         updated = write_usage_comment(handler, gateway, repo, number)
         key = issue_key(repo, number)
         log.info("usage comment of %s %s", key, "updated" if updated else "not there yet")

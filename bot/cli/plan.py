@@ -22,7 +22,7 @@ from model_assigner.bot.cli.errors import CliError, parse_now
 from model_assigner.bot.cli.plan_offline import IssuesFileError, offline_plan
 from model_assigner.bot.github.gateway import GitHubUnavailable
 from model_assigner.bot.plan import RepoPlan, build_plan, reserve_plan
-from model_assigner.bot.plan_queue import enqueue_plan, wait_for_plan
+from model_assigner.bot.plan_queue import PlanNotQueued, enqueue_plan, wait_for_plan
 from model_assigner.bot.queue.db import QueueDbError
 from model_assigner.bot.settings import Settings, SettingsError, load_settings, redacted_url
 from model_assigner.bot.solver_output import solver_output_off_stdout
@@ -172,22 +172,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 # write-back, the installation's rate policy).
                 repo_plan, left = reserve_plan(handler, gateway, gateway.github, args.repo,
                                                now, args.strategy, args.due)
+                # Stopped part-way (the queue's database, Ctrl-C), the
+                # issues not queued get their reservations back.
                 queued = enqueue_plan(handler, services.queue, repo_plan, left,
                                       int(installation))
-                failed: list[str] = []
             else:
-                repo_plan, failed = build_plan(handler, gateway, gateway.github, args.repo,
-                                               now, args.strategy, args.due), []
+                repo_plan = build_plan(handler, gateway, gateway.github, args.repo,
+                                       now, args.strategy, args.due)
     except GitHubUnavailable as exc:
         raise CliError(f"GitHub unavailable: {exc}") from None
-    except StoreError as exc:
+    except (StoreError, QueueDbError, PlanNotQueued) as exc:
         raise CliError(str(exc)) from None
     print_plan(repo_plan, args.json)
     if args.apply:
         return _follow(services, queued, int(installation), args.no_wait)
-    if failed:
-        raise CliError(f"write-back failed for {', '.join(failed)}; their reservations stand, "
-                       "re-run `plan --apply` to finish")
     return 0
 
 

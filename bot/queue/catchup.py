@@ -44,6 +44,7 @@ from model_assigner.bot.queue.jobs import JobQueue, QueueMeta
 from model_assigner.bot.queue.redecide import due_issue_keys
 from model_assigner.bot.settings import Settings
 from model_assigner.bot.store.protocol import StateStore
+from model_assigner.bot.store.state import State
 
 log = logging.getLogger("model_assigner.catchup")
 
@@ -155,9 +156,7 @@ class CatchUp:
 
     def sweep_issues(self) -> int:
         handler = self.services.handler
-        known = handler.store.view(
-            lambda state: set(state.records) | set(state.reservations)
-        )
+        known = handler.store.view(settled_keys)
         pending = self.services.queue.pending_keys()
         # Deferred by the online strategy and now worth their price: decided
         # again, as an `edited` delivery of their current state.
@@ -202,6 +201,17 @@ class CatchUp:
                                                   int(installation.id)):
                         enqueued += 1
         return enqueued
+
+
+def settled_keys(state: State) -> set[str]:
+    """The issues the store holds a decision of. A record with no issue
+    time is not one by itself: ``plan --apply`` leaves such a record (and
+    its reservation) before its label is written, and a plan that died
+    before queueing the issue leaves only that; the sweep then decides the
+    issue unless GitHub shows a model label on it (bot/plan.py's write-back
+    leaves the time unknown too, with the label written)."""
+    unsettled = {key for key, record in state.records.items() if record.issue_updated_at is None}
+    return (set(state.records) | set(state.reservations)) - unsettled
 
 
 def _installation_repositories(requester: Any) -> Iterator[dict[str, Any]]:

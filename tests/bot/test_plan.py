@@ -18,7 +18,12 @@ from responses import matchers
 from model_assigner.bot.cli.plan import plan_rows
 from model_assigner.bot.github.api import GitHubApp, InstallationGateway
 from model_assigner.bot.handling.handler import Handler
-from model_assigner.bot.plan import apply_plan, build_plan
+from model_assigner.bot.plan import RepoPlan, build_plan, reserve_plan
+from model_assigner.bot.plan_queue import PLAN_EVENT, enqueue_plan, plan_write_task
+from model_assigner.bot.queue.db import QueueDb, QueueDbError
+from model_assigner.bot.queue.jobs import SqliteJobQueue
+from model_assigner.bot.queue.ratelimit import RateLimiter
+from model_assigner.bot.queue.worker import Worker
 from model_assigner.bot.wiring import build_handler
 from model_assigner.core.types import Payment
 from tests.bot.rest_mock import API, BRANCH, R, RestMock
@@ -86,6 +91,25 @@ def parts(tmp_path: Path, rsps: responses.RequestsMock) -> tuple[Handler, Instal
     )
     gateway = GitHubApp(settings).installation(INSTALLATION)
     return handler, gateway
+
+
+def apply_plan(handler: Handler, gateway: InstallationGateway,
+               queue: SqliteJobQueue | None = None) -> tuple[RepoPlan, dict[str, int]]:
+    """``plan --apply``'s path: reserve, queue each issue, then a queue
+    worker writes them back; returns the plan and each issue's outcome status
+    (the entries' recorded outcomes)."""
+    repo_plan, left = reserve_plan(handler, gateway, gateway.github, REPO, NOW)
+    db = QueueDb(handler.store.path.with_name("queue.sqlite3"))
+    queue = queue or SqliteJobQueue(db)
+    queued = enqueue_plan(handler, queue, repo_plan, left, INSTALLATION)
+    worker = Worker(handler, queue, RateLimiter(db), max_attempts=1,
+                    tasks={PLAN_EVENT: plan_write_task(handler)})
+    worker.drain()
+    outcomes = {}
+    for key, delivery in queued.items():
+        outcome = queue.outcome(delivery)
+        outcomes[key] = -1 if outcome is None else outcome[0]
+    return repo_plan, outcomes
 
 
 def writes(rsps: responses.RequestsMock) -> list[tuple[str, str]]:
@@ -158,8 +182,8 @@ def test_apply_reserves_in_one_update_and_writes_like_a_webhook(
     gh = RestMock(rsps)
     planned = {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"}
     expect_writes(gh, planned)
-    _, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
-    assert failed == []
+    _, outcomes = apply_plan(handler, gateway)
+    assert set(outcomes.values()) == {200}
     state = handler.store.read()
     assert set(state.reservations) == {f"{REPO}#1", f"{REPO}#2"}
     assert state.reservations[f"{REPO}#1"].model == "opus-4.6"
@@ -177,8 +201,8 @@ def test_apply_reserves_in_one_update_and_writes_like_a_webhook(
     # Re-planning replaces the reservations: nothing is charged twice.
     spent = state.api_budget.spent_usd
     gh.rsps.calls.reset()
-    _, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
-    assert failed == []
+    _, outcomes = apply_plan(handler, gateway)
+    assert set(outcomes.values()) == {200}
     again = handler.store.read()
     assert again.subscriptions["claude"].tokens_used_month == claude.tokens_used_month
     assert again.api_budget.spent_usd == pytest.approx(spent)
@@ -382,8 +406,8 @@ def test_apply_leaves_an_issue_a_delivery_re_decided_meanwhile(
 
     rsps.remove(responses.GET, f"{R}/issues/1/comments")
     rsps.add_callback(responses.GET, f"{R}/issues/1/comments", callback=a_delivery_meanwhile)
-    _, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
-    assert failed == []
+    _, outcomes = apply_plan(handler, gateway)
+    assert set(outcomes.values()) == {200}
     assert not [w for w in writes(rsps) if "/issues/3/" in w[1]]
     state = handler.store.read()
     assert state.records[f"{REPO}#3"] == delivered[0]
@@ -410,8 +434,8 @@ def test_apply_leaves_an_issue_a_delivery_decided_while_github_was_read(
 
     rsps.remove(responses.GET, R)
     rsps.add_callback(responses.GET, R, callback=repository_then_a_delivery)
-    repo_plan, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
-    assert failed == [] and repo_plan.busy == [f"{REPO}#3"]
+    repo_plan, outcomes = apply_plan(handler, gateway)
+    assert set(outcomes.values()) == {200} and repo_plan.busy == [f"{REPO}#3"]
     assert f"{REPO}#3" not in {d.task_id for d in repo_plan.plan.decisions}
     assert not [w for w in writes(rsps) if "/issues/3/" in w[1]]
     state = handler.store.read()
@@ -449,11 +473,11 @@ def test_apply_leaves_an_issue_a_delivery_is_handling(
     delivery.start()
     held.wait(5.0)
     try:
-        repo_plan, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
+        repo_plan, outcomes = apply_plan(handler, gateway)
     finally:
         done.set()
         delivery.join()
-    assert failed == [] and repo_plan.busy == [f"{REPO}#2"]
+    assert set(outcomes.values()) == {200} and repo_plan.busy == [f"{REPO}#2"]
     assert not [w for w in writes(rsps) if "/issues/2/" in w[1]]
     state = handler.store.read()
     assert f"{REPO}#2" not in state.reservations and f"{REPO}#2" not in state.records
@@ -484,14 +508,14 @@ def test_re_planning_after_a_usage_report_reserves_nothing_more(
     handler, gateway = parts
     gh = RestMock(rsps)
     expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"})
-    apply_plan(handler, gateway, gateway.github, REPO, NOW)
+    apply_plan(handler, gateway)
     with handler.store.transaction(NOW) as state:
         record_report(state, f"{REPO}#1", UsageReport(run_id="r1", lines=[
             TokenUsage(input_tokens=7_000)]), handler.engine.models, NOW)
     assert handler.store.read().subscriptions["claude"].tokens_used_month == 7_000
     gh.edit_comment(601)
-    _, failed = apply_plan(handler, gateway, gateway.github, REPO, NOW)
-    assert failed == []
+    _, outcomes = apply_plan(handler, gateway)
+    assert set(outcomes.values()) == {200}
     state = handler.store.read()
     assert state.subscriptions["claude"].tokens_used_month == 7_000
     edited = [c for c in rsps.calls if c.request.method == "PATCH"]
@@ -686,3 +710,101 @@ def test_plan_and_plan_apply_give_the_same_outputs_on_postgresql(
     assert set(outputs["postgresql"]["state"]["reservations"]) == {f"{REPO}#1", f"{REPO}#2"}
     for key in outputs["json"]:
         assert outputs["postgresql"][key] == outputs["json"][key], key
+
+
+@pytest.mark.parametrize("stop", [QueueDbError("database is locked"), KeyboardInterrupt()])
+def test_plan_apply_stopped_while_queueing_releases_what_it_did_not_queue(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    stop: BaseException,
+) -> None:
+    """The queue's database fails (or Ctrl-C) on the second entry: the first
+    issue stays queued with its reservation; the others get theirs back, so
+    none is left reserved with no label coming. One line, no traceback."""
+    from model_assigner.bot.cli import main
+    from model_assigner.bot.store.codec import parse_state
+
+    state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
+    accept = SqliteJobQueue.accept
+    calls: list[str] = []
+
+    def fails_second(self: SqliteJobQueue, delivery: str, *rest: Any) -> bool:
+        calls.append(delivery)
+        if len(calls) == 2:
+            raise stop
+        return accept(self, delivery, *rest)
+
+    monkeypatch.setattr(SqliteJobQueue, "accept", fails_second)
+    status = main(["plan", REPO, "--apply", "--no-wait"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "1 issue(s) queued, 2 reservation(s) released" in err
+    (job,) = SqliteJobQueue(QueueDb(state_path.with_name("queue.sqlite3"))).jobs()
+    state = parse_state(state_path.read_bytes(), str(state_path))
+    # Only the queued issue holds a reservation, and a record awaiting its write.
+    assert set(state.reservations) <= {job.key} and set(state.records) == {job.key}
+    spent = sum(r.payment.cost_usd for r in state.reservations.values()
+                if r.payment.kind == "api")
+    assert state.api_budget.spent_usd == pytest.approx(spent)
+    assert writes(rsps) == []
+
+
+def test_a_usage_comment_written_after_the_plan_reserved_does_not_make_it_skip(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    """A usage job edits issue 1's comment (and so its record's comment id
+    and digest) between the plan's reservation and its write-back: that is
+    no re-decision, so the plan still writes issue 1 rather than leaving its
+    new reservation under the old label."""
+    from model_assigner.bot.comment import MARKER
+    from model_assigner.bot.usage_store import record_report
+    from model_assigner.bot.usage_writeback import write_usage_comment
+    from model_assigner.core.usage import TokenUsage, UsageReport
+    from tests.bot.support import BOT
+
+    handler, gateway = parts
+    gh = RestMock(rsps)
+    expect_writes(gh, {1: "model:opus-4.6", 2: "model:glm-4.7", 3: "model:deferred"})
+    apply_plan(handler, gateway)
+    with handler.store.transaction(NOW) as state:
+        record_report(state, f"{REPO}#1", UsageReport(run_id="r1", lines=[
+            TokenUsage(input_tokens=7_000)]), handler.engine.models, NOW)
+    repo_plan, left = reserve_plan(handler, gateway, gateway.github, REPO, NOW)
+    db = QueueDb(handler.store.path.with_name("queue.sqlite3"))
+    queue = SqliteJobQueue(db)
+    queued = enqueue_plan(handler, queue, repo_plan, left, INSTALLATION)
+    rsps.remove(responses.GET, f"{R}/issues/1/comments")
+    gh.comments(1, [(601, BOT, f"{MARKER}\nthe plan's comment")])
+    gh.edit_comment(601)
+    assert write_usage_comment(handler, gateway, REPO, 1)  # the usage job, first
+    Worker(handler, queue, RateLimiter(db), max_attempts=1,
+           tasks={PLAN_EVENT: plan_write_task(handler)}).drain()
+    outcome = queue.outcome(queued[f"{REPO}#1"])
+    assert outcome is not None and outcome[1]["status"] == "assigned", outcome
+    state = handler.store.read()
+    assert state.reservations[f"{REPO}#1"].model == "opus-4.6"
+    assert state.records[f"{REPO}#1"].label == "model:opus-4.6"
+
+
+def test_a_plan_entry_without_an_installation_ends_at_once_and_releases(
+    parts: tuple[Handler, InstallationGateway], rsps: responses.RequestsMock
+) -> None:
+    """No installation: no gateway can write it. The entry ends with a clear
+    outcome (no retries to a dead letter) and the plan's reservation goes."""
+    handler, gateway = parts
+    repo_plan, left = reserve_plan(handler, gateway, gateway.github, REPO, NOW)
+    assert handler.store.read().reservations
+    db = QueueDb(handler.store.path.with_name("queue.sqlite3"))
+    queue = SqliteJobQueue(db)
+    queued = enqueue_plan(handler, queue, repo_plan, left, None)
+    Worker(handler, queue, RateLimiter(db), max_attempts=8, retry_base=0.0,
+           tasks={PLAN_EVENT: plan_write_task(handler)}).drain()
+    assert queue.jobs() == []  # none dead, none waiting
+    for delivery in queued.values():
+        outcome = queue.outcome(delivery)
+        assert outcome is not None and outcome[0] == 400
+        assert "without an installation" in outcome[1]["error"]
+    state = handler.store.read()
+    assert state.reservations == {} and state.api_budget.spent_usd == 0
+    assert writes(rsps) == []

@@ -1,0 +1,63 @@
+"""The catch-up sweep (bot/queue/catchup.py) against an installation whose
+open issue a ``plan --apply`` reserved and then died before writing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import responses
+
+from model_assigner.bot.queue.catchup import CatchUp
+from model_assigner.bot.settings import Settings
+from model_assigner.bot.store.state import IssueRecord, Reservation, State
+from model_assigner.bot.wiring import build_services
+from model_assigner.core.types import Payment
+from tests.bot.rest_mock import API, RestMock
+from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, rest_example, webhook
+from tests.helpers import CONFIG_DIR
+
+NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
+KEY = f"{REPO}#1"  # the documented payloads' issue
+
+
+def a_plan_died_after_reserving(state: State) -> None:
+    """What reserve_plan leaves before the issue's label is written: a
+    reservation, and a record with no issue time (and no label yet)."""
+    payment = Payment(kind="api", family="x", tokens=1000, cost_usd=0.01,
+                      remaining_budget_usd=99.99)
+    state.reserve(KEY, Reservation(model="glm-4.7", payment=payment, charged_at=NOW))
+    state.records[KEY] = IssueRecord()
+
+
+@pytest.mark.parametrize(("labels", "enqueued"), [([], 1), (["model:glm-4.7"], 0)])
+def test_the_sweep_decides_an_issue_a_dead_plan_reserved_but_never_labelled(
+    tmp_path: Path, labels: list[str], enqueued: int
+) -> None:
+    """No model label on GitHub: the record with no issue time is no decision,
+    so the sweep enqueues the issue (its delivery replaces the reservation).
+    With the label written, the issue is decided and left alone."""
+    settings = Settings(app_id=APP_ID, private_key=app_key().private_pem, webhook_secret=SECRET,
+                        api_url="https://api.github.com", state_path=tmp_path / "state.json",
+                        config_dir=CONFIG_DIR, bot_login=None)
+    services = build_services(settings, clock=lambda: NOW)
+    services.store.apply(NOW, a_plan_died_after_reserving)
+    issue = webhook("issues.opened", labels=labels)["issue"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        gh = RestMock(rsps)
+        gh.app()
+        gh.token()
+        installations = rest_example("apps/list-installations")
+        installations[0].update(id=INSTALLATION)
+        rsps.get(f"{API}/app/installations", json=installations[:1])
+        repo = rest_example("repos/get")
+        repo.update(full_name=REPO, default_branch="main", url=f"{API}/repos/{REPO}")
+        listing = rest_example("apps/list-repos-accessible-to-installation")
+        listing.update(total_count=1, repositories=[repo])
+        rsps.get(f"{API}/installation/repositories", json=listing)
+        rsps.get(f"{API}/repos/{REPO}", json=repo)
+        rsps.get(f"{API}/repos/{REPO}/issues", json=[issue])
+        gh.issue(issue)
+        assert CatchUp(services).sweep_issues() == enqueued
+    assert services.queue.pending_keys() == ({KEY} if enqueued else set())
