@@ -722,7 +722,7 @@ def test_plan_apply_stopped_while_queueing_releases_what_it_did_not_queue(
     issue stays queued with its reservation; the others get theirs back, so
     none is left reserved with no label coming. One line, no traceback."""
     from model_assigner.bot.cli import main
-    from model_assigner.bot.store.codec import parse_state
+    from model_assigner.bot.store.json_store import load_files
 
     state_path = cli_env(monkeypatch, tmp_path / "cli", rsps)
     accept = SqliteJobQueue.accept
@@ -741,7 +741,7 @@ def test_plan_apply_stopped_while_queueing_releases_what_it_did_not_queue(
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "1 issue(s) queued, 2 reservation(s) released" in err
     (job,) = SqliteJobQueue(QueueDb(state_path.with_name("queue.sqlite3"))).jobs()
-    state = parse_state(state_path.read_bytes(), str(state_path))
+    state = load_files(state_path)  # with its journal
     # Only the queued issue holds a reservation, and a record awaiting its write.
     assert set(state.reservations) <= {job.key} and set(state.records) == {job.key}
     spent = sum(r.payment.cost_usd for r in state.reservations.values()
