@@ -393,6 +393,7 @@ def test_issue_lock_excludes_another_process_and_dies_with_it(pg_url: str) -> No
     held, release = MP.Event(), MP.Event()
     child = MP.Process(target=_hold, args=(pg_url, "o/r#1", held, release))
     child.start()
+    killed = False
     try:
         assert held.wait(20)
         locks = store.issue_locks
@@ -411,12 +412,20 @@ def test_issue_lock_excludes_another_process_and_dies_with_it(pg_url: str) -> No
         import signal
 
         os.kill(child.pid, signal.SIGKILL)  # its connection goes, and the lock with it
+        killed = True
         assert got.wait(20)
         taker.join(5)
     finally:
-        if child.is_alive():  # (an Event a killed waiter held must not be touched)
+        # Never set an Event a killed process was waiting on: set() waits for
+        # every sleeper to wake, and a dead one never does. is_alive() is no
+        # guide: until the child is reaped it still says True (the hang seen
+        # under load).
+        if not killed:
             release.set()
         child.join(10)
+        if child.is_alive():
+            child.kill()
+            child.join(5)
     assert not store.issue_locks.busy("o/r#1")
     store.release()
 
