@@ -79,6 +79,20 @@ class RestMock:
 
     # -- reads -------------------------------------------------------------------
 
+    def installation_with_issues(self, issues: list[dict[str, Any]]) -> None:
+        """What the catch-up's sweep reads: the App's one installation, its one
+        repository (REPO) and that repository's open ``issues``."""
+        installations = rest_example("apps/list-installations")
+        installations[0].update(id=INSTALLATION)
+        self.rsps.get(f"{API}/app/installations", json=installations[:1])
+        repo = rest_example("repos/get")
+        repo.update(full_name=REPO, default_branch="main", url=f"{API}/repos/{REPO}")
+        listing = rest_example("apps/list-repos-accessible-to-installation")
+        listing.update(total_count=1, repositories=[repo])
+        self.rsps.get(f"{API}/installation/repositories", json=listing)
+        self.rsps.get(f"{API}/repos/{REPO}", json=repo)
+        self.rsps.get(f"{API}/repos/{REPO}/issues", json=issues)
+
     def issue(self, issue: dict[str, Any], status: int = 200) -> None:
         number = issue["number"]
         if status == 200:

@@ -14,8 +14,8 @@ from model_assigner.bot.settings import Settings
 from model_assigner.bot.store.state import IssueRecord, Reservation, State
 from model_assigner.bot.wiring import build_services
 from model_assigner.core.types import Payment
-from tests.bot.rest_mock import API, RestMock
-from tests.bot.support import APP_ID, INSTALLATION, REPO, SECRET, app_key, rest_example, webhook
+from tests.bot.rest_mock import RestMock
+from tests.bot.support import APP_ID, REPO, SECRET, app_key, webhook
 from tests.helpers import CONFIG_DIR
 
 NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
@@ -48,16 +48,7 @@ def test_the_sweep_decides_an_issue_a_dead_plan_reserved_but_never_labelled(
         gh = RestMock(rsps)
         gh.app()
         gh.token()
-        installations = rest_example("apps/list-installations")
-        installations[0].update(id=INSTALLATION)
-        rsps.get(f"{API}/app/installations", json=installations[:1])
-        repo = rest_example("repos/get")
-        repo.update(full_name=REPO, default_branch="main", url=f"{API}/repos/{REPO}")
-        listing = rest_example("apps/list-repos-accessible-to-installation")
-        listing.update(total_count=1, repositories=[repo])
-        rsps.get(f"{API}/installation/repositories", json=listing)
-        rsps.get(f"{API}/repos/{REPO}", json=repo)
-        rsps.get(f"{API}/repos/{REPO}/issues", json=[issue])
+        gh.installation_with_issues([issue])
         gh.issue(issue)
         assert CatchUp(services).sweep_issues() == enqueued
     assert services.queue.pending_keys() == ({KEY} if enqueued else set())

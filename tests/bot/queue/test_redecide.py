@@ -69,13 +69,11 @@ def test_the_catch_up_enqueues_a_due_issue_as_an_edit(tmp_path: Path) -> None:
 
     from model_assigner.bot.queue.catchup import CatchUp
     from model_assigner.bot.wiring import build_services
-    from tests.bot.rest_mock import API, RestMock
+    from tests.bot.rest_mock import RestMock
     from tests.bot.support import (
         APP_ID,
         INSTALLATION,
-        REPO,
         app_key,
-        rest_example,
         webhook,
     )
 
@@ -90,16 +88,7 @@ def test_the_catch_up_enqueues_a_due_issue_as_an_edit(tmp_path: Path) -> None:
         gh = RestMock(rsps)
         gh.app()
         gh.token()
-        installations = rest_example("apps/list-installations")
-        installations[0].update(id=INSTALLATION)
-        rsps.get(f"{API}/app/installations", json=installations[:1])
-        repo = rest_example("repos/get")
-        repo.update(full_name=REPO, default_branch="main", url=f"{API}/repos/{REPO}")
-        listing = rest_example("apps/list-repos-accessible-to-installation")
-        listing.update(total_count=1, repositories=[repo])
-        rsps.get(f"{API}/installation/repositories", json=listing)
-        rsps.get(f"{API}/repos/{REPO}", json=repo)
-        rsps.get(f"{API}/repos/{REPO}/issues", json=[issue])
+        gh.installation_with_issues([issue])
         gh.issue(issue)
         assert CatchUp(services).sweep_issues() == 1
     assert services.queue.pending_keys() == {KEY}
