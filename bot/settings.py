@@ -14,9 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from model_assigner.bot import resources
+from model_assigner.bot.github.app_key import parsed_key
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_STATE = "data/state.json"
@@ -153,9 +153,11 @@ def _private_key(env: Mapping[str, str]) -> str | None:
     if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
         raise SettingsError(f"{source}: not a PEM private key")
     # PEM armour around a truncated or mangled body would pass the check above
-    # and fail only when the first JWT is signed, on the first delivery.
+    # and fail only when the first JWT is signed, on the first delivery. Parsed
+    # here once, in gunicorn's master: its workers sign with this key object
+    # (bot/github/app_key.py).
     try:
-        load_pem_private_key(text.encode("utf-8", errors="replace"), password=None)
+        parsed_key(text)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise SettingsError(f"{source}: not a usable PEM private key") from None
     return text

@@ -31,6 +31,7 @@ import requests
 from github import Auth, Github, GithubException, GithubIntegration
 from github.IssueComment import IssueComment
 
+from model_assigner.bot.github.app_key import jwt_signer
 from model_assigner.bot.github.conditional import ConditionalReads
 from model_assigner.bot.github.gateway import (
     CommentGone,
@@ -131,7 +132,7 @@ class GitHubApp:
     def __init__(self, settings: Settings, limiter: RateLimits | None = None) -> None:
         assert settings.app_id is not None and settings.private_key is not None
         self.limiter = limiter
-        self._auth = Auth.AppAuth(settings.app_id, settings.private_key)
+        self._auth = Auth.AppAuth(settings.app_id, sign_func=jwt_signer(settings.private_key))
         options = {**CLIENT_OPTIONS, "timeout": BudgetTimeout(CLIENT_OPTIONS["timeout"])}
         self.integration = GithubIntegration(
             auth=self._auth, base_url=settings.api_url, retry=delivery_retry(), **options

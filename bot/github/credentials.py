@@ -19,6 +19,7 @@ from collections.abc import Callable
 import requests
 from github import Auth, GithubException, GithubIntegration
 
+from model_assigner.bot.github.app_key import jwt_signer
 from model_assigner.bot.settings import Settings
 
 RECHECK_SECONDS = 60.0
@@ -33,7 +34,7 @@ class CredentialsCheck:
         assert settings.app_id is not None and settings.private_key is not None
         self.app_id = settings.app_id
         self._integration = GithubIntegration(
-            auth=Auth.AppAuth(settings.app_id, settings.private_key),
+            auth=Auth.AppAuth(settings.app_id, sign_func=jwt_signer(settings.private_key)),
             base_url=settings.api_url, timeout=TIMEOUT_SECONDS, retry=None,
             seconds_between_requests=None, seconds_between_writes=None,
         )
