@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -166,13 +167,12 @@ class CatchUp:
         for installation in self.app.integration.get_installations():
             gateway = self.app.installation(int(installation.id))
             gateway._read_gate()
-            github = gateway.github
-            for repo in _installation_repositories(github.requester):
+            requester = gateway.github.requester
+            for repo in _installation_repositories(requester):
                 name, branch = repo.get("full_name"), repo.get("default_branch") or "main"
                 if not isinstance(name, str):
                     continue
-                for issue in github.get_repo(name).get_issues(state="open"):
-                    raw: dict[str, Any] = issue.raw_data
+                for raw in _open_issues(requester, name):
                     if "pull_request" in raw or not isinstance(raw.get("number"), int):
                         continue
                     key = issue_key(name, raw["number"])
@@ -215,16 +215,33 @@ def settled_keys(state: State) -> set[str]:
 
 
 def _installation_repositories(requester: Any) -> Iterator[dict[str, Any]]:
-    """Every repository of the installation: GitHub pages them (at most 100
-    a page, a Link header to the next), and an installation on a large
-    organisation has more than one page."""
-    url: str | None = "/installation/repositories"
-    parameters: dict[str, Any] | None = {"per_page": PER_PAGE}
-    while url is not None:
-        headers, data = requester.requestJsonAndCheck("GET", url, parameters=parameters)
-        repos = data.get("repositories", []) if isinstance(data, dict) else []
-        yield from (repo for repo in repos if isinstance(repo, dict))
-        url, parameters = _next_link(headers), None
+    """Every repository of the installation: an installation on a large
+    organisation has more than one page of them."""
+    return _pages(requester, "/installation/repositories", {},
+                  lambda data: data.get("repositories") if isinstance(data, dict) else None)
+
+
+def _open_issues(requester: Any, repo: str) -> Iterator[dict[str, Any]]:
+    """The repository's open issues (and pull requests, which the caller
+    skips), as the listing returns them: one request per 100. Not through
+    PyGithub's ``Issue.raw_data``, which fetches each listed issue again
+    (one more request per open issue, every sweep)."""
+    return _pages(requester, f"/repos/{urllib.parse.quote(repo, safe='/')}/issues",
+                  {"state": "open"}, lambda data: data if isinstance(data, list) else None)
+
+
+def _pages(requester: Any, url: str, parameters: dict[str, Any],
+           items: Callable[[Any], object]) -> Iterator[dict[str, Any]]:
+    """Every item of a listing GitHub pages (at most 100 a page, a Link
+    header to the next)."""
+    next_url: str | None = url
+    query: dict[str, Any] | None = {**parameters, "per_page": PER_PAGE}
+    while next_url is not None:
+        headers, data = requester.requestJsonAndCheck("GET", next_url, parameters=query)
+        found = items(data)
+        if isinstance(found, list):
+            yield from (item for item in found if isinstance(item, dict))
+        next_url, query = _next_link(headers), None
 
 
 def _ok(status: object) -> bool:

@@ -90,7 +90,6 @@ class RestMock:
         listing = rest_example("apps/list-repos-accessible-to-installation")
         listing.update(total_count=1, repositories=[repo])
         self.rsps.get(f"{API}/installation/repositories", json=listing)
-        self.rsps.get(f"{API}/repos/{REPO}", json=repo)
         self.rsps.get(f"{API}/repos/{REPO}/issues", json=issues)
 
     def issue(self, issue: dict[str, Any], status: int = 200) -> None:

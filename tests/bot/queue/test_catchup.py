@@ -14,7 +14,7 @@ from model_assigner.bot.settings import Settings
 from model_assigner.bot.store.state import IssueRecord, Reservation, State
 from model_assigner.bot.wiring import build_services
 from model_assigner.core.types import Payment
-from tests.bot.rest_mock import RestMock
+from tests.bot.rest_mock import API, RestMock
 from tests.bot.support import APP_ID, REPO, SECRET, app_key, webhook
 from tests.helpers import CONFIG_DIR
 
@@ -49,6 +49,41 @@ def test_the_sweep_decides_an_issue_a_dead_plan_reserved_but_never_labelled(
         gh.app()
         gh.token()
         gh.installation_with_issues([issue])
-        gh.issue(issue)
         assert CatchUp(services).sweep_issues() == enqueued
     assert services.queue.pending_keys() == ({KEY} if enqueued else set())
+
+
+def test_the_sweep_reads_open_issues_a_page_at_a_time_and_no_issue_again(
+    tmp_path: Path,
+) -> None:
+    """One request per 100 open issues, following GitHub's Link header, and
+    none per issue: each listed issue is enqueued as listed (PyGithub's
+    ``Issue.raw_data`` would GET each one again, every sweep)."""
+    settings = Settings(app_id=APP_ID, private_key=app_key().private_pem, webhook_secret=SECRET,
+                        api_url="https://api.github.com", state_path=tmp_path / "state.json",
+                        config_dir=CONFIG_DIR, bot_login=None)
+    services = build_services(settings, clock=lambda: NOW)
+    template = webhook("issues.opened")["issue"]
+    issues = [{**template, "number": n, "title": f"Issue {n}", "labels": []}
+              for n in range(1, 151)]
+    # As GitHub writes it: no port (PyGithub refuses a port its base URL lacks).
+    second = "https://api.github.com/repositories/1296269/issues?state=open&per_page=100&page=2"
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        gh = RestMock(rsps)
+        gh.token()
+        gh.installation_with_issues([])
+        rsps.replace(responses.GET, f"{API}/repos/{REPO}/issues", json=issues[:100],
+                     headers={"Link": f'<{second}>; rel="next", <{second}>; rel="last"'})
+        rsps.get(f"{API}/repositories/1296269/issues", json=issues[100:], match=[
+            responses.matchers.query_param_matcher({"state": "open", "per_page": "100",
+                                                    "page": "2"})])
+        assert CatchUp(services).sweep_issues() == 150
+        reads = [(method, url.split("?")[0]) for method, url in gh.summary()
+                 if method == "GET"]
+    assert reads == [
+        ("GET", "/app/installations"),
+        ("GET", "/installation/repositories"),
+        ("GET", f"/repos/{REPO}/issues"),
+        ("GET", "/repositories/1296269/issues"),
+    ]
+    assert services.queue.pending_keys() == {f"{REPO}#{n}" for n in range(1, 151)}
