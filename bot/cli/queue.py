@@ -121,6 +121,7 @@ def _queue_command(args: argparse.Namespace, queue: JobQueue, limiter: RateLimit
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Queue workers without a web server, until SIGTERM or SIGINT."""
+    from model_assigner.bot.heap import settle
     from model_assigner.bot.settings import SettingsError, load_settings
     from model_assigner.bot.store.state import StoreError
     from model_assigner.bot.wiring import build_services, configure_logging
@@ -133,6 +134,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except (SettingsError, ConfigError, StoreError, QueueDbError) as exc:
         raise _fail(str(exc)) from None
     worker = services.worker(threads=args.threads)
+    settle()  # bot/heap.py: no full collection walks the modules' objects again
     stopping: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:

@@ -111,11 +111,14 @@ class BoundedReadWorker(ThreadWorker):  # type: ignore[misc]
 
     def load_wsgi(self) -> None:
         """In the worker process, once it has the app (after the fork under
-        --preload): start the app's queue workers, so that a process that
-        receives no request still works the queue (bot/web/app.py)."""
+        --preload): settle the heap (bot/heap.py: no full collection walks the
+        modules' objects again), then start the app's queue workers, so that a
+        process that receives no request still works the queue (bot/web/app.py)."""
+        from model_assigner.bot.heap import settle
         from model_assigner.bot.web.app import START_WORKERS
 
         super().load_wsgi()
+        settle()
         start = getattr(self.wsgi, "extensions", {}).get(START_WORKERS)
         if callable(start):
             start()

@@ -1,0 +1,37 @@
+"""Settle a long-running process's heap: load what a decision imports lazily,
+then tell the garbage collector to leave what exists now alone.
+
+Why: a full (generation 2) collection walks every object the collector
+tracks, and ~95,000 of a server's are its modules' (scipy, pydantic,
+PyGithub, Flask), which never die. With them in, each full pass held the GIL
+for 35-90 ms, every few seconds in each process under load: the p99 of
+bystander decisions (bench/bench_hostile.py) and of acknowledgements came
+from those pauses. ``gc.freeze()`` moves every object alive now to the
+permanent generation, which no collection walks (CPython's advice for
+servers that fork workers; the pages then also stay shared with the master).
+Objects created later are collected as ever; frozen ones are still freed by
+reference counting, only a cycle among them would be kept, so the garbage
+is collected once first.
+
+Called once per process that serves: each gunicorn worker once it has the
+app (bot/web/worker.py), and ``model-assigner worker``.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+
+# Imported on the first decision that needs them (core/online_prices.py and
+# core/optimal_solve.py import scipy inside the function, to keep the
+# command line quick): imported here, before the heap is frozen.
+LAZY_MODULES = ("numpy", "scipy.optimize", "scipy.sparse")
+
+
+def settle() -> int:
+    """Import LAZY_MODULES, collect, freeze; the number of objects frozen."""
+    for name in LAZY_MODULES:
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
