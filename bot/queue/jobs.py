@@ -45,6 +45,12 @@ from model_assigner.bot.queue.dialect import Dialect
 MEMORY_SECONDS = 4 * 24 * 3600
 DEFAULT_LEASE = 300.0
 DEFAULT_MAX_ATTEMPTS = 8
+# The coalesced delivery ids a waiting job keeps (their outcome is written
+# when it finishes). Each accept rewrites the job's row: an issue sent
+# thousands of events while its job waits (a rate limit holds it for an hour)
+# must not make that row, and every accept, grow with them. Past this many,
+# the oldest get their outcome at once: coalesced into the newest delivery.
+MAX_COALESCED = 100
 CLOSE_ACTIONS = frozenset({"closed", "deleted", "transferred"})
 # The usage section of the bot's comment to write (bot/usage_writeback.py):
 # it renders the store's usage when it runs, so one of them is enough.
@@ -289,6 +295,17 @@ class SqlJobQueue:
                 kept, replaced = _merge([Entry.of(e) for e in doc["entries"]], entry)
                 doc["entries"] = [e.as_json() for e in kept]
                 doc["coalesced"] = [*doc["coalesced"], *([e.delivery, e.seq] for e in replaced)]
+                if len(doc["coalesced"]) > MAX_COALESCED:
+                    overflow = doc["coalesced"][:-MAX_COALESCED]
+                    doc["coalesced"] = doc["coalesced"][-MAX_COALESCED:]
+                    body = json.dumps({"status": "coalesced", "coalesced": True,
+                                       "into": delivery})
+                    self.dialect.execute_many(
+                        conn,
+                        "INSERT INTO {outcomes} (delivery, job, status, body, finished_at) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (delivery) DO NOTHING",
+                        [(d, key, 202, body, now) for d, _ in overflow],
+                    )
                 if found[1] == "dead":  # a new delivery revives it, with fresh attempts
                     self._x(
                         conn,

@@ -15,7 +15,7 @@ import pytest
 from model_assigner.bot.github.gateway import GitHubRateLimited
 from model_assigner.bot.pg import Database
 from model_assigner.bot.queue.db import QueueDb
-from model_assigner.bot.queue.jobs import JobQueue, SqliteJobQueue
+from model_assigner.bot.queue.jobs import MAX_COALESCED, JobQueue, SqliteJobQueue
 from model_assigner.bot.queue.pg import PgJobQueue, PgRateLimiter
 from model_assigner.bot.queue.ratelimit import RateLimiter, RateLimits, RatePolicy
 
@@ -85,6 +85,33 @@ def test_a_burst_for_one_issue_is_one_job_decided_from_its_newest_payload(backen
     queue.finish(job, {"d1": (200, {"status": "assigned"})}, (200, {"status": "assigned"}))
     assert queue.outcome("d0") == (200, {"status": "assigned", "coalesced": True})
     assert queue.stats().waiting == 0 and queue.pending_keys() == set()
+
+
+def test_a_waiting_job_keeps_a_bounded_list_of_the_deliveries_it_coalesced(
+    backend: Any,
+) -> None:
+    """Thousands of events for one issue while its job waits: the job's row
+    keeps the newest MAX_COALESCED ids; every older one has its outcome at
+    once (coalesced into the newest), and the rest get the job's when it
+    finishes. No delivery is left without an outcome."""
+    make_queue, _ = backend
+    clock = Clock()
+    queue = make_queue(clock)
+    count = MAX_COALESCED * 3
+    for n in range(count):
+        queue.accept(f"d{n}", "issues", opened(1, f"2026-01-01T00:{n // 60:02}:{n % 60:02}Z",
+                                                "edited"), "o/r#1", 7)
+    job = make_queue(clock).claim("w1")
+    assert job is not None and [e.delivery for e in job.entries] == [f"d{count - 1}"]
+    assert len(job.coalesced) == MAX_COALESCED
+    assert queue.outcome("d0") == (202, {"status": "coalesced", "coalesced": True,
+                                         "into": f"d{MAX_COALESCED + 1}"})
+    queue.finish(job, {f"d{count - 1}": (200, {"status": "assigned"})},
+                 (200, {"status": "assigned"}))
+    outcomes = [queue.outcome(f"d{n}") for n in range(count)]
+    assert all(found is not None for found in outcomes)
+    assert outcomes[count - 2] == (200, {"status": "assigned", "coalesced": True})
+    assert queue.stats().waiting == 0
 
 
 def test_a_delivery_arriving_while_its_job_runs_is_kept_for_another_turn(backend: Any) -> None:
