@@ -7,11 +7,12 @@ PyGithub, Flask), which never die. With them in, each full pass held the GIL
 for 35-90 ms, every few seconds in each process under load: the p99 of
 bystander decisions (bench/bench_hostile.py) and of acknowledgements came
 from those pauses. ``gc.freeze()`` moves every object alive now to the
-permanent generation, which no collection walks (CPython's advice for
-servers that fork workers; the pages then also stay shared with the master).
-Objects created later are collected as ever; frozen ones are still freed by
-reference counting, only a cycle among them would be kept, so the garbage
-is collected once first.
+permanent generation, which no collection walks. Done in each worker after
+gunicorn's fork, not in the master before it: it touches every object's
+header, as the worker's first full collection did anyway, so it costs no
+memory the worker was not already copying. Objects created later are
+collected as ever; frozen ones are still freed by reference counting, only
+a cycle among them would be kept, so the garbage is collected once first.
 
 Called once per process that serves: each gunicorn worker once it has the
 app (bot/web/worker.py), and ``model-assigner worker``.
