@@ -23,15 +23,19 @@ from __future__ import annotations
 import gc
 import importlib
 
-# Imported on the first decision that needs them (core/online_prices.py and
-# core/optimal_solve.py import scipy inside the function, to keep the
-# command line quick): imported here, before the heap is frozen.
+# Imported on the first decision of the strategies that solve with scipy
+# (core/online_prices.py and core/optimal_solve.py import it inside the
+# function, to keep the command line quick): imported here, before the heap
+# is frozen, when the operator's strategy is one of them (a repository may not
+# change the strategy). ~50 MB a process: not for the greedy strategies.
 LAZY_MODULES = ("numpy", "scipy.optimize", "scipy.sparse")
+SOLVING_STRATEGIES = frozenset({"online", "optimal"})
 
 
-def settle() -> int:
-    """Import LAZY_MODULES, collect, freeze; the number of objects frozen."""
-    for name in LAZY_MODULES:
+def settle(strategy: str | None = None) -> int:
+    """Import LAZY_MODULES when ``strategy`` (the operator's, None: not
+    known) solves with scipy, collect, freeze; the number of objects frozen."""
+    for name in LAZY_MODULES if strategy is None or strategy in SOLVING_STRATEGIES else ():
         importlib.import_module(name)
     gc.collect()
     gc.freeze()

@@ -134,7 +134,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except (SettingsError, ConfigError, StoreError, QueueDbError) as exc:
         raise _fail(str(exc)) from None
     worker = services.worker(threads=args.threads)
-    settle()  # bot/heap.py: no full collection walks the modules' objects again
+    # bot/heap.py: no full collection walks the modules' objects again
+    settle(services.handler.engine.scoring.quota_strategy)
     stopping: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:

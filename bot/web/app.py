@@ -46,6 +46,9 @@ KNOWN_EVENTS = frozenset(
 
 # app.extensions key: what starts this app's queue workers in a process.
 START_WORKERS = "model_assigner.start_workers"
+# app.extensions key: the operator's quota strategy (bot/heap.py: whether a
+# serving process loads scipy before it freezes its heap).
+STRATEGY = "model_assigner.quota_strategy"
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -140,6 +143,7 @@ def create_app(
     app = Flask("model_assigner")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["model_assigner.store"] = store  # tests close its connections
+    app.extensions[STRATEGY] = handler.engine.scoring.quota_strategy
     catalog_models = frozenset(model.name for model in handler.engine.models)
     count = count_outcome(catalog_models)
     if not settings.inline_delivery:

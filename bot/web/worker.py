@@ -115,10 +115,10 @@ class BoundedReadWorker(ThreadWorker):  # type: ignore[misc]
         modules' objects again), then start the app's queue workers, so that a
         process that receives no request still works the queue (bot/web/app.py)."""
         from model_assigner.bot.heap import settle
-        from model_assigner.bot.web.app import START_WORKERS
+        from model_assigner.bot.web.app import START_WORKERS, STRATEGY
 
         super().load_wsgi()
-        settle()
+        settle(getattr(self.wsgi, "extensions", {}).get(STRATEGY))
         start = getattr(self.wsgi, "extensions", {}).get(START_WORKERS)
         if callable(start):
             start()
